@@ -1,0 +1,53 @@
+"""Method registry: adding a method is one file plus one line here."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import nn
+
+from distillation_studies.core.config import parse_dataclass
+from distillation_studies.core.errors import ConfigError
+from distillation_studies.core.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
+from distillation_studies.core.methods.ce import CrossEntropy
+from distillation_studies.core.methods.fitnet import FitNet
+from distillation_studies.core.methods.kd import KnowledgeDistillation
+from distillation_studies.core.methods.rkd import RelationalKD
+from distillation_studies.core.models import feature_shapes
+
+METHODS: dict[str, type[DistillationMethod]] = {
+    "ce": CrossEntropy,
+    "kd": KnowledgeDistillation,
+    "fitnet": FitNet,
+    "rkd": RelationalKD,
+}
+
+__all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]
+
+
+def method_class(name: str, where: str) -> type[DistillationMethod]:
+    if name not in METHODS:
+        raise ConfigError(f"{where}: unknown method {name!r}; allowed methods: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def parse_method_config(name: str, raw: Mapping[str, Any] | None, where: str) -> Any:
+    """The method's frozen config from its settings; unknown keys and bad values name ``where.key``."""
+    return parse_dataclass(method_class(name, where).Config, raw, where)
+
+
+def build_method(
+    name: str, config: Any, student: nn.Module, teacher: nn.Module | None, num_train: int, where: str = "method"
+) -> DistillationMethod:
+    """Instantiate a method sized to the models' real feature shapes (layers are checked here)."""
+    cls = method_class(name, where)
+    student_layers, teacher_layers = cls.layers(config)
+    if cls.needs_teacher and teacher is None:
+        raise ConfigError(f"{where}: method {name!r} needs a teacher model")
+    try:
+        student_shapes = feature_shapes(student, student_layers)
+        teacher_shapes = feature_shapes(teacher, teacher_layers) if teacher is not None else {}
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    setup = MethodSetup(student_shapes, teacher_shapes, student.spec["num_classes"], num_train)
+    return cls(config, setup)

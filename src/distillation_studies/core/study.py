@@ -1,0 +1,165 @@
+"""The whole study configuration, validated in full before any training starts.
+
+``validate_study(params)`` reads the Kedro parameters tree (plain dicts), checks every key and
+value, builds the teacher and student once to check feature layers and adapter shapes, and returns
+a frozen ``StudyConfig``. Every error is a ``ConfigError`` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from distillation_studies.core.config import parse_dataclass, require_positive
+from distillation_studies.core.data import EMBEDDED_SHAPES, SplitConfig
+from distillation_studies.core.errors import ConfigError
+from distillation_studies.core.methods import build_method, method_class, parse_method_config
+from distillation_studies.core.models import build_model, make_spec
+from distillation_studies.core.training import TrainConfig
+
+TOP_LEVEL_KEYS = ["data", "teacher", "student", "methods", "seeds", "evaluation", "comparison", "tracking"]
+METHOD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist5k"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+    def check(self, where: str) -> None:
+        if self.dataset not in EMBEDDED_SHAPES:
+            raise ConfigError(f"{where}.dataset: unknown dataset {self.dataset!r}; allowed datasets: {sorted(EMBEDDED_SHAPES)}")
+        self.split().check(where)
+
+    def split(self) -> SplitConfig:
+        return SplitConfig(self.val_fraction, self.test_fraction, self.split_seed)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    ece_bins: int = 15
+    latency_repeats: int = 50
+    throughput_batch: int = 256
+
+    def check(self, where: str) -> None:
+        require_positive(self, where, "ece_bins", "latency_repeats", "throughput_batch")
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    baseline: str = "ce"
+    confidence: float = 0.95
+    significance: float = 0.05
+
+    def check(self, where: str) -> None:
+        for key in ("confidence", "significance"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise ConfigError(f"{where}.{key}: must be in (0, 1), got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "distillation-studies"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One study arm: a registered method (``method``) with its typed hyperparameters."""
+
+    key: str
+    method: str
+    config: Any
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    data: DataConfig
+    teacher_spec: dict[str, Any]
+    teacher_training: TrainConfig
+    student_spec: dict[str, Any]
+    student_training: TrainConfig
+    methods: tuple[MethodEntry, ...]
+    seeds: tuple[int, ...]
+    evaluation: EvaluationConfig
+    comparison: ComparisonConfig
+    tracking: TrackingConfig
+
+
+def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = params.get(key)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: missing or not a mapping (check conf/base/parameters_*.yml)")
+    return value
+
+
+def _model_section(params: Mapping[str, Any], role: str, in_shape: tuple[int, ...], classes: int):
+    section = _section(params, role)
+    unknown = sorted(set(section) - {"model", "training"})
+    if unknown:
+        raise ConfigError(f"{role}.{unknown[0]}: unknown key; allowed keys: ['model', 'training']")
+    spec = make_spec(section.get("model") or {}, in_shape, classes, where=f"{role}.model")
+    training = parse_dataclass(TrainConfig, section.get("training"), f"{role}.training")
+    return spec, training
+
+
+def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
+    where = f"methods.{key}"
+    if not METHOD_NAME.match(str(key)):
+        raise ConfigError(f"{where}: method keys must be identifiers (letters, digits, underscores)")
+    raw = dict(raw or {})
+    name = raw.pop("method", key)
+    method_class(name, f"{where}.method" if name != key else where)
+    return MethodEntry(key, name, parse_method_config(name, raw, where), raw)
+
+
+def _seeds(raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ConfigError(f"seeds: must be a non-empty list of integers, got {raw!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw):
+        raise ConfigError(f"seeds: every seed must be a non-negative integer, got {list(raw)}")
+    if len(set(raw)) != len(raw):
+        raise ConfigError(f"seeds: seeds must be distinct, got {list(raw)}")
+    return tuple(raw)
+
+
+def validate_study(params: Mapping[str, Any]) -> StudyConfig:
+    """Check the whole study, including feature layers against the real models, and freeze it."""
+    unknown = sorted(set(params) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown top-level parameter; allowed keys: {TOP_LEVEL_KEYS}")
+    data = parse_dataclass(DataConfig, _section(params, "data"), "data")
+    in_shape, classes, num_samples = EMBEDDED_SHAPES[data.dataset]
+    teacher_spec, teacher_training = _model_section(params, "teacher", in_shape, classes)
+    student_spec, student_training = _model_section(params, "student", in_shape, classes)
+    methods_raw = _section(params, "methods")
+    if not methods_raw:
+        raise ConfigError("methods: at least one method is required")
+    methods = tuple(parse_method_entry(key, raw) for key, raw in methods_raw.items())
+    seeds = _seeds(params.get("seeds"))
+    comparison = parse_dataclass(ComparisonConfig, params.get("comparison"), "comparison")
+    if comparison.baseline not in methods_raw:
+        raise ConfigError(
+            f"comparison.baseline: {comparison.baseline!r} is not one of the study's methods {list(methods_raw)}"
+        )
+    student, teacher = build_model(student_spec), build_model(teacher_spec)
+    num_train = int(num_samples * (1 - data.val_fraction - data.test_fraction))
+    for entry in methods:
+        build_method(entry.method, entry.config, student, teacher, num_train, where=f"methods.{entry.key}")
+    return StudyConfig(
+        data=data,
+        teacher_spec=teacher_spec,
+        teacher_training=teacher_training,
+        student_spec=student_spec,
+        student_training=student_training,
+        methods=methods,
+        seeds=seeds,
+        evaluation=parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation"),
+        comparison=comparison,
+        tracking=parse_dataclass(TrackingConfig, params.get("tracking"), "tracking"),
+    )
