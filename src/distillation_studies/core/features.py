@@ -23,10 +23,9 @@ def resolve_module(model: nn.Module, path: str) -> nn.Module:
 def capture_features(model: nn.Module, layers: list[str]) -> Iterator[dict[str, Tensor]]:
     """Yield a dict that each forward pass fills with ``{path: output}`` for the given layers."""
     captured: dict[str, Tensor] = {}
-    handles = []
-    for path in dict.fromkeys(layers):
-        module = resolve_module(model, path)
-        handles.append(module.register_forward_hook(_store(captured, path)))
+    # Resolve every path before registering any hook, so an unknown path leaves no hook behind.
+    modules = {path: resolve_module(model, path) for path in dict.fromkeys(layers)}
+    handles = [module.register_forward_hook(_store(captured, path)) for path, module in modules.items()]
     try:
         yield captured
     finally:

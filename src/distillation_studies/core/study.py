@@ -82,6 +82,7 @@ class StudyConfig:
     data: DataConfig
     teacher_spec: dict[str, Any]
     teacher_training: TrainConfig
+    teacher_seed: int
     student_spec: dict[str, Any]
     student_training: TrainConfig
     methods: tuple[MethodEntry, ...]
@@ -98,14 +99,25 @@ def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def _model_section(params: Mapping[str, Any], role: str, in_shape: tuple[int, ...], classes: int):
-    section = _section(params, role)
-    unknown = sorted(set(section) - {"model", "training"})
+MODEL_SECTION_KEYS = ["model", "training", "seed"]
+
+
+def parse_model_section(
+    section: Mapping[str, Any], role: str, data_summary: Mapping[str, Any]
+) -> tuple[dict[str, Any], TrainConfig, int]:
+    """A teacher/student section: model spec (sized to the data), training config and its seed."""
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{role}: missing or not a mapping (check conf/base/parameters_*.yml)")
+    unknown = sorted(set(section) - set(MODEL_SECTION_KEYS))
     if unknown:
-        raise ConfigError(f"{role}.{unknown[0]}: unknown key; allowed keys: ['model', 'training']")
+        raise ConfigError(f"{role}.{unknown[0]}: unknown key; allowed keys: {MODEL_SECTION_KEYS}")
+    in_shape, classes = tuple(data_summary["input_shape"]), int(data_summary["num_classes"])
     spec = make_spec(section.get("model") or {}, in_shape, classes, where=f"{role}.model")
     training = parse_dataclass(TrainConfig, section.get("training"), f"{role}.training")
-    return spec, training
+    seed = section.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"{role}.seed: must be a non-negative integer, got {seed!r}")
+    return spec, training, seed
 
 
 def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
@@ -135,8 +147,9 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         raise ConfigError(f"{unknown[0]}: unknown top-level parameter; allowed keys: {TOP_LEVEL_KEYS}")
     data = parse_dataclass(DataConfig, _section(params, "data"), "data")
     in_shape, classes, num_samples = EMBEDDED_SHAPES[data.dataset]
-    teacher_spec, teacher_training = _model_section(params, "teacher", in_shape, classes)
-    student_spec, student_training = _model_section(params, "student", in_shape, classes)
+    data_summary = {"input_shape": in_shape, "num_classes": classes}
+    teacher_spec, teacher_training, teacher_seed = parse_model_section(params.get("teacher"), "teacher", data_summary)
+    student_spec, student_training, _ = parse_model_section(params.get("student"), "student", data_summary)
     methods_raw = _section(params, "methods")
     if not methods_raw:
         raise ConfigError("methods: at least one method is required")
@@ -155,6 +168,7 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         data=data,
         teacher_spec=teacher_spec,
         teacher_training=teacher_training,
+        teacher_seed=teacher_seed,
         student_spec=student_spec,
         student_training=student_training,
         methods=methods,

@@ -1,0 +1,43 @@
+"""Evaluate a trained model once on the test split: quality, agreement with the teacher, and costs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from distillation_studies.core.metrics import classification_metrics, count_flops, count_parameters, cpu_latency
+from distillation_studies.core.training import predict
+
+
+def evaluate_model(
+    best: nn.Module,
+    last: nn.Module,
+    test: dict[str, Tensor],
+    teacher: nn.Module | None,
+    training_summary: dict[str, Any],
+    ece_bins: int = 15,
+    latency_repeats: int = 50,
+    throughput_batch: int = 256,
+) -> dict[str, float]:
+    """Flat metric dict: ``test_*`` for the best-on-validation weights, ``last_test_accuracy``, costs.
+
+    ``parameters`` counts the deployed model alone; ``training_parameters`` adds the method's
+    adapters, which are trained but not deployed.
+    """
+    teacher_logits = predict(teacher, test["x"]).logits if teacher is not None else None
+    quality = classification_metrics(predict(best, test["x"]).logits, test["y"], teacher_logits, ece_bins)
+    last_quality = classification_metrics(predict(last, test["x"]).logits, test["y"], None, ece_bins)
+    in_shape = tuple(best.spec["in_shape"])
+    parameters = count_parameters(best)
+    return {
+        **{f"test_{k}": v for k, v in quality.items()},
+        "last_test_accuracy": last_quality["accuracy"],
+        "best_epoch": training_summary["best_epoch"],
+        "best_val_accuracy": training_summary["best_val_accuracy"],
+        "parameters": parameters,
+        "training_parameters": parameters + training_summary.get("method_parameters", 0),
+        "flops": count_flops(best, in_shape),
+        **cpu_latency(best, in_shape, latency_repeats, throughput_batch=throughput_batch),
+        "train_time_s": training_summary["wall_time_s"],
+    }

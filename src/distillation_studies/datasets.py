@@ -1,0 +1,80 @@
+"""Project datasets: models and tensors saved with ``torch.save`` and loaded with ``weights_only=True``.
+
+A model file holds ``{"spec": ..., "state_dict": ...}``: the spec alone rebuilds the architecture
+(``core.models.build_model``), so a checkpoint never depends on the config that produced it, and
+loading never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from torch import Tensor, nn
+
+from distillation_studies.core.models import build_model
+
+
+def model_payload(model: nn.Module) -> dict[str, Any]:
+    """The saved form of a model: its spec plus a plain CPU state dict."""
+    if not hasattr(model, "spec"):
+        raise DatasetError("only models built by core.models.build_model (with a .spec) can be saved")
+    return {"spec": model.spec, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+class _TorchFileDataset(AbstractVersionedDataset):
+    """A versioned local file written by ``torch.save`` and read back with ``weights_only=True``."""
+
+    def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
+        super().__init__(PurePosixPath(filepath), version)
+        self.metadata = metadata
+
+    def _read(self) -> Any:
+        path = Path(self._get_load_path())
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # corrupt or foreign file: name it
+            raise DatasetError(f"cannot read {path}: {error}") from error
+
+    def _write(self, payload: Any) -> None:
+        path = Path(self._get_save_path())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".partial")
+        torch.save(payload, partial)
+        partial.replace(path)  # never leave a half-written file under the real name
+
+    def _exists(self) -> bool:
+        try:
+            return Path(self._get_load_path()).exists()
+        except DatasetError:
+            return False
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+
+class TorchModelDataset(_TorchFileDataset):
+    """An ``nn.Module`` from the project's model registry, saved as spec + state dict."""
+
+    def load(self) -> nn.Module:
+        payload = self._read()
+        model = build_model(payload["spec"])
+        model.load_state_dict(payload["state_dict"])
+        return model.eval()
+
+    def save(self, data: nn.Module) -> None:
+        self._write(model_payload(data))
+
+
+class TensorDictDataset(_TorchFileDataset):
+    """A (nested) dict of tensors, e.g. the train/val/test splits."""
+
+    def load(self) -> dict[str, Any]:
+        return self._read()
+
+    def save(self, data: dict[str, Tensor | dict[str, Tensor]]) -> None:
+        self._write(data)

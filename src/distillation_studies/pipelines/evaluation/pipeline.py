@@ -1,0 +1,46 @@
+"""Teacher evaluation plus one namespaced evaluation per (method, seed), matching the distillation arms."""
+
+from kedro.pipeline import Pipeline, node
+
+from distillation_studies.study import student_namespace, study_config
+
+from .nodes import evaluate_student, evaluate_teacher
+
+
+def student_evaluation_template() -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                evaluate_student,
+                ["model", "last_model", "teacher_model", "model_input", "history", "params:evaluation"],
+                "metrics",
+                name="evaluate_student",
+            )
+        ]
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    study = study_config()
+    teacher = Pipeline(
+        [
+            node(
+                evaluate_teacher,
+                ["teacher_model", "teacher_last_model", "model_input", "teacher_history", "params:evaluation"],
+                "teacher_metrics",
+                name="evaluate_teacher",
+            )
+        ]
+    )
+    template = student_evaluation_template()
+    students = [
+        Pipeline(
+            template,
+            namespace=student_namespace(entry.key, seed),
+            inputs={"teacher_model", "model_input"},
+            parameters={"params:evaluation": "params:evaluation"},
+        )
+        for entry in study.methods
+        for seed in study.seeds
+    ]
+    return sum(students, teacher)

@@ -1,0 +1,40 @@
+"""Train the teacher with the same loop as every student (the ``ce`` method)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from distillation_studies.core.methods import build_method, parse_method_config
+from distillation_studies.core.models import build_model
+from distillation_studies.core.study import parse_model_section
+from distillation_studies.core.training import TrainResult, train
+
+
+def history_record(result: TrainResult, extra: dict[str, Any]) -> dict[str, Any]:
+    """What a history dataset stores: per-epoch rows plus a summary of the run."""
+    return {
+        "epochs": result.history,
+        "summary": {
+            "best_epoch": result.best_epoch,
+            "wall_time_s": result.wall_time_s,
+            "method_parameters": result.method_parameters,
+            **result.summary,
+            **extra,
+        },
+    }
+
+
+def train_teacher(model_input: dict, data_summary: dict, teacher: dict[str, Any]) -> tuple[nn.Module, nn.Module, dict]:
+    """Best-on-validation teacher, its last-epoch weights, and its training history."""
+    spec, training, seed = parse_model_section(teacher, "teacher", data_summary)
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(model_input["train"]["y"]))
+    result = train(model, method, model_input["train"], model_input["val"], training, seed, label="teacher")
+    last = build_model(spec)
+    last.load_state_dict(result.last_state)
+    model.load_state_dict(result.best_state)
+    return model, last, history_record(result, {"seed": seed, "model": spec})

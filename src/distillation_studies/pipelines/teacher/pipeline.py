@@ -1,0 +1,16 @@
+from kedro.pipeline import Pipeline, node
+
+from .nodes import train_teacher
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                train_teacher,
+                ["model_input", "data_summary", "params:teacher"],
+                ["teacher_model", "teacher_last_model", "teacher_history"],
+                name="train_teacher",
+            )
+        ]
+    )

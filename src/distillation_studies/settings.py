@@ -1,0 +1,12 @@
+"""Project settings: the study-tracking hooks; everything else is Kedro's default."""
+
+from distillation_studies.hooks import StudyHooks
+
+HOOKS = (StudyHooks(),)
+
+import warnings
+
+# Kedro's own config loader calls an OmegaConf API that OmegaConf has deprecated; not actionable here.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
+# The comparison node reads the namespaced metrics (students.<method>.seed_<n>.metrics) by name, on purpose.
+warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\.'", category=UserWarning)
