@@ -80,6 +80,7 @@ def test_best_epoch_is_argmax_of_val_accuracy(data):
 def test_teacher_unchanged_and_in_eval_mode(data, teacher):
     before = {k: v.clone() for k, v in teacher.state_dict().items()}  # includes BatchNorm running stats
     teacher.train()  # the loop must put it back into eval mode itself
+    teacher.zero_grad(set_to_none=True)  # drop gradients left over from training the teacher
     result, _, method = _run(data, "fitnet", FITNET, teacher=teacher)
     assert _same_states(before, teacher.state_dict())
     assert not teacher.training
@@ -125,10 +126,11 @@ def test_identity_augment_matches_no_augment(data, teacher):
     plain, _, _ = _run(data, "fitnet", FITNET, seed=2, teacher=teacher)
     augmented, _, _ = _run(data, "fitnet", FITNET, seed=2, teacher=teacher, augment=identity)
     assert sum(calls) == CONFIG.epochs * len(data["train"]["y"])
-    # With augmentation the teacher runs per batch instead of from the cache; results must agree.
+    # With augmentation the teacher runs per batch instead of from the cache; results must agree
+    # (bit-identical on x86 CPU here; a tight tolerance allows batch-size-dependent kernels elsewhere).
     assert plain.best_epoch == augmented.best_epoch
     for key, value in plain.last_state.items():
-        assert torch.allclose(value, augmented.last_state[key], rtol=1e-4, atol=1e-6), key
+        assert torch.allclose(value, augmented.last_state[key], rtol=1e-5, atol=1e-6), key
     for row, other in zip(plain.history, augmented.history):
         assert row.keys() == other.keys()
         assert all(row[k] == pytest.approx(other[k], rel=1e-4, abs=1e-6) for k in row)

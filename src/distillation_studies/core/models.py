@@ -142,3 +142,8 @@ def feature_shapes(model: nn.Module, layers: list[str]) -> dict[str, tuple[int, 
         model(torch.zeros(1, *model.spec["in_shape"]))
     model.train(was_training)
     return {name: tuple(t.shape[1:]) for name, t in feats.items()}
+
+
+from distillation_studies.core.zoo import ZOO_MODELS  # noqa: E402  (the zoo never imports this module)
+
+MODELS.update({name: ModelEntry(*entry) for name, entry in ZOO_MODELS.items()})

@@ -13,6 +13,20 @@ from distillation_studies.core.methods.ce import CrossEntropy
 from distillation_studies.core.methods.fitnet import FitNet
 from distillation_studies.core.methods.kd import KnowledgeDistillation
 from distillation_studies.core.methods.rkd import RelationalKD
+from distillation_studies.core.methods.at import AttentionTransfer
+from distillation_studies.core.methods.fsp import FlowOfSolutionProcedure
+from distillation_studies.core.methods.nst import NeuronSelectivityTransfer
+from distillation_studies.core.methods.ofd import OverhaulFeatureDistillation
+from distillation_studies.core.methods.ctkd import CurriculumTemperatureKD
+from distillation_studies.core.methods.dist import DIST
+from distillation_studies.core.methods.dkd import DecoupledKD
+from distillation_studies.core.methods.pkt import ProbabilisticKnowledgeTransfer
+from distillation_studies.core.methods.sp import SimilarityPreserving
+from distillation_studies.core.methods.cc import CorrelationCongruence
+from distillation_studies.core.methods.crd import ContrastiveRepresentationDistillation
+from distillation_studies.core.methods.ft import FactorTransfer
+from distillation_studies.core.methods.vid import VariationalInformationDistillation
+from distillation_studies.core.methods.reviewkd import ReviewKD
 from distillation_studies.core.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -20,6 +34,20 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "kd": KnowledgeDistillation,
     "fitnet": FitNet,
     "rkd": RelationalKD,
+    "at": AttentionTransfer,
+    "nst": NeuronSelectivityTransfer,
+    "fsp": FlowOfSolutionProcedure,
+    "ofd": OverhaulFeatureDistillation,
+    "dkd": DecoupledKD,
+    "dist": DIST,
+    "ctkd": CurriculumTemperatureKD,
+    "pkt": ProbabilisticKnowledgeTransfer,
+    "sp": SimilarityPreserving,
+    "cc": CorrelationCongruence,
+    "crd": ContrastiveRepresentationDistillation,
+    "ft": FactorTransfer,
+    "vid": VariationalInformationDistillation,
+    "reviewkd": ReviewKD,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]

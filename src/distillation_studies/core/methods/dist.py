@@ -38,10 +38,14 @@ class DISTConfig:
 
 
 def pearson_rows(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
-    """Pearson correlation between matching rows of two (N, D) tensors, shape (N,)."""
+    """Pearson correlation between matching rows of two (N, D) tensors, shape (N,).
+
+    The denominator is clamped at ``eps`` (a constant row correlates 0) rather than offset by it as
+    in the authors' code, so non-degenerate rows get the exact coefficient.
+    """
     a = a - a.mean(dim=1, keepdim=True)
     b = b - b.mean(dim=1, keepdim=True)
-    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(eps)
 
 
 def inter_class_relation(student_probs: Tensor, teacher_probs: Tensor) -> Tensor:

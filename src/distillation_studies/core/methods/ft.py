@@ -174,7 +174,7 @@ class FactorTransfer(DistillationMethod):
                     loss.backward()
                     optimizer.step()
                     running += loss.item() * len(x)
-                log.debug("ft paraphraser epoch %d/%d rec_mse=%.6f", epoch, cfg.paraphraser_epochs, running / len(features))
+                log.debug("ft paraphraser epoch %d/%d mse=%.6f", epoch, cfg.paraphraser_epochs, running / len(features))
         self.paraphraser_mse["after"] = self.reconstruction_error(features)
         log.info(
             "ft paraphraser: %d epochs, reconstruction MSE %.6f -> %.6f",

@@ -21,6 +21,8 @@ per-pair CIFAR-100 runs use other weights (authors' ``CIFAR-100/script/reviewKD.
 
 Each student/teacher pair must have equal spatial sizes (the review's output is compared as is; mdistiller
 would interpolate). Flat features (D,) count as (D, 1, 1) maps, like mdistiller's pooled feature.
+The authors take the teacher's pre-activation maps; with the ``cnn`` model that is a block's BatchNorm
+output ``features.<i>.1`` (before ReLU and max-pooling, so pair it with a student layer of that H x W).
 """
 
 from __future__ import annotations
@@ -101,8 +103,12 @@ class ReviewKD(DistillationMethod):
 
     def __init__(self, config: ReviewKDConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)
-        s_shapes = [map_shape(setup.student_shapes[p], f"reviewkd.student_layers ({p!r})") for p in config.student_layers]
-        t_shapes = [map_shape(setup.teacher_shapes[p], f"reviewkd.teacher_layers ({p!r})") for p in config.teacher_layers]
+        s_shapes = [
+            map_shape(setup.student_shapes[p], f"reviewkd.student_layers ({p!r})") for p in config.student_layers
+        ]
+        t_shapes = [
+            map_shape(setup.teacher_shapes[p], f"reviewkd.teacher_layers ({p!r})") for p in config.teacher_layers
+        ]
         mismatched = [
             f"{s_layer!r} {s} vs {t_layer!r} {t}"
             for s_layer, t_layer, s, t in zip(config.student_layers, config.teacher_layers, s_shapes, t_shapes)
@@ -110,12 +116,14 @@ class ReviewKD(DistillationMethod):
         ]
         if mismatched:
             raise ConfigError(
-                "reviewkd.student_layers/teacher_layers: each pair needs equal spatial sizes (C, H, W); "
-                f"mismatched pairs: {'; '.join(mismatched)}"
+                "reviewkd.student_layers/teacher_layers: each pair needs equal spatial sizes H x W; "
+                f"mismatched pairs (C, H, W): {'; '.join(mismatched)}"
             )
         mid = min(config.max_mid_channel, s_shapes[-1][0])
         last = len(s_shapes) - 1
-        self.abfs = nn.ModuleList(ABF(s[0], mid, t[0], fuse=i < last) for i, (s, t) in enumerate(zip(s_shapes, t_shapes)))
+        self.abfs = nn.ModuleList(
+            ABF(s[0], mid, t[0], fuse=i < last) for i, (s, t) in enumerate(zip(s_shapes, t_shapes))
+        )
         self.warmup = warmup_factor(1, config.warmup_epochs)
 
     @classmethod

@@ -1,0 +1,126 @@
+"""The real `kedro run` on the tiny study, read back from the catalog and from MLflow.
+
+One project copy per module: a first run, a second run with the same seeds (determinism), and a
+run with a bad config (clear error, nothing lost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+TIMING_METRICS = {"latency_ms", "throughput_per_s", "train_time_s"}
+ARMS = {f"{m}/seed_{s}" for m in ("ce", "kd", "fitnet", "rkd") for s in (0, 1)}
+
+pytestmark = pytest.mark.e2e
+
+
+def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    return subprocess.run([KEDRO, "run", "--env=tiny", *args], cwd=project, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project (config only; the package is installed) with one completed tiny study."""
+    path = tmp_path_factory.mktemp("study")
+    shutil.copy(ROOT / "pyproject.toml", path)
+    shutil.copy(ROOT / ".telemetry", path)
+    shutil.copytree(ROOT / "conf", path / "conf", ignore=shutil.ignore_patterns("local"))
+    (path / "conf" / "local").mkdir()
+    (path / "src").mkdir()  # the package itself comes from the installed (editable) project
+    result = kedro_run(path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return path
+
+
+def load(project: Path, name: str):
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="tiny") as session:
+        return session.load_context().catalog.load(name)
+
+
+def versions(project: Path) -> dict[str, list[str]]:
+    """Every saved version of every dataset file under data/, by dataset path."""
+    found: dict[str, list[str]] = {}
+    for version_dir in (project / "data").glob("**/*/"):
+        if version_dir.parent.suffix and version_dir.is_dir() and (version_dir / version_dir.parent.name).exists():
+            found.setdefault(str(version_dir.parent.relative_to(project)), []).append(version_dir.name)
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def mlflow_runs(project: Path):
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("distillation-studies")
+    return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_catalog_holds_the_comparison_of_every_method(project):
+    table = load(project, "comparison_table")
+    assert set(table["method"]) == {"ce", "kd", "fitnet", "rkd"}
+    assert (table["seeds"] == 2).all()
+    assert table.loc[table["method"] == "ce", "test_accuracy_p_vs_ce"].isna().all()
+    assert table.loc[table["method"] == "kd", "test_accuracy_p_vs_ce"].between(0, 1).all()
+    fitnet = table[table["method"] == "fitnet"].iloc[0]
+    assert fitnet["training_parameters_mean"] > fitnet["parameters_mean"]  # the adapter is counted
+    report = load(project, "comparison_report")
+    assert "| method" in report and "within noise" in report or "better" in report or "worse" in report
+    history = load(project, "students.kd.seed_1.history")
+    assert [row["epoch"] for row in history["epochs"]] == [1, 2]
+    assert {"loss_ce", "loss_kd", "val_accuracy"} <= set(history["epochs"][0])
+    model = load(project, "students.fitnet.seed_0.model")
+    assert model.spec["name"] == "mlp"
+    assert (project / "data" / "08_reporting" / "comparison_plot.png").is_dir()
+
+
+def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
+    client, runs = mlflow_runs(project)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {"git_commit", "config_hash", "version.torch", "version.kedro"} <= set(parent.data.tags)
+    assert parent.data.params["teacher.model.name"] == "cnn"
+    children = {r.data.tags["arm"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == ARMS | {"teacher"}
+    kd = children["kd/seed_0"]
+    metrics = json.loads(json.dumps(load(project, "students.kd.seed_0.metrics")))
+    assert kd.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert kd.data.params["hyperparameters.temperature"] == "4.0"
+    assert [m.step for m in client.get_metric_history(kd.info.run_id, "epoch_val_accuracy")] == [1, 2]
+    assert {a.path for a in client.list_artifacts(kd.info.run_id, "model")} == {"model/model.pt", "model/last_model.pt"}
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/comparison_report.md", "report/comparison_table.csv", "report/comparison_plot.png"} <= report
+
+
+def test_same_seeds_give_identical_metrics(project):
+    first = {arm: load(project, f"students.{arm.replace('/', '.')}.metrics") for arm in ("kd/seed_0", "fitnet/seed_1")}
+    result = kedro_run(project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for arm, metrics in first.items():
+        again = load(project, f"students.{arm.replace('/', '.')}.metrics")
+        assert {k: v for k, v in again.items() if k not in TIMING_METRICS} == {
+            k: v for k, v in metrics.items() if k not in TIMING_METRICS
+        }
+
+
+def test_bad_config_fails_before_training_and_keeps_every_version(project):
+    before = versions(project)
+    assert before, "the study should have written versioned datasets"
+    result = kedro_run(project, "--params", "methods.kd.temperature=-1")
+    assert result.returncode != 0
+    assert "methods.kd.temperature: must be > 0" in result.stdout + result.stderr
+    assert versions(project) == before
+    _, runs = mlflow_runs(project)
+    assert all(r.info.status == "FINISHED" for r in runs)  # no half-started study run
