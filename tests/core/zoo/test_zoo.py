@@ -108,7 +108,8 @@ def test_feature_layers_resolve_in_order_and_spec_round_trips(name):
 
     assert model.spec == {"name": name, "in_shape": [3, 32, 32], "num_classes": 100}
     rebuilt = build_model(model.spec)
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    shapes_of = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes_of(rebuilt) == shapes_of(model)
     rebuilt.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -149,7 +150,8 @@ def test_other_input_channels_and_sizes():
 
 
 def test_zoo_models_take_no_architecture_keys():
-    assert make_spec({"name": "wrn_40_2"}, (3, 32, 32), 100) == {"name": "wrn_40_2", "in_shape": [3, 32, 32], "num_classes": 100}
+    spec = make_spec({"name": "wrn_40_2"}, (3, 32, 32), 100)
+    assert spec == {"name": "wrn_40_2", "in_shape": [3, 32, 32], "num_classes": 100}
     with pytest.raises(ConfigError, match=r"model\.depth: unknown key"):
         make_spec({"name": "resnet8", "depth": 20}, (3, 32, 32), 100)
     with pytest.raises(ConfigError, match=r"model\.in_shape"):
@@ -180,7 +182,8 @@ def test_torchvision_resnet18_builds_offline(no_network):
 
 
 def test_torchvision_feature_layers_and_input_channels(no_network):
-    model = build_model({"name": "torchvision", "arch": "mobilenet_v2", "in_shape": [1, 32, 32], "num_classes": 10})
+    spec = {"name": "torchvision", "arch": "mobilenet_v2", "in_shape": [1, 32, 32], "num_classes": 10}
+    model = build_model(spec)
     assert model.feature_layers == ("features.1", "features.3", "features.6", "features.13", "features.18")
     assert model.features[0][0].in_channels == 1
     shapes = feature_shapes(model, list(model.feature_layers))

@@ -72,10 +72,17 @@ def build_method(
     student_layers, teacher_layers = cls.layers(config)
     if cls.needs_teacher and teacher is None:
         raise ConfigError(f"{where}: method {name!r} needs a teacher model")
+    student_shapes = _shapes(student, student_layers, f"{where} (student layer)")
+    teacher_shapes = _shapes(teacher, teacher_layers, f"{where} (teacher layer)") if teacher is not None else {}
+    setup = MethodSetup(student_shapes, teacher_shapes, student.spec["num_classes"], num_train)
     try:
-        student_shapes = feature_shapes(student, student_layers)
-        teacher_shapes = feature_shapes(teacher, teacher_layers) if teacher is not None else {}
+        return cls(config, setup)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
-    setup = MethodSetup(student_shapes, teacher_shapes, student.spec["num_classes"], num_train)
-    return cls(config, setup)
+
+
+def _shapes(model: nn.Module, layers: list[str], where: str) -> dict[str, tuple[int, ...]]:
+    try:
+        return feature_shapes(model, layers)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None

@@ -24,7 +24,15 @@ from torch import Tensor, nn
 from distillation_studies.core.zoo.common import GlobalPool, ZooEntry, conv_bn, fixed, init_weights
 
 # expansion t, output channels c, repeats n, first stride s (t=None means "the model's expansion").
-SETTINGS = ((1, 16, 1, 1), (None, 24, 2, 1), (None, 32, 3, 2), (None, 64, 4, 2), (None, 96, 3, 1), (None, 160, 3, 2), (None, 320, 1, 1))
+SETTINGS = (
+    (1, 16, 1, 1),
+    (None, 24, 2, 1),
+    (None, 32, 3, 2),
+    (None, 64, 4, 2),
+    (None, 96, 3, 1),
+    (None, 160, 3, 2),
+    (None, 320, 1, 1),
+)
 
 
 class InvertedResidual(nn.Module):

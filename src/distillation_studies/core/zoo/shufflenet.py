@@ -14,7 +14,8 @@ input; the first grouped 1x1 conv of the network (on the 24-channel stem) is ung
 Module paths (``feature_layers``, shallow to deep; on 32x32 inputs):
 
 * ``stem``   1x1 conv-BN-ReLU, ``(24, 32, 32)`` (RepDistiller's f0)
-* ``layer1`` ``(240|116, 16, 16)``, ``layer2`` ``(480|232, 8, 8)``, ``layer3`` ``(960|464, 4, 4)``: post-ReLU stage outputs
+* ``layer1`` ``(240|116, 16, 16)``, ``layer2`` ``(480|232, 8, 8)``, ``layer3`` ``(960|464, 4, 4)``:
+  post-ReLU stage outputs
 * ``pool``   global average pool (v2: of ``head_conv``), the flat ``(960|1024,)`` embedding feeding ``fc``
 
 Every block's pre-ReLU sum/concatenation passes an identity ``preact`` module (``layer3.<last>.preact``:
@@ -130,7 +131,11 @@ class DownUnitV2(nn.Module):
             *conv_bn(in_planes, in_planes, 3, 2, groups=in_planes), *conv_bn(in_planes, half, 1), nn.ReLU()
         )
         self.right = nn.Sequential(
-            *conv_bn(in_planes, half, 1), nn.ReLU(), *conv_bn(half, half, 3, 2, groups=half), *conv_bn(half, half, 1), nn.ReLU()
+            *conv_bn(in_planes, half, 1),
+            nn.ReLU(),
+            *conv_bn(half, half, 3, 2, groups=half),
+            *conv_bn(half, half, 1),
+            nn.ReLU(),
         )
         self.shuffle = ChannelShuffle(2)
 
@@ -153,7 +158,8 @@ class ShuffleNetV2(nn.Module):
         planes = 24
         self.stem = nn.Sequential(*conv_bn(in_channels, planes, 1), nn.ReLU())
         for index, (width, n) in enumerate(zip(widths, repeats), start=1):
-            self.add_module(f"layer{index}", nn.Sequential(DownUnitV2(planes, width), *[SplitUnitV2(width) for _ in range(n)]))
+            units = [DownUnitV2(planes, width)] + [SplitUnitV2(width) for _ in range(n)]
+            self.add_module(f"layer{index}", nn.Sequential(*units))
             planes = width
         self.head_conv = nn.Sequential(*conv_bn(planes, last, 1), nn.ReLU())
         self.pool = GlobalPool()

@@ -70,7 +70,9 @@ def build_torchvision(cfg: TorchvisionConfig, in_shape: tuple[int, ...], num_cla
     try:
         model = torchvision.models.get_model(cfg.arch, **options)
     except (ValueError, AssertionError) as error:
-        raise ConfigError(f"model.arch: torchvision {cfg.arch!r} cannot be built for {list(in_shape)}: {error}") from None
+        raise ConfigError(
+            f"model.arch: torchvision {cfg.arch!r} cannot be built for in_shape {list(in_shape)}: {error}"
+        ) from None
     if channels != 3:
         replace_input_conv(model, channels)
     model.feature_layers = stage_outputs(model)
@@ -115,7 +117,8 @@ def stage_outputs(model: nn.Module) -> tuple[str, ...]:
     elif hasattr(model, "encoder") and hasattr(model.encoder, "layers"):
         layers = [f"encoder.layers.{name}" for name, _ in model.encoder.layers.named_children()] + ["encoder.ln"]
     else:
-        trunk = next((name for name in TRUNKS if isinstance(getattr(model, name, None), (nn.Sequential, nn.ModuleList))), None)
+        containers = (nn.Sequential, nn.ModuleList)
+        trunk = next((name for name in TRUNKS if isinstance(getattr(model, name, None), containers)), None)
         if trunk is not None:
             children = [(f"{trunk}.{name}", child) for name, child in getattr(model, trunk).named_children()]
         else:

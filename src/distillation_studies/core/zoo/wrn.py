@@ -69,5 +69,6 @@ class WideResNet(nn.Module):
 
 
 ENTRIES: dict[str, ZooEntry] = {
-    f"wrn_{depth}_{widen}": fixed(WideResNet, depth=depth, widen=widen) for depth, widen in ((16, 1), (16, 2), (40, 1), (40, 2))
+    f"wrn_{depth}_{widen}": fixed(WideResNet, depth=depth, widen=widen)
+    for depth, widen in ((16, 1), (16, 2), (40, 1), (40, 2))
 }
