@@ -72,6 +72,10 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _state_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    return {key: value.shape for key, value in model.state_dict().items()}
+
+
 def test_every_zoo_name_is_registered_and_tested():
     assert set(ZOO_MODELS) == set(CIFAR) | {"torchvision"}
     assert set(ZOO_MODELS) <= set(MODELS)
@@ -108,8 +112,7 @@ def test_feature_layers_resolve_in_order_and_spec_round_trips(name):
 
     assert model.spec == {"name": name, "in_shape": [3, 32, 32], "num_classes": 100}
     rebuilt = build_model(model.spec)
-    shapes_of = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
-    assert shapes_of(rebuilt) == shapes_of(model)
+    assert _state_shapes(rebuilt) == _state_shapes(model)
     rebuilt.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -200,5 +203,5 @@ def test_torchvision_rejects_unknown_or_non_classification_arch():
 
 
 def test_zoo_can_be_imported_before_the_registry():
-    code = "import distillation_studies.core.zoo as z, distillation_studies.core.models as m; assert 'resnet8' in m.MODELS"
+    code = "import distillation_studies.core.zoo, distillation_studies.core.models as m; assert 'resnet8' in m.MODELS"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
