@@ -100,3 +100,13 @@ def normalise(x: Tensor, stats: dict[str, list[float]]) -> Tensor:
     mean = torch.tensor(stats["mean"]).view(shape)
     std = torch.tensor(stats["std"]).view(shape)
     return (x - mean) / std
+
+
+def stratified_subset(split: dict[str, Tensor], fraction: float, seed: int) -> dict[str, Tensor]:
+    """A class-balanced ``fraction`` of a split (the labelled data a student may use), reproducible."""
+    if fraction >= 1.0:
+        return split
+    labels = split["y"].numpy()
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
+    keep = np.sort(keep)
+    return {"x": split["x"][keep], "y": split["y"][keep]}

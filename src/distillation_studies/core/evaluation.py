@@ -6,7 +6,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from distillation_studies.core.metrics import classification_metrics, count_flops, count_parameters, cpu_latency
+from distillation_studies.core.metrics import (
+    classification_metrics,
+    count_flops,
+    count_parameters,
+    cpu_latency,
+    per_class_accuracy,
+    reliability_bins,
+)
 from distillation_studies.core.training import predict
 
 
@@ -19,14 +26,16 @@ def evaluate_model(
     ece_bins: int = 15,
     latency_repeats: int = 50,
     throughput_batch: int = 256,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Flat metric dict: ``test_*`` for the best-on-validation weights, ``last_test_accuracy``, costs.
 
     ``parameters`` counts the deployed model alone; ``training_parameters`` adds the method's
-    adapters, which are trained but not deployed.
+    adapters, which are trained but not deployed. The one non-scalar key, ``details``, holds the
+    JSON-safe reliability bins and per-class accuracy of the best weights, for plots.
     """
     teacher_logits = predict(teacher, test["x"]).logits if teacher is not None else None
-    quality = classification_metrics(predict(best, test["x"]).logits, test["y"], teacher_logits, ece_bins)
+    best_logits = predict(best, test["x"]).logits
+    quality = classification_metrics(best_logits, test["y"], teacher_logits, ece_bins)
     last_quality = classification_metrics(predict(last, test["x"]).logits, test["y"], None, ece_bins)
     in_shape = tuple(best.spec["in_shape"])
     parameters = count_parameters(best)
@@ -40,4 +49,8 @@ def evaluate_model(
         "flops": count_flops(best, in_shape),
         **cpu_latency(best, in_shape, latency_repeats, throughput_batch=throughput_batch),
         "train_time_s": training_summary["wall_time_s"],
+        "details": {
+            "reliability": reliability_bins(best_logits, test["y"], ece_bins),
+            "per_class_accuracy": per_class_accuracy(best_logits, test["y"], best_logits.shape[1]),
+        },
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,3 +80,57 @@ def cpu_latency(
         "latency_ms": 1000.0 * statistics.median(timings),
         "throughput_per_s": throughput_batch * batch_repeats / elapsed,
     }
+
+
+def _confidence_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    confidence, predicted = F.softmax(logits.float(), dim=1).max(dim=1)
+    return confidence, (predicted == labels).float()
+
+
+def reliability_bins(logits: Tensor, labels: Tensor, bins: int = 15) -> dict[str, Any]:
+    """Per equal-width confidence bin: edges, sample count, mean confidence and accuracy.
+
+    Binned exactly as :func:`expected_calibration_error`. JSON-safe: plain lists of Python numbers;
+    an empty bin has count 0 and ``None`` for confidence and accuracy.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    confidence, correct = _confidence_and_correct(logits, labels)
+    bin_index = torch.clamp((confidence * bins).long(), max=bins - 1)
+    counts: list[int] = []
+    mean_confidence: list[float | None] = []
+    accuracy: list[float | None] = []
+    for b in range(bins):
+        in_bin = bin_index == b
+        count = int(in_bin.sum().item())
+        counts.append(count)
+        mean_confidence.append(confidence[in_bin].mean().item() if count else None)
+        accuracy.append(correct[in_bin].mean().item() if count else None)
+    return {
+        "bins": bins,
+        "lower": [b / bins for b in range(bins)],
+        "upper": [(b + 1) / bins for b in range(bins)],
+        "count": counts,
+        "confidence": mean_confidence,
+        "accuracy": accuracy,
+    }
+
+
+def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> list[float | None]:
+    """Recall of each class (share of its test samples predicted as it); ``None`` for absent classes."""
+    predicted = logits.argmax(1)
+    result: list[float | None] = []
+    for c in range(num_classes):
+        of_class = labels == c
+        result.append((predicted[of_class] == c).float().mean().item() if of_class.any() else None)
+    return result
+
+
+def confusion_matrix(logits: Tensor, labels: Tensor, num_classes: int) -> list[list[int]]:
+    """Counts, rows = true class, columns = predicted class, every class present (JSON-safe)."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    matrix = sk_confusion_matrix(
+        labels.cpu().numpy(), logits.argmax(1).cpu().numpy(), labels=list(range(num_classes))
+    )
+    return [[int(v) for v in row] for row in matrix]

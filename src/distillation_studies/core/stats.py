@@ -62,3 +62,135 @@ def summarise_by_method(
                 row[f"{metric}_within_noise"] = bool(math.isnan(p) or p >= significance)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --- Decision statistics: multiple comparisons, paired tests against baselines, seeds needed ----------------
+
+P_ADJUSTMENTS = ("holm", "bh", "none")
+
+
+def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
+    """Multiple-comparison adjusted p-values, in input order; NaNs pass through and are not counted.
+
+    ``"holm"``: Holm-Bonferroni step-down (family-wise error rate); ``"bh"``: Benjamini-Hochberg via
+    ``scipy.stats.false_discovery_control`` (false discovery rate); ``"none"``: unchanged.
+    """
+    if method not in P_ADJUSTMENTS:
+        raise ValueError(f"p-value adjustment: unknown method {method!r}; allowed: {list(P_ADJUSTMENTS)}")
+    p = np.array(p_values, dtype=float).reshape(-1)
+    known = ~np.isnan(p)
+    if ((p[known] < 0) | (p[known] > 1)).any():
+        raise ValueError(f"p-values must lie in [0, 1], got {p[known].tolist()}")
+    adjusted = p.copy()
+    if method == "none" or not known.any():
+        return adjusted
+    values = p[known]
+    if method == "bh":
+        adjusted[known] = stats.false_discovery_control(values, method="bh")
+        return adjusted
+    # Holm: the k-th smallest of m p-values is multiplied by (m - k + 1), then made monotone and capped at 1.
+    m = len(values)
+    order = np.argsort(values, kind="stable")
+    stepped = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * values[order]))
+    holm = np.empty(m)
+    holm[order] = stepped
+    adjusted[known] = holm
+    return adjusted
+
+
+PAIRED_TEST_COLUMNS = [
+    "method", "baseline", "metric", "n_pairs", "diff_mean", "diff_ci_low", "diff_ci_high",
+    "p_value", "p_adjusted", "within_noise",
+]
+
+
+def paired_tests(
+    runs: pd.DataFrame,
+    metric: str,
+    baselines: list[str] | tuple[str, ...] = ("ce", "kd"),
+    correction: str = "holm",
+    significance: float = 0.05,
+    confidence: float = 0.95,
+    group: str = "method",
+) -> pd.DataFrame:
+    """Every method against each baseline present, paired by seed; p-values adjusted over the whole family.
+
+    ``runs`` has one row per (``group``, seed). Each row of the result: the mean of per-seed differences
+    (method - baseline) over the shared seeds, its Student-t ``confidence`` interval, the paired t-test
+    p-value, the p-value adjusted by ``correction`` across all rows, and ``within_noise`` (adjusted p not
+    below ``significance``, or undefined because fewer than 2 seeds are shared). Baselines missing from
+    ``runs`` are skipped; a baseline-vs-baseline pair is tested once (the later baseline against the
+    earlier one), so the family holds no mirrored duplicates.
+    """
+    present = [b for b in dict.fromkeys(baselines) if (runs[group] == b).any()]
+    methods = list(dict.fromkeys(runs[group]))
+    rows = []
+    for index, baseline in enumerate(present):
+        base = runs[runs[group] == baseline].set_index("seed")[metric]
+        for method in methods:
+            if method == baseline or method in present[:index]:
+                continue
+            values = runs[runs[group] == method].set_index("seed")[metric]
+            paired = pd.concat([values.rename("value"), base.rename("base")], axis=1, join="inner")
+            diff = (paired["value"] - paired["base"]).to_numpy(dtype=float)
+            ci = mean_ci(diff, confidence)
+            test = paired_difference(paired["value"].to_numpy(), paired["base"].to_numpy())
+            rows.append(
+                {
+                    "method": method, "baseline": baseline, "metric": metric, "n_pairs": len(diff),
+                    "diff_mean": test["diff_mean"], "diff_ci_low": ci["ci_low"], "diff_ci_high": ci["ci_high"],
+                    "p_value": test["p_value"],
+                }
+            )
+    table = pd.DataFrame(rows, columns=PAIRED_TEST_COLUMNS[:-2])
+    table["p_adjusted"] = adjust_p_values(table["p_value"].to_numpy(dtype=float), correction)
+    table["within_noise"] = [bool(math.isnan(p) or p >= significance) for p in table["p_adjusted"]]
+    return table
+
+
+def paired_t_power(n: int, effect_size: float, significance: float = 0.05) -> float:
+    """Exact power of the two-sided paired t-test with ``n`` pairs at standardised effect mean/std."""
+    df = n - 1
+    critical = stats.t.ppf(1 - significance / 2, df)
+    noncentrality = abs(effect_size) * math.sqrt(n)
+    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+
+
+def seeds_needed(
+    diff_mean: float,
+    diff_std: float,
+    significance: float = 0.05,
+    power: float = 0.8,
+    max_seeds: int = 1000,
+) -> float:
+    """Smallest number of paired seeds n >= 2 at which a two-sided paired t-test has ``power``.
+
+    The effect is ``diff_mean / diff_std`` (std of the per-seed differences); power comes from the
+    noncentral t distribution, not the normal approximation. Returns ``math.inf`` when ``diff_mean`` is 0
+    (no number of seeds separates identical means) or ``max_seeds`` is not enough; 2 when ``diff_std`` is 0
+    and ``diff_mean`` is not (a constant shift is detected with any 2 seeds). Non-finite or negative
+    inputs raise ValueError.
+    """
+    if not (math.isfinite(diff_mean) and math.isfinite(diff_std)) or diff_std < 0:
+        raise ValueError(f"seeds_needed: need a finite mean and a finite std >= 0, got {diff_mean}, {diff_std}")
+    if not (0 < significance < 1 and 0 < power < 1):
+        raise ValueError(f"seeds_needed: significance and power must lie in (0, 1), got {significance}, {power}")
+    if diff_mean == 0:
+        return math.inf
+    if diff_std == 0:
+        return 2
+    effect = abs(diff_mean) / diff_std
+    # The t-test is never more powerful than the z-test with known variance, so the exact answer sits at or
+    # just above the normal-approximation n. Walk up from there: scipy's noncentral t turns unstable (NaN)
+    # at the large noncentralities of near-certain power, which a bisection over [2, max_seeds] would hit.
+    z = stats.norm.ppf(1 - significance / 2) + stats.norm.ppf(power)
+    n = max(2, math.floor((z / effect) ** 2) - 1)
+    if n > max_seeds:
+        return math.inf
+    while n > 2 and paired_t_power(n - 1, effect, significance) >= power:
+        n -= 1
+    while n <= max_seeds:
+        if paired_t_power(n, effect, significance) >= power:
+            return n
+        n += 1
+    return math.inf

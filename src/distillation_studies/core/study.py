@@ -14,11 +14,15 @@ from typing import Any, Mapping
 from distillation_studies.core.config import parse_dataclass, require_positive
 from distillation_studies.core.data import EMBEDDED_SHAPES, SplitConfig
 from distillation_studies.core.errors import ConfigError
+from distillation_studies.core.grid import DEFAULT_STUDENT, Arm, check_label_fractions, expand_arms, sweep_settings
 from distillation_studies.core.methods import build_method, method_class, parse_method_config
 from distillation_studies.core.models import build_model, make_spec
 from distillation_studies.core.training import TrainConfig
 
-TOP_LEVEL_KEYS = ["data", "teacher", "student", "methods", "seeds", "evaluation", "comparison", "tracking"]
+TOP_LEVEL_KEYS = [
+    "data", "teacher", "student", "methods", "seeds", "grid", "evaluation", "comparison", "recommendation", "tracking"
+]
+GRID_KEYS = ["students", "label_fractions"]
 METHOD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -75,6 +79,11 @@ class MethodEntry:
     method: str
     config: Any
     raw: dict[str, Any]
+    settings: tuple[dict[str, Any], ...] = ({},)
+
+    def config_for(self, setting: Mapping[str, Any]) -> Any:
+        """The typed config with one swept setting applied (validated like any config)."""
+        return parse_method_config(self.method, {**self.raw, **setting}, f"methods.{self.key}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,8 @@ class StudyConfig:
     student_training: TrainConfig
     methods: tuple[MethodEntry, ...]
     seeds: tuple[int, ...]
+    student_specs: dict[str, dict[str, Any]]
+    arms: tuple[Arm, ...]
     evaluation: EvaluationConfig
     comparison: ComparisonConfig
     tracking: TrackingConfig
@@ -126,8 +137,12 @@ def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
         raise ConfigError(f"{where}: method keys must be identifiers (letters, digits, underscores)")
     raw = dict(raw or {})
     name = raw.pop("method", key)
+    sweep = raw.pop("sweep", None)
     method_class(name, f"{where}.method" if name != key else where)
-    return MethodEntry(key, name, parse_method_config(name, raw, where), raw)
+    settings = tuple(sweep_settings(sweep, f"{where}.sweep"))
+    for setting in settings:  # every swept value is checked as the method's own config
+        parse_method_config(name, {**raw, **setting}, where)
+    return MethodEntry(key, name, parse_method_config(name, raw, where), raw, settings)
 
 
 def _seeds(raw: Any) -> tuple[int, ...]:
@@ -138,6 +153,23 @@ def _seeds(raw: Any) -> tuple[int, ...]:
     if len(set(raw)) != len(raw):
         raise ConfigError(f"seeds: seeds must be distinct, got {list(raw)}")
     return tuple(raw)
+
+
+def _student_specs(
+    students: Mapping[str, Any] | None, default_spec: dict[str, Any], data_summary: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Student architectures swept for capacity, by name; the ``student.model`` alone by default."""
+    if not students:
+        return {DEFAULT_STUDENT: default_spec}
+    if not isinstance(students, Mapping):
+        raise ConfigError("grid.students: must map student names to model sections")
+    in_shape, classes = tuple(data_summary["input_shape"]), int(data_summary["num_classes"])
+    specs = {}
+    for name, model in students.items():
+        if not METHOD_NAME.match(str(name)):
+            raise ConfigError(f"grid.students.{name}: names must be identifiers (letters, digits, underscores)")
+        specs[name] = make_spec(model or {}, in_shape, classes, where=f"grid.students.{name}")
+    return specs
 
 
 def validate_study(params: Mapping[str, Any]) -> StudyConfig:
@@ -160,10 +192,19 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         raise ConfigError(
             f"comparison.baseline: {comparison.baseline!r} is not one of the study's methods {list(methods_raw)}"
         )
-    student, teacher = build_model(student_spec), build_model(teacher_spec)
+    grid = params.get("grid") or {}
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"grid.{unknown[0]}: unknown key; allowed keys: {GRID_KEYS}")
+    student_specs = _student_specs(grid.get("students"), student_spec, data_summary)
+    fractions = check_label_fractions(grid.get("label_fractions", [1.0]))
+    arms = expand_arms({e.key: list(e.settings) for e in methods}, list(student_specs), fractions)
+    teacher = build_model(teacher_spec)
     num_train = int(num_samples * (1 - data.val_fraction - data.test_fraction))
-    for entry in methods:
-        build_method(entry.method, entry.config, student, teacher, num_train, where=f"methods.{entry.key}")
+    entries = {e.key: e for e in methods}
+    for arm in arms:
+        entry, student = entries[arm.method_key], build_model(student_specs[arm.student])
+        build_method(entry.method, entry.config_for(arm.setting), student, teacher, num_train, where=f"methods.{entry.key}")
     return StudyConfig(
         data=data,
         teacher_spec=teacher_spec,
@@ -173,6 +214,8 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         student_training=student_training,
         methods=methods,
         seeds=seeds,
+        student_specs=student_specs,
+        arms=tuple(arms),
         evaluation=parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation"),
         comparison=comparison,
         tracking=parse_dataclass(TrackingConfig, params.get("tracking"), "tracking"),

@@ -74,7 +74,7 @@ def build_method(
         raise ConfigError(f"{where}: method {name!r} needs a teacher model")
     student_shapes = _shapes(student, student_layers, f"{where} (student layer)")
     teacher_shapes = _shapes(teacher, teacher_layers, f"{where} (teacher layer)") if teacher is not None else {}
-    setup = MethodSetup(student_shapes, teacher_shapes, student.spec["num_classes"], num_train)
+    setup = MethodSetup(student_shapes, teacher_shapes, student.spec["num_classes"], num_train, dict(student.spec))
     try:
         return cls(config, setup)
     except ConfigError as error:

@@ -35,12 +35,18 @@ class Batch:
 
 @dataclass(frozen=True)
 class MethodSetup:
-    """What a method may need to size itself: feature shapes (per sample) and the data's size."""
+    """What a method may need to size itself: feature shapes (per sample) and the data's size.
+
+    ``student_spec`` is the student's model spec (``model.spec``), for methods that build networks
+    shaped like the student or sized to its input (e.g. DML's peers, TAKD's assistant); None when
+    the caller has none.
+    """
 
     student_shapes: dict[str, tuple[int, ...]]
     teacher_shapes: dict[str, tuple[int, ...]]
     num_classes: int
     num_train: int
+    student_spec: dict[str, Any] | None = field(default=None, hash=False)
 
 
 class DistillationMethod(nn.Module):

@@ -7,7 +7,7 @@ from .nodes import collect_runs, compare_methods
 
 def create_pipeline(**kwargs) -> Pipeline:
     study = study_config()
-    metrics = [f"{student_namespace(entry.key, seed)}.metrics" for entry in study.methods for seed in study.seeds]
+    metrics = [f"{student_namespace(arm.key, seed)}.metrics" for arm in study.arms for seed in study.seeds]
     return Pipeline(
         [
             node(collect_runs, metrics, "study_runs", name="collect_runs"),

@@ -7,7 +7,13 @@ from typing import Any
 from torch import Tensor
 
 from distillation_studies.core.config import parse_dataclass
-from distillation_studies.core.data import load_embedded, normalisation_stats, normalise, stratified_split
+from distillation_studies.core.data import (
+    load_embedded,
+    normalisation_stats,
+    normalise,
+    stratified_split,
+    stratified_subset,
+)
 from distillation_studies.core.study import DataConfig
 
 
@@ -30,3 +36,9 @@ def split_images(images: dict[str, Tensor], data: dict[str, Any]) -> tuple[dict,
         "normalisation": stats,
     }
     return normalised, summary
+
+
+def label_subset(model_input: dict, data: dict[str, Any], *, fraction: float) -> dict:
+    """The splits with only a stratified ``fraction`` of the training split (validation and test kept whole)."""
+    config = parse_dataclass(DataConfig, data, "data")
+    return {**model_input, "train": stratified_subset(model_input["train"], fraction, config.split_seed)}

@@ -1,4 +1,4 @@
-"""Distil one student with one method and one seed, through the one training loop."""
+"""Distil one student for one arm of the study grid and one seed, through the one training loop."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from distillation_studies.core.config import parse_dataclass
 from distillation_studies.core.methods import METHODS, build_method
-from distillation_studies.core.models import build_model
-from distillation_studies.core.study import parse_method_entry, parse_model_section
-from distillation_studies.core.training import train
+from distillation_studies.core.models import build_model, make_spec
+from distillation_studies.core.study import parse_method_entry
+from distillation_studies.core.training import TrainConfig, train
 from distillation_studies.pipelines.teacher.nodes import history_record
 
 
@@ -18,28 +19,43 @@ def distil_student(
     teacher_model: nn.Module,
     model_input: dict,
     data_summary: dict,
-    student: dict[str, Any],
+    student_model: dict[str, Any],
+    student_training: dict[str, Any],
     method: dict[str, Any],
     *,
-    method_key: str,
+    arm: dict[str, Any],
     seed: int,
 ) -> tuple[nn.Module, nn.Module, dict]:
     """Best-on-validation student, its last-epoch weights, and the history of every loss term.
 
-    ``seed`` fixes the student's initialisation, batch order and any randomness of the method.
+    ``seed`` fixes the student's initialisation, batch order and any randomness of the method;
+    ``arm`` names the method setting, student architecture and label fraction of this grid point.
     """
-    spec, training, _ = parse_model_section(student, "student", data_summary)
-    entry = parse_method_entry(method_key, method)
+    spec = make_spec(student_model, data_summary["input_shape"], data_summary["num_classes"], "student.model")
+    training = parse_dataclass(TrainConfig, student_training, "student.training")
+    entry = parse_method_entry(arm["method_key"], method)
+    config = entry.config_for(arm["setting"])
     torch.manual_seed(seed)
     model = build_model(spec)
     teacher = teacher_model if METHODS[entry.method].needs_teacher else None
-    loss = build_method(entry.method, entry.config, model, teacher, len(model_input["train"]["y"]), f"methods.{method_key}")
+    train_size = len(model_input["train"]["y"])
+    loss = build_method(entry.method, config, model, teacher, train_size, f"methods.{entry.key}")
     result = train(
-        model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=f"{method_key}/seed_{seed}"
+        model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=f"{arm['key']}/seed_{seed}"
     )
     last = build_model(spec)
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)
-    extra = {"method": method_key, "registered_method": entry.method, "seed": seed, "hyperparameters": entry.raw, "model": spec}
+    extra = {
+        "arm": arm["key"],
+        "method": arm["method_key"],
+        "registered_method": entry.method,
+        "setting": arm["setting"],
+        "student": arm["student"],
+        "label_fraction": arm["label_fraction"],
+        "train_size": train_size,
+        "seed": seed,
+        "hyperparameters": {**entry.raw, **arm["setting"]},
+        "model": spec,
+    }
     return model, last, history_record(result, extra)
-

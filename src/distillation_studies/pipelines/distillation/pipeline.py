@@ -1,23 +1,32 @@
-"""One namespaced pipeline per (method, seed), all built from one template and sharing one teacher."""
+"""One namespaced pipeline per (arm, seed), all built from one template and sharing one teacher.
+
+An arm is a (method setting, student architecture, label fraction) point of the study grid.
+"""
 
 from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
-from distillation_studies.study import student_namespace, study_config
+from distillation_studies.core.grid import Arm
+from distillation_studies.study import model_input_name, student_model_param, student_namespace, study_config
 
 from .nodes import distil_student
 
-SHARED_INPUTS = {"teacher_model", "model_input", "data_summary"}
 
-
-def student_template(method_key: str, seed: int) -> Pipeline:
-    distil = update_wrapper(partial(distil_student, method_key=method_key, seed=seed), distil_student)
+def student_template(arm: Arm, seed: int) -> Pipeline:
+    distil = update_wrapper(partial(distil_student, arm=arm.as_dict(), seed=seed), distil_student)
     return Pipeline(
         [
             node(
                 distil,
-                ["teacher_model", "model_input", "data_summary", "params:student", "params:method"],
+                [
+                    "teacher_model",
+                    "model_input",
+                    "data_summary",
+                    "params:student_model",
+                    "params:student_training",
+                    "params:method",
+                ],
                 ["model", "last_model", "history"],
                 name="distil_student",
             )
@@ -30,12 +39,20 @@ def create_pipeline(**kwargs) -> Pipeline:
     return sum(
         (
             Pipeline(
-                student_template(entry.key, seed),
-                namespace=student_namespace(entry.key, seed),
-                inputs=SHARED_INPUTS,
-                parameters={"params:student": "params:student", "params:method": f"params:methods.{entry.key}"},
+                student_template(arm, seed),
+                namespace=student_namespace(arm.key, seed),
+                inputs={
+                    "teacher_model": "teacher_model",
+                    "data_summary": "data_summary",
+                    "model_input": model_input_name(arm.label_fraction),
+                },
+                parameters={
+                    "params:student_model": student_model_param(arm),
+                    "params:student_training": "params:student.training",
+                    "params:method": f"params:methods.{arm.method_key}",
+                },
             )
-            for entry in study.methods
+            for arm in study.arms
             for seed in study.seeds
         ),
         Pipeline([]),

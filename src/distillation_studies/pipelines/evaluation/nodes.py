@@ -19,11 +19,14 @@ def evaluate_student(
     history: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> dict[str, Any]:
-    """Test metrics of one (method, seed) student, labelled with its method and seed."""
+    """Test metrics of one (arm, seed) student, labelled with its grid point and seed."""
     config = parse_dataclass(EvaluationConfig, evaluation, "evaluation")
     summary = history["summary"]
     metrics = evaluate_model(model, last_model, model_input["test"], teacher_model, summary, **vars(config))
-    return {"method": summary["method"], "seed": summary["seed"], **metrics}
+    labels = {key: summary[key] for key in ("arm", "method", "registered_method", "student", "label_fraction", "train_size", "seed")}
+    labels["setting"] = ", ".join(f"{k}={v}" for k, v in summary["setting"].items()) or "default"
+    labels.update({f"hp_{k}": v for k, v in summary["setting"].items()})
+    return {**labels, **metrics}
 
 
 def evaluate_teacher(

@@ -1,4 +1,7 @@
-"""Teacher evaluation plus one namespaced evaluation per (method, seed), matching the distillation arms."""
+"""Teacher evaluation plus one namespaced evaluation per (arm, seed), matching the distillation pipelines.
+
+Every student is evaluated on the full test split, whatever labelled fraction it trained on.
+"""
 
 from kedro.pipeline import Pipeline, node
 
@@ -36,11 +39,11 @@ def create_pipeline(**kwargs) -> Pipeline:
     students = [
         Pipeline(
             template,
-            namespace=student_namespace(entry.key, seed),
+            namespace=student_namespace(arm.key, seed),
             inputs={"teacher_model", "model_input"},
             parameters={"params:evaluation": "params:evaluation"},
         )
-        for entry in study.methods
+        for arm in study.arms
         for seed in study.seeds
     ]
     return sum(students, teacher)
