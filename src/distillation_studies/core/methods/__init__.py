@@ -27,6 +27,10 @@ from distillation_studies.core.methods.crd import ContrastiveRepresentationDisti
 from distillation_studies.core.methods.ft import FactorTransfer
 from distillation_studies.core.methods.vid import VariationalInformationDistillation
 from distillation_studies.core.methods.reviewkd import ReviewKD
+from distillation_studies.core.methods.combine import Combine
+from distillation_studies.core.methods.two_stage import TwoStage
+from distillation_studies.core.methods.dml import DeepMutualLearning
+from distillation_studies.core.methods.takd import TeacherAssistantKD
 from distillation_studies.core.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -48,6 +52,10 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "ft": FactorTransfer,
     "vid": VariationalInformationDistillation,
     "reviewkd": ReviewKD,
+    "combine": Combine,
+    "two_stage": TwoStage,
+    "dml": DeepMutualLearning,
+    "takd": TeacherAssistantKD,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]
