@@ -14,7 +14,8 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from distillation_studies import study_params
-from distillation_studies.tracking import StudyTracker, config_hash, git_commit, package_versions, resolve_uri
+from distillation_studies.provenance import config_hash, git_commit, package_versions
+from distillation_studies.tracking import StudyTracker, resolve_uri
 
 log = logging.getLogger(__name__)
 

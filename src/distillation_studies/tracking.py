@@ -7,11 +7,8 @@ on a global "active run".
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from distillation_studies.datasets import model_payload
 
-PACKAGES = ["torch", "torchvision", "kedro", "kedro-datasets", "mlflow", "pandas", "scikit-learn", "scipy", "numpy"]
 MAX_PARAM_LENGTH = 6000
 
 
@@ -42,33 +38,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
             items.update(flatten(value, f"{prefix}{key}."))
         return items
     return {prefix[:-1]: json.dumps(tree) if isinstance(tree, (list, tuple)) else str(tree)}
-
-
-def config_hash(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def git_commit(project_path: Path) -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_path, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_path, capture_output=True, text=True
-        ).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 class StudyTracker:

@@ -29,7 +29,9 @@ def base_config() -> dict[str, Any]:
             "rkd": {"student_layer": "hidden.0", "teacher_layer": "embed.0"},
         },
         "seeds": [0, 1],
-        "comparison": {"baseline": "ce"},
+        "comparison": {"baselines": ["ce", "kd"]},
+        "recommendation": {},
+        "grid": {},
         "evaluation": {"ece_bins": 15},
         "tracking": {"enabled": False},
     }
@@ -76,11 +78,19 @@ BAD_CONFIGS = [
     ("missing seeds", lambda c: c.pop("seeds"), r"seeds: must be a non-empty list"),
     ("duplicate seeds", _set("seeds", [0, 1, 0]), r"seeds: seeds must be distinct"),
     ("negative seed", _set("seeds", [0, -1]), r"seeds: every seed must be a non-negative integer"),
-    ("missing student layer", _set("methods.fitnet.student_layer", "hidden.3"), r"methods\.fitnet: layer 'hidden\.3' does not exist.*available layers:.*'hidden\.0'"),
-    ("missing teacher layer", _set("methods.rkd.teacher_layer", "embed.9"), r"methods\.rkd: layer 'embed\.9' does not exist.*available layers:.*'embed\.0'"),
-    ("teacher-only layer on student", _set("methods.fitnet.student_layer", "embed.0"), r"methods\.fitnet: layer 'embed\.0' does not exist.*'hidden\.0'"),
+    ("missing student layer", _set("methods.fitnet.student_layer", "hidden.3"), r"methods\.fitnet\.student_layer: layer 'hidden\.3' does not exist in the student.*available layers:.*'hidden\.0'"),
+    ("missing teacher layer", _set("methods.rkd.teacher_layer", "embed.9"), r"methods\.rkd\.teacher_layer: layer 'embed\.9' does not exist in the teacher.*available layers:.*'embed\.0'"),
+    ("teacher-only layer on student", _set("methods.fitnet.student_layer", "embed.0"), r"methods\.fitnet\.student_layer: layer 'embed\.0' does not exist in the student.*'hidden\.0'"),
     ("layer not set", _set("methods.rkd", {"teacher_layer": "embed.0"}), r"methods\.rkd\.student_layer: required"),
-    ("baseline not in methods", _set("comparison.baseline", "dkd"), r"comparison\.baseline: 'dkd' is not one of the study's methods"),
+    ("baseline not in methods", _set("comparison.baselines", ["ce", "dkd"]), r"comparison\.baselines: 'dkd' is not one of the study's methods"),
+    ("unknown correction", _set("comparison.correction", "sidak"), r"comparison\.correction: unknown value 'sidak'; allowed values: \['holm', 'bh', 'none'\]"),
+    ("negative latency limit", _set("recommendation.max_latency_ms", -1.0), r"recommendation\.max_latency_ms"),
+    ("unknown recommendation key", _set("recommendation.max_memory", 1.0), r"recommendation\.max_memory: unknown key"),
+    ("swept value out of range", _set("methods.kd.sweep", {"temperature": [1.0, -2.0]}), r"methods\.kd\.temperature: must be > 0"),
+    ("empty sweep list", _set("methods.kd.sweep", {"temperature": []}), r"methods\.kd\.sweep\.temperature: must be a non-empty list"),
+    ("label fraction out of range", _set("grid.label_fractions", [0.0, 1.0]), r"grid\.label_fractions: every fraction must be in \(0, 1\]"),
+    ("unknown grid key", _set("grid.teachers", {}), r"grid\.teachers: unknown key"),
+    ("unknown grid student model", _set("grid.students", {"small": {"name": "transformer"}}), r"grid\.students\.small\.name: unknown model 'transformer'"),
     ("bad confidence", _set("comparison.confidence", 1.0), r"comparison\.confidence: must be in \(0, 1\)"),
     ("unknown top-level key", _set("trainer", {}), r"trainer: unknown top-level parameter; allowed keys: \[.*'data'.*'methods'"),
     ("no methods", _set("methods", {}), r"methods: at least one method is required"),
@@ -98,7 +108,7 @@ def test_valid_base_config_passes():
     assert study.teacher_spec == {"name": "cnn", "in_shape": [1, 8, 8], "num_classes": 10, "channels": [8, 16], "embed": 32}
     assert study.student_spec["hidden"] == [16]
     assert study.methods[1].config.temperature == 4.0
-    assert study.comparison.baseline == "ce"
+    assert study.comparison.baselines == ("ce", "kd")
 
 
 def test_base_config_is_not_mutated():

@@ -33,33 +33,19 @@ def paired_difference(values: np.ndarray, baseline: np.ndarray) -> dict[str, flo
     return {"diff_mean": float(diff.mean()), "p_value": float(stats.ttest_rel(values, baseline).pvalue)}
 
 
-def summarise_by_method(
-    runs: pd.DataFrame,
-    metrics: list[str],
-    baseline: str,
-    confidence: float = 0.95,
-    significance: float = 0.05,
+def summarise_by_group(
+    runs: pd.DataFrame, metrics: list[str], group: str = "method", confidence: float = 0.95
 ) -> pd.DataFrame:
-    """One row per method: mean/std/CI of every metric; paired difference to ``baseline`` per seed.
+    """One row per ``group`` value, in first-seen order: seed count and mean/std/CI of every metric.
 
-    ``runs`` has one row per (method, seed). A difference whose p-value is not below ``significance``
-    is flagged ``within_noise``.
+    Differences to baselines are ``paired_tests``'s job, so they are corrected as one family.
     """
-    base = runs[runs["method"] == baseline].set_index("seed")
     rows = []
-    for method, group in runs.groupby("method", sort=False):
-        row: dict[str, float | str | bool] = {"method": method, "seeds": len(group)}
+    for name, part in runs.groupby(group, sort=False):
+        row: dict[str, float | str] = {group: name, "seeds": len(part)}
         for metric in metrics:
-            summary = mean_ci(group[metric].to_numpy(), confidence)
+            summary = mean_ci(part[metric].to_numpy(), confidence)
             row.update({f"{metric}_{k}": v for k, v in summary.items() if k != "n"})
-        if method != baseline and not base.empty:
-            paired = group.set_index("seed").join(base[metrics], rsuffix="_base", how="inner")
-            for metric in metrics:
-                result = paired_difference(paired[metric].to_numpy(), paired[f"{metric}_base"].to_numpy())
-                row[f"{metric}_diff_vs_{baseline}"] = result["diff_mean"]
-                row[f"{metric}_p_vs_{baseline}"] = result["p_value"]
-                p = result["p_value"]
-                row[f"{metric}_within_noise"] = bool(math.isnan(p) or p >= significance)
         rows.append(row)
     return pd.DataFrame(rows)
 

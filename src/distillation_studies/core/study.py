@@ -11,12 +11,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from distillation_studies.core.config import parse_dataclass, require_positive
+from distillation_studies.core.config import parse_dataclass, require_choice, require_positive
 from distillation_studies.core.data import EMBEDDED_SHAPES, SplitConfig
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.grid import DEFAULT_STUDENT, Arm, check_label_fractions, expand_arms, sweep_settings
 from distillation_studies.core.methods import build_method, method_class, parse_method_config
 from distillation_studies.core.models import build_model, make_spec
+from distillation_studies.core.recommend import Constraints
 from distillation_studies.core.training import TrainConfig
 
 TOP_LEVEL_KEYS = [
@@ -52,16 +53,23 @@ class EvaluationConfig:
         require_positive(self, where, "ece_bins", "latency_repeats", "throughput_batch")
 
 
+CORRECTIONS = ["holm", "bh", "none"]
+
+
 @dataclass(frozen=True)
 class ComparisonConfig:
-    baseline: str = "ce"
+    baselines: tuple[str, ...] = ("ce", "kd")
     confidence: float = 0.95
     significance: float = 0.05
+    correction: str = "holm"
 
     def check(self, where: str) -> None:
         for key in ("confidence", "significance"):
             if not 0.0 < getattr(self, key) < 1.0:
                 raise ConfigError(f"{where}.{key}: must be in (0, 1), got {getattr(self, key)}")
+        if not self.baselines:
+            raise ConfigError(f"{where}.baselines: at least one baseline method is required")
+        require_choice(self, where, "correction", CORRECTIONS)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class StudyConfig:
     arms: tuple[Arm, ...]
     evaluation: EvaluationConfig
     comparison: ComparisonConfig
+    constraints: Constraints
     tracking: TrackingConfig
 
 
@@ -188,10 +197,12 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
     methods = tuple(parse_method_entry(key, raw) for key, raw in methods_raw.items())
     seeds = _seeds(params.get("seeds"))
     comparison = parse_dataclass(ComparisonConfig, params.get("comparison"), "comparison")
-    if comparison.baseline not in methods_raw:
-        raise ConfigError(
-            f"comparison.baseline: {comparison.baseline!r} is not one of the study's methods {list(methods_raw)}"
-        )
+    for baseline in comparison.baselines:
+        if baseline not in methods_raw:
+            raise ConfigError(
+                f"comparison.baselines: {baseline!r} is not one of the study's methods {list(methods_raw)}"
+            )
+    constraints = parse_dataclass(Constraints, params.get("recommendation"), "recommendation")
     grid = params.get("grid") or {}
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
@@ -218,5 +229,6 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         arms=tuple(arms),
         evaluation=parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation"),
         comparison=comparison,
+        constraints=constraints,
         tracking=parse_dataclass(TrackingConfig, params.get("tracking"), "tracking"),
     )

@@ -213,7 +213,8 @@ def _first_problem_mnist(config: VisionDataConfig, train: bool) -> tuple[Path, s
         try:
             reader(str(path))
         except _READ_ERRORS as exc:
-            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            # The IDX reader's bare asserts check the magic number (dimension count and element type).
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else "bad IDX magic number in the header"
             return path, f"is corrupt: not a readable IDX file ({detail})"
     return None
 
@@ -244,6 +245,7 @@ def _remap_target(target: int, mapping: tuple[int, ...]) -> int:
 
 def _open_image_folder(config: VisionDataConfig, split: str, where: str) -> Dataset:
     from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import find_classes
 
     root = Path(config.root)
     train_dir, split_dir = root / "train", root / split
@@ -251,8 +253,13 @@ def _open_image_folder(config: VisionDataConfig, split: str, where: str) -> Data
         if not folder.is_dir():
             raise _data_error(config, where, folder, "not found")
     transform = partial(_to_float, size=config.image_size)
+    classes = None
+    if split != "train":
+        try:
+            classes, _ = find_classes(str(train_dir))
+        except FileNotFoundError as exc:
+            raise _data_error(config, where, train_dir, f"holds no class folder ({exc})") from exc
     try:
-        classes = ImageFolder(str(train_dir), loader=_checked_image_loader).classes if split != "train" else None
         dataset = ImageFolder(str(split_dir), transform=transform, loader=_checked_image_loader)
     except (FileNotFoundError, ValueError) as exc:
         raise _data_error(config, where, split_dir, f"holds no usable class folder of images ({exc})") from exc

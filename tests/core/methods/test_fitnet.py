@@ -107,7 +107,7 @@ def test_build_method_sizes_adapter_from_real_models():
 
 def test_unknown_layer_names_available_layers():
     config = parse_method_config("fitnet", {"student_layer": "hidden.7", "teacher_layer": "embed.0"}, "methods.fitnet")
-    with pytest.raises(ConfigError, match=r"methods\.fitnet: layer 'hidden\.7' does not exist.*hidden\.0"):
+    with pytest.raises(ConfigError, match=r"methods\.fitnet\.student_layer: layer 'hidden\.7' does not exist in the student.*hidden\.0"):
         build_method("fitnet", config, tiny_mlp(), tiny_cnn(), num_train=8, where="methods.fitnet")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, Mapping
 
 from torch import nn
@@ -80,17 +81,25 @@ def build_method(
     student_layers, teacher_layers = cls.layers(config)
     if cls.needs_teacher and teacher is None:
         raise ConfigError(f"{where}: method {name!r} needs a teacher model")
-    student_shapes = _shapes(student, student_layers, f"{where} (student layer)")
-    teacher_shapes = _shapes(teacher, teacher_layers, f"{where} (teacher layer)") if teacher is not None else {}
-    setup = MethodSetup(student_shapes, teacher_shapes, student.spec["num_classes"], num_train, dict(student.spec))
+    student_shapes = _shapes(student, student_layers, config, where, "student")
+    teacher_shapes = _shapes(teacher, teacher_layers, config, where, "teacher") if teacher is not None else {}
+    setup = MethodSetup(student_shapes, teacher_shapes, student.spec["num_classes"], num_train, student_spec=dict(student.spec))
     try:
         return cls(config, setup)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
 
 
-def _shapes(model: nn.Module, layers: list[str], where: str) -> dict[str, tuple[int, ...]]:
-    try:
-        return feature_shapes(model, layers)
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+def _shapes(model: nn.Module, layers: list[str], config: Any, where: str, role: str) -> dict[str, tuple[int, ...]]:
+    """Feature shapes; a missing layer is reported under the config key that names it."""
+    known = {name for name, _ in model.named_modules() if name}
+    for path in layers:
+        if path not in known:
+            key = next((f.name for f in fields(config) if _names(getattr(config, f.name), path)), "layers")
+            available = [name for name, _ in model.named_modules() if name]
+            raise ConfigError(f"{where}.{key}: layer {path!r} does not exist in the {role}; available layers: {available}")
+    return feature_shapes(model, layers)
+
+
+def _names(value: Any, path: str) -> bool:
+    return value == path or (isinstance(value, (list, tuple)) and path in value)

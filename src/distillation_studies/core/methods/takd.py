@@ -26,7 +26,7 @@ each step, so they follow any augmentation of the student's inputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
@@ -42,7 +42,7 @@ from distillation_studies.core.models import SPEC_KEYS, build_model, make_spec, 
 
 @dataclass(frozen=True)
 class TAKDConfig:
-    assistant: Any = None
+    assistant: Any = field(default=None, hash=False)  # a model section (a dict)
     assistant_epochs: int = 10
     assistant_lr: float = 1e-3
     assistant_batch_size: int = 64
@@ -117,6 +117,7 @@ class TeacherAssistantKD(DistillationMethod):
         result = train(assistant, method, train_data, train_data, schedule, seed, label="takd/assistant")
         assistant.load_state_dict(result.last_state)  # prepare has no validation data: keep the last epoch
         self.assistant_history = result.history
+        assistant.zero_grad(set_to_none=True)  # drop the last training step's gradients
         assistant.eval().requires_grad_(False)
         self._assistant = [assistant]
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from distillation_studies.core.config import parse_dataclass
-from distillation_studies.core.methods import METHODS, build_method
+from distillation_studies.core.methods import build_method
 from distillation_studies.core.models import build_model, make_spec
 from distillation_studies.core.study import parse_method_entry
 from distillation_studies.core.training import TrainConfig, train
@@ -37,9 +37,9 @@ def distil_student(
     config = entry.config_for(arm["setting"])
     torch.manual_seed(seed)
     model = build_model(spec)
-    teacher = teacher_model if METHODS[entry.method].needs_teacher else None
     train_size = len(model_input["train"]["y"])
-    loss = build_method(entry.method, config, model, teacher, train_size, f"methods.{entry.key}")
+    loss = build_method(entry.method, config, model, teacher_model, train_size, f"methods.{entry.key}")
+    teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
     result = train(
         model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=f"{arm['key']}/seed_{seed}"
     )
