@@ -74,8 +74,16 @@ def test_catalog_holds_the_comparison_of_every_method(project):
     assert table.loc[table["method"] == "kd", "test_accuracy_p_vs_ce"].between(0, 1).all()
     fitnet = table[table["method"] == "fitnet"].iloc[0]
     assert fitnet["training_parameters_mean"] > fitnet["parameters_mean"]  # the adapter is counted
-    report = load(project, "comparison_report")
-    assert "| method" in report and "within noise" in report or "better" in report or "worse" in report
+    report = load(project, "study_report_md")
+    assert "| arm" in report and ("within noise" in report or "better" in report or "worse" in report)
+    assert "## Recommendation" in report and "## Capacity gap" in report and "## Protocol" in report
+    html = load(project, "study_report_html")
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    recommendation = load(project, "recommendation")
+    assert {entry["candidate"] for entry in recommendation["ranked"]} == {"ce", "kd", "fitnet", "rkd"}
+    assert all(len(entry["run_ids"]) == 2 for entry in recommendation["ranked"])  # MLflow evidence per seed
+    card = load(project, "protocol_card")
+    assert card["dataset"] == "digits" and card["seeds"] == [0, 1] and len(card["teacher_checkpoint_sha256"]) == 64
     history = load(project, "students.kd.seed_1.history")
     assert [row["epoch"] for row in history["epochs"]] == [1, 2]
     assert {"loss_ce", "loss_kd", "val_accuracy"} <= set(history["epochs"][0])
@@ -101,7 +109,18 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
     assert [m.step for m in client.get_metric_history(kd.info.run_id, "epoch_val_accuracy")] == [1, 2]
     assert {a.path for a in client.list_artifacts(kd.info.run_id, "model")} == {"model/model.pt", "model/last_model.pt"}
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/comparison_report.md", "report/comparison_table.csv", "report/comparison_plot.png"} <= report
+    assert {
+        "report/study_report.md",
+        "report/study_report.html",
+        "report/comparison_table.csv",
+        "report/comparison_plot.png",
+        "report/recommendation.json",
+        "report/protocol_card.json",
+    } <= report
+    assert parent.data.tags["protocol.dataset"] == "digits"
+    recommendation = load(project, "recommendation")
+    children_ids = {r.info.run_id for r in children.values()}
+    assert set(recommendation["ranked"][0]["run_ids"]) <= children_ids
 
 
 def test_same_seeds_give_identical_metrics(project):

@@ -6,6 +6,7 @@ and log it, one nested MLflow run per arm (``teacher`` and ``<method>/seed_<n>``
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -20,6 +21,24 @@ from distillation_studies.tracking import StudyTracker, resolve_uri
 log = logging.getLogger(__name__)
 
 ARTIFACTS = {"model": "model", "last_model": "last_model"}
+REPORT_ARTIFACTS = {
+    "comparison_table": "comparison_table.csv",
+    "paired_tests": "paired_tests.csv",
+    "sensitivity_table": "sensitivity_table.csv",
+    "comparison_plot": "comparison_plot.png",
+    "study_plots": "plots",
+    "study_report_md": "study_report.md",
+    "study_report_html": "study_report.html",
+    "protocol_card": "protocol_card.json",
+    "capacity_report": "capacity_report.json",
+    "recommendation": "recommendation.json",
+}
+
+
+def protocol_tags(card: dict[str, Any]) -> dict[str, str]:
+    """The protocol card's scalar facts as ``protocol.*`` tags, searchable in the MLflow UI."""
+    keys = ("dataset", "split_seed", "seeds", "augmentation", "selection_rule", "teacher_checkpoint_sha256", "config_hash", "git_commit")
+    return {f"protocol.{key}": str(card[key])[:5000] for key in keys if key in card}
 
 
 def arm_of(dataset: str) -> tuple[str, str] | None:
@@ -69,18 +88,26 @@ class StudyHooks:
         log.info("MLflow study run %s (%s) at %s", name, run_id, uri)
 
     @hook_impl
+    def before_node_run(self, node, catalog, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """Hand the recommendation the MLflow run id of every (arm, seed), as its evidence."""
+        if "mlflow_run_ids" in inputs and self.tracker is not None:
+            return {"mlflow_run_ids": {k: v for k, v in self.tracker.children.items() if k != "teacher"}}
+        return None
+
+    @hook_impl
     def after_node_run(self, node, catalog, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
         if self.tracker is None:
             return
         for dataset, value in outputs.items():
-            if dataset in ("comparison_report", "comparison_table", "comparison_plot"):
+            if dataset in REPORT_ARTIFACTS:
                 self._log_report(dataset, value)
                 continue
             arm = arm_of(dataset)
             if arm is None:
                 continue
             key, kind = arm
-            run_id = self.tracker.child(key, self._arm_params(key))
+            history = outputs.get(dataset.removesuffix(kind) + "history")
+            run_id = self.tracker.child(key, self._arm_params(key, history))
             if kind == "history":
                 self.tracker.log_history(run_id, value)
             elif kind == "metrics":
@@ -99,29 +126,30 @@ class StudyHooks:
             self.tracker.set_tags(self.tracker.parent_id, {"error": f"{type(error).__name__}: {error}"[:5000]})
             self.tracker.finish("FAILED")
 
-    def _arm_params(self, key: str) -> dict[str, Any]:
+    def _arm_params(self, key: str, history: dict[str, Any] | None) -> dict[str, Any]:
+        """Parameters of a nested run, from the history its node wrote (what really ran)."""
+        summary = (history or {}).get("summary", {})
         if key == "teacher":
-            return {"role": "teacher", **(self.params.get("teacher") or {})}
-        method, seed = key.split("/")
-        return {
-            "role": "student",
-            "method": method,
-            "seed": int(seed.removeprefix("seed_")),
-            "hyperparameters": (self.params.get("methods") or {}).get(method) or {},
-            "student": self.params.get("student") or {},
-        }
+            return {"role": "teacher", "model": summary.get("model"), **(self.params.get("teacher") or {})}
+        wanted = ("method", "registered_method", "setting", "student", "label_fraction", "train_size", "seed", "hyperparameters", "model")
+        return {"role": "student", "arm": key.split("/")[0], **{k: summary[k] for k in wanted if k in summary}}
 
     def _log_report(self, dataset: str, value: Any) -> None:
         parent = self.tracker.parent_id
-        if dataset == "comparison_report":
-            self.tracker.log_text(parent, value, "report/comparison_report.md")
-        elif dataset == "comparison_table":
+        if dataset == "comparison_table":
             self.tracker.log_text(parent, value.to_csv(index=False), "report/comparison_table.csv")
-            self._log_headline(value)
-        else:
+            metrics = {f"{row['arm']}.test_accuracy_mean": row["test_accuracy_mean"] for _, row in value.iterrows()}
+            self.tracker.log_metrics(parent, metrics)  # the study run alone shows the outcome
+        elif dataset in ("paired_tests", "sensitivity_table"):
+            self.tracker.log_text(parent, value.to_csv(index=False), f"report/{dataset}.csv")
+        elif dataset == "comparison_plot":
             self.tracker.log_figure(parent, value, "report/comparison_plot.png")
-
-    def _log_headline(self, table) -> None:
-        """Per-method mean accuracy on the parent run, so the study run alone shows the outcome."""
-        metrics = {f"{row['method']}.test_accuracy_mean": row["test_accuracy_mean"] for _, row in table.iterrows()}
-        self.tracker.log_metrics(self.tracker.parent_id, metrics)
+        elif dataset == "study_plots":
+            for name, figure in value.items():
+                self.tracker.log_figure(parent, figure, f"report/plots/{name}")
+        elif dataset in ("study_report_md", "study_report_html"):
+            self.tracker.log_text(parent, value, f"report/{REPORT_ARTIFACTS[dataset]}")
+        else:  # JSON records: protocol card, capacity report, recommendation
+            self.tracker.log_text(parent, json.dumps(value, indent=1, default=str), f"report/{dataset}.json")
+            if dataset == "protocol_card":
+                self.tracker.set_tags(parent, protocol_tags(value))

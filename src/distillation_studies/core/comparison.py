@@ -77,14 +77,26 @@ def comparison_table(
     labels = runs.drop_duplicates("arm").set_index("arm")[[c for c in ARM_LABELS if c != "arm" and c in runs]]
     table = summary.join(labels, on="arm")
     tests = _paired_tests_by_cell(runs, baselines, significance, confidence, correction)
+    lookup = pd.concat([tests, _mirrored(tests, runs)], ignore_index=True)
     for baseline in baselines:
         for metric in TESTED_METRICS:
-            part = tests[(tests["baseline_method"] == baseline) & (tests["metric"] == metric)].set_index("method_arm")
+            part = lookup[(lookup["baseline_method"] == baseline) & (lookup["metric"] == metric)].set_index("method_arm")
             table[f"{metric}_diff_vs_{baseline}"] = table["arm"].map(part["diff_mean"])
             table[f"{metric}_p_vs_{baseline}"] = table["arm"].map(part["p_value"])
             table[f"{metric}_p_adjusted_vs_{baseline}"] = table["arm"].map(part["p_adjusted"])
             table[f"{metric}_within_noise_vs_{baseline}"] = table["arm"].map(part["within_noise"])
     return table, tests
+
+
+def _mirrored(tests: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Baseline-vs-baseline tests seen from the other side (kd vs ce read as ce vs kd), for lookup only."""
+    method_of_arm = runs.drop_duplicates("arm").set_index("arm")["method"]
+    between = tests[tests["method_arm"].map(method_of_arm).isin(set(tests["baseline_method"]))].copy()
+    between["method_arm"], between["baseline_arm"] = between["baseline_arm"], between["method_arm"]
+    between["baseline_method"] = between["baseline_arm"].map(method_of_arm)
+    between["diff_mean"] = -between["diff_mean"]
+    between["diff_ci_low"], between["diff_ci_high"] = -between["diff_ci_high"], -between["diff_ci_low"]
+    return between
 
 
 def _paired_tests_by_cell(

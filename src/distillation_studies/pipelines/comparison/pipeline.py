@@ -2,20 +2,45 @@ from kedro.pipeline import Pipeline, node
 
 from distillation_studies.study import student_namespace, study_config
 
-from .nodes import collect_runs, compare_methods
+from .nodes import build_report, collect_histories, collect_runs, compare_methods, recommend_method
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     study = study_config()
-    metrics = [f"{student_namespace(arm.key, seed)}.metrics" for arm in study.arms for seed in study.seeds]
+    arms = [student_namespace(arm.key, seed) for arm in study.arms for seed in study.seeds]
     return Pipeline(
         [
-            node(collect_runs, metrics, "study_runs", name="collect_runs"),
+            node(collect_runs, [f"{ns}.metrics" for ns in arms], ["study_runs", "run_details"], name="collect_runs"),
+            node(collect_histories, [f"{ns}.history" for ns in arms], "study_histories", name="collect_histories"),
             node(
                 compare_methods,
-                ["study_runs", "teacher_metrics", "data_summary", "params:comparison"],
-                ["comparison_table", "comparison_report", "comparison_plot"],
+                ["study_runs", "teacher_metrics", "params:comparison"],
+                ["comparison_table", "paired_tests", "sensitivity_table", "comparison_plot"],
                 name="compare_methods",
+            ),
+            node(
+                recommend_method,
+                ["comparison_table", "study_runs", "params:recommendation", "mlflow_run_ids"],
+                "recommendation",
+                name="recommend_method",
+            ),
+            node(
+                build_report,
+                [
+                    "comparison_table",
+                    "paired_tests",
+                    "sensitivity_table",
+                    "recommendation",
+                    "capacity_report",
+                    "protocol_card",
+                    "study_histories",
+                    "run_details",
+                    "teacher_metrics",
+                    "data_summary",
+                    "params:comparison",
+                ],
+                ["study_report_md", "study_report_html", "study_plots"],
+                name="build_report",
             ),
         ]
     )

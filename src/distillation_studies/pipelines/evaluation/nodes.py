@@ -1,4 +1,4 @@
-"""Evaluate the teacher and each student on the test split, once."""
+"""Evaluate the teacher and each student on the test split, once; diagnose the capacity gap."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ from typing import Any
 
 from torch import nn
 
+from distillation_studies.core import diagnostics
 from distillation_studies.core.config import parse_dataclass
 from distillation_studies.core.evaluation import evaluate_model
-from distillation_studies.core.study import EvaluationConfig
+from distillation_studies.core.methods import METHODS
+from distillation_studies.core.models import make_spec
+from distillation_studies.core.study import EvaluationConfig, parse_method_entry
+
+DEFAULT_TEMPERATURES = [1.0, 4.0]
 
 
 def evaluate_student(
@@ -40,3 +45,32 @@ def evaluate_teacher(
     summary = teacher_history["summary"]
     metrics = evaluate_model(teacher_model, teacher_last_model, model_input["test"], None, summary, **vars(config))
     return {"method": "teacher", "seed": summary["seed"], **metrics}
+
+
+def diagnose_capacity_gap(
+    teacher_model: nn.Module,
+    teacher_metrics: dict[str, Any],
+    model_input: dict,
+    data_summary: dict,
+    student: dict[str, Any],
+    grid: dict[str, Any] | None,
+    methods: dict[str, Any],
+) -> dict[str, Any]:
+    """Size/compute ratios, teacher calibration and soft-target entropy, and the layers each method reads.
+
+    Soft-target statistics use the validation split at every temperature the study configures.
+    """
+    shape, classes = data_summary["input_shape"], data_summary["num_classes"]
+    students = (grid or {}).get("students") or {"student": student["model"]}
+    specs = {name: make_spec(model, shape, classes, f"grid.students.{name}") for name, model in students.items()}
+    entries = [parse_method_entry(key, raw) for key, raw in methods.items()]
+    temperatures = [
+        float(getattr(entry.config_for(setting), "temperature"))
+        for entry in entries
+        for setting in entry.settings
+        if hasattr(entry.config, "temperature")
+    ] or DEFAULT_TEMPERATURES
+    report = diagnostics.capacity_gap(teacher_model, specs, model_input["val"]["x"], teacher_metrics, temperatures)
+    layers = {entry.key: METHODS[entry.method].layers(entry.config) for entry in entries}
+    report["applicability"] = diagnostics.applicability(layers, report)
+    return report

@@ -1,4 +1,4 @@
-"""Teacher evaluation plus one namespaced evaluation per (arm, seed), matching the distillation pipelines.
+"""Teacher evaluation and capacity diagnostics, plus one namespaced evaluation per (arm, seed).
 
 Every student is evaluated on the full test split, whatever labelled fraction it trained on.
 """
@@ -7,7 +7,7 @@ from kedro.pipeline import Pipeline, node
 
 from distillation_studies.study import student_namespace, study_config
 
-from .nodes import evaluate_student, evaluate_teacher
+from .nodes import diagnose_capacity_gap, evaluate_student, evaluate_teacher
 
 
 def student_evaluation_template() -> Pipeline:
@@ -32,7 +32,21 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["teacher_model", "teacher_last_model", "model_input", "teacher_history", "params:evaluation"],
                 "teacher_metrics",
                 name="evaluate_teacher",
-            )
+            ),
+            node(
+                diagnose_capacity_gap,
+                [
+                    "teacher_model",
+                    "teacher_metrics",
+                    "model_input",
+                    "data_summary",
+                    "params:student",
+                    "params:grid",
+                    "params:methods",
+                ],
+                "capacity_report",
+                name="diagnose_capacity_gap",
+            ),
         ]
     )
     template = student_evaluation_template()

@@ -1,6 +1,6 @@
 from kedro.pipeline import Pipeline, node
 
-from .nodes import train_teacher
+from .nodes import protocol_card, train_teacher
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,6 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["model_input", "data_summary", "params:teacher"],
                 ["teacher_model", "teacher_last_model", "teacher_history"],
                 name="train_teacher",
-            )
+            ),
+            node(protocol_card, ["data_summary", "teacher_model", "parameters"], "protocol_card", name="protocol_card"),
         ]
     )
