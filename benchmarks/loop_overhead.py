@@ -4,7 +4,7 @@ Times one epoch of `ce`, `kd` and `fitnet` on the default study's data and model
 through `core.training.train` and through the shortest loop that does the same work (forward,
 loss, backward, Adam step per batch, one validation pass per epoch). Prints seconds and ratios.
 
-Run: .venv/bin/python benchmarks/loop_overhead.py [--repeats 5]
+Run: .venv/bin/python benchmarks/loop_overhead.py [--repeats 5] [--epochs 1]
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def hand_written_epoch(student, teacher, method_name, config, data, adapter=None
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run (teacher caching pays off after the first)")
     args = parser.parse_args()
     params = {}
     for path in sorted(CONF.glob("parameters_*.yml")):
@@ -76,11 +77,14 @@ def main() -> None:
     stats = normalisation_stats(data["train"]["x"])
     data = {k: {"x": normalise(v["x"], stats), "y": v["y"]} for k, v in data.items()}
     teacher = build_model(study.teacher_spec).eval().requires_grad_(False)
-    config = replace(study.student_training, epochs=1)
+    config = replace(study.student_training, epochs=args.epochs)
     entries = {e.key: e for e in study.methods}
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"data: {study.data.dataset}, {len(data['train']['y'])} training images, batch {config.batch_size}, median of {args.repeats}")
+    print(
+        f"data: {study.data.dataset}, {len(data['train']['y'])} training images, batch {config.batch_size}, "
+        f"{args.epochs} epoch(s) per run, median of {args.repeats} runs"
+    )
     print(f"{'method':>8} {'project s':>10} {'hand s':>8} {'ratio':>6}")
     for name in ("ce", "kd", "fitnet"):
         project_times, hand_times = [], []
@@ -96,7 +100,8 @@ def main() -> None:
             student = build_model(study.student_spec)
             adapter = build_method(name, entries[name].config, student, teacher, 1) if name == "fitnet" else None
             started = time.perf_counter()
-            hand_written_epoch(student, teacher, name, config, data, adapter.adapter if adapter is not None else None)
+            for _ in range(args.epochs):
+                hand_written_epoch(student, teacher, name, config, data, adapter.adapter if adapter is not None else None)
             hand_times.append(time.perf_counter() - started)
         project, hand = statistics.median(project_times), statistics.median(hand_times)
         print(f"{name:>8} {project:>10.3f} {hand:>8.3f} {project / hand:>6.2f}")

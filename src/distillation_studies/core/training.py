@@ -66,7 +66,7 @@ def forward_with_features(model: nn.Module, x: Tensor, layers: list[str]) -> Mod
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: Tensor, layers: list[str] | None = None, batch_size: int = 1024) -> ModelOutputs:
+def predict(model: nn.Module, x: Tensor, layers: list[str] | None = None, batch_size: int = 256) -> ModelOutputs:
     """Eval-mode outputs over a whole tensor, in batches (features concatenated too)."""
     was_training = model.training
     model.eval()

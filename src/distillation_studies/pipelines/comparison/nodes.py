@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,7 @@ from distillation_studies.core.pareto import pareto_fronts
 from distillation_studies.core.recommend import Constraints, recommend
 from distillation_studies.core.study import ComparisonConfig
 
+log = logging.getLogger(__name__)
 PARETO_COSTS = ["training_parameters_mean", "flops_mean", "latency_ms_mean", "train_time_s_mean"]
 
 
@@ -52,6 +54,7 @@ def recommend_method(
     runs["run_id"] = [mlflow_run_ids.get(f"{c}/seed_{s}", "") for c, s in zip(runs["candidate"], runs["seed"])]
     runs = runs[runs["candidate"].isin(set(comparison_table["arm"]))]
     result = recommend(comparison_table.rename(columns={"arm": "candidate"}), runs, constraints)
+    log.info("Which method should I use?\n%s", result.to_markdown())
     return {**result.to_dict(), "markdown": result.to_markdown()}
 
 
