@@ -143,3 +143,35 @@ def test_bad_config_fails_before_training_and_keeps_every_version(project):
     assert versions(project) == before
     _, runs = mlflow_runs(project)
     assert all(r.info.status == "FINISHED" for r in runs)  # no half-started study run
+
+
+def test_every_registered_method_runs_through_kedro(tmp_path):
+    """`kedro run --env=tiny_all`: each method (and each schedule/combination) as a real pipeline arm."""
+    import yaml
+
+    from distillation_studies.core.methods import METHODS
+
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copytree(ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "src").mkdir()
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [KEDRO, "run", "--env=tiny_all"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    methods = yaml.safe_load((ROOT / "conf" / "tiny_all" / "parameters.yml").read_text())["methods"]
+    used = {raw.get("method", key) if raw else key for key, raw in methods.items()}
+    used |= {part["method"] for raw in methods.values() if raw for part in (raw.get("parts") or {}).values()}
+    assert used == set(METHODS), f"tiny_all misses {set(METHODS) - used}"
+
+    bootstrap_project(tmp_path)
+    with KedroSession.create(project_path=tmp_path, env="tiny_all") as session:
+        table = session.load_context().catalog.load("comparison_table")
+    assert set(table["arm"]) == set(methods)
+    assert table["test_accuracy_mean"].between(0, 1).all()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("distillation-studies")
+    arms = {r.data.tags.get("arm") for r in client.search_runs([experiment.experiment_id])}
+    assert {f"{key}/seed_0" for key in methods} <= arms
