@@ -1,4 +1,40 @@
+"""Shared fixtures: one tiny study, run once per test session through the real `kedro run`."""
+
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+
+
+def copy_project(path: Path) -> Path:
+    """The project's config in ``path`` (the package itself comes from the installed, editable project)."""
+    shutil.copy(ROOT / "pyproject.toml", path)
+    shutil.copy(ROOT / ".telemetry", path)
+    shutil.copytree(ROOT / "conf", path / "conf", ignore=shutil.ignore_patterns("local"))
+    shutil.copytree(ROOT / "notebooks", path / "notebooks")
+    (path / "conf" / "local").mkdir()
+    (path / "src").mkdir()
+    return path
+
+
+def kedro_run(project: Path, *args: str, env_name: str = "tiny") -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    return subprocess.run([KEDRO, "run", f"--env={env_name}", *args], cwd=project, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project with one completed `tiny` study."""
+    path = copy_project(tmp_path_factory.mktemp("study"))
+    result = kedro_run(path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return path

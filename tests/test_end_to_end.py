@@ -18,31 +18,11 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow import MlflowClient
 
-ROOT = Path(__file__).resolve().parents[1]
-KEDRO = str(Path(sys.executable).with_name("kedro"))
+from tests.conftest import ROOT, copy_project, kedro_run
 TIMING_METRICS = {"latency_ms", "throughput_per_s", "train_time_s"}
 ARMS = {f"{m}/seed_{s}" for m in ("ce", "kd", "fitnet", "rkd") for s in (0, 1)}
 
 pytestmark = pytest.mark.e2e
-
-
-def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([KEDRO, "run", "--env=tiny", *args], cwd=project, env=env, capture_output=True, text=True)
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A copy of the project (config only; the package is installed) with one completed tiny study."""
-    path = tmp_path_factory.mktemp("study")
-    shutil.copy(ROOT / "pyproject.toml", path)
-    shutil.copy(ROOT / ".telemetry", path)
-    shutil.copytree(ROOT / "conf", path / "conf", ignore=shutil.ignore_patterns("local"))
-    (path / "conf" / "local").mkdir()
-    (path / "src").mkdir()  # the package itself comes from the installed (editable) project
-    result = kedro_run(path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return path
 
 
 def load(project: Path, name: str):
@@ -151,14 +131,8 @@ def test_every_registered_method_runs_through_kedro(tmp_path):
 
     from distillation_studies.core.methods import METHODS
 
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    shutil.copytree(ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
-    result = subprocess.run(
-        [KEDRO, "run", "--env=tiny_all"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    copy_project(tmp_path)
+    result = kedro_run(tmp_path, env_name="tiny_all")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     methods = yaml.safe_load((ROOT / "conf" / "tiny_all" / "parameters.yml").read_text())["methods"]
