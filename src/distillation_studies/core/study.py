@@ -119,7 +119,7 @@ def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-MODEL_SECTION_KEYS = ["model", "training", "seed"]
+MODEL_SECTION_KEYS = ["model", "training", "seed", "checkpoint"]
 
 
 def parse_model_section(
@@ -137,6 +137,9 @@ def parse_model_section(
     seed = section.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"{role}.seed: must be a non-negative integer, got {seed!r}")
+    checkpoint = section.get("checkpoint")
+    if checkpoint is not None and (role != "teacher" or not isinstance(checkpoint, str) or not checkpoint):
+        raise ConfigError(f"{role}.checkpoint: only the teacher can be imported, from a file path (got {checkpoint!r})")
     return spec, training, seed
 
 

@@ -6,7 +6,6 @@ loss terms the method returns, logs each one per epoch, and keeps the best-on-va
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,11 +18,15 @@ from distillation_studies.core.config import require_choice, require_positive
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.features import capture_features
 from distillation_studies.core.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.core.vision_data import standard_augmentation
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ["adam", "sgd"]
 SCHEDULES = ["cosine", "constant"]
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+PRECISIONS = ["auto", "fp32", "bf16"]
+AUGMENTATIONS = ["none", "standard"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,19 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: str = "cosine"
+    device: str = "auto"  # auto: cuda if visible, else mps, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on cuda, fp32 elsewhere
+    channels_last: bool = True  # conv memory layout on cuda only
+    compile: bool = False  # torch.compile the model (cuda only)
+    augment: str = "none"  # standard: random crop (padding 4) + horizontal flip; disables teacher caching
 
     def check(self, where: str) -> None:
         require_positive(self, where, "epochs", "batch_size", "lr")
         require_choice(self, where, "optimizer", OPTIMIZERS)
         require_choice(self, where, "schedule", SCHEDULES)
+        require_choice(self, where, "device", DEVICES)
+        require_choice(self, where, "precision", PRECISIONS)
+        require_choice(self, where, "augment", AUGMENTATIONS)
         if self.weight_decay < 0:
             raise ConfigError(f"{where}.weight_decay: must be >= 0, got {self.weight_decay}")
 
@@ -65,12 +76,31 @@ def forward_with_features(model: nn.Module, x: Tensor, layers: list[str]) -> Mod
     return ModelOutputs(logits, dict(features))
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a ``device`` setting; an unavailable accelerator is a clear error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[name]:
+        raise ConfigError(f"training.device: {name!r} requested but not available on this machine; use auto or cpu")
+    return torch.device(name)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, layers: list[str] | None = None, batch_size: int = 256) -> ModelOutputs:
-    """Eval-mode outputs over a whole tensor, in batches (features concatenated too)."""
+    """Eval-mode outputs over a whole tensor, in batches on the model's device (features concatenated too)."""
     was_training = model.training
     model.eval()
-    parts = [forward_with_features(model, x[i : i + batch_size], layers or []) for i in range(0, len(x), batch_size)]
+    device = _device_of(model)
+    parts = [
+        forward_with_features(model, x[i : i + batch_size].to(device), layers or []) for i in range(0, len(x), batch_size)
+    ]
     model.train(was_training)
     return ModelOutputs(
         torch.cat([p.logits for p in parts]),
@@ -80,6 +110,19 @@ def predict(model: nn.Module, x: Tensor, layers: list[str] | None = None, batch_
 
 def _select(outputs: ModelOutputs, indices: Tensor) -> ModelOutputs:
     return ModelOutputs(outputs.logits[indices], {k: v[indices] for k, v in outputs.features.items()})
+
+
+def _to(x: Tensor, device: torch.device, layout: torch.memory_format) -> Tensor:
+    return x.to(device, memory_format=layout) if x.dim() == 4 else x.to(device)
+
+
+def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    return config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+
+
+def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
+    """A detached CPU copy of the weights (safe to keep while training continues on any device)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
 def _teacher_view(teacher: nn.Module | None, x: Tensor, layers: list[str]) -> ModelOutputs | None:
@@ -113,18 +156,27 @@ def train(
     """Train ``model`` (and the method's own parameters) on ``method``'s summed loss terms.
 
     The teacher, if any, stays frozen in eval mode under no-grad. Without augmentation its outputs
-    on the training set are computed once and indexed per batch, since they never change.
+    on the training set are computed once and indexed per batch, since they never change. Models
+    and data move to ``config.device`` for training and come back to the CPU afterwards.
     """
     started = time.perf_counter()
+    device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(seed)
+    augment = augment or (standard_augmentation() if config.augment == "standard" else None)
     student_layers, teacher_layers = method.layers(method.config)
-    x, y = train_data["x"], train_data["y"]
+    layout = torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
+    model.to(device, memory_format=layout)
+    method.to(device)
+    x, y = _to(train_data["x"], device, layout), train_data["y"].to(device)
+    val_x, val_y = _to(val_data["x"], device, layout), val_data["y"].to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(config, device))
+    forward_model = torch.compile(model) if config.compile and device.type == "cuda" else model
     teacher_cache = None
     if teacher is not None:
-        teacher.eval().requires_grad_(False)
+        teacher.to(device, memory_format=layout).eval().requires_grad_(False)
         if augment is None:
             teacher_cache = predict(teacher, x, teacher_layers)
-    method.prepare(teacher_cache if teacher_cache is not None else _teacher_view(teacher, x, teacher_layers), train_data)
+    method.prepare(teacher_cache if teacher_cache is not None else _teacher_view(teacher, x, teacher_layers), {"x": x, "y": y})
 
     trainable = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = _optimizer(trainable, config)
@@ -137,33 +189,35 @@ def train(
         model.train()
         method.train()
         method.start_epoch(epoch, config.epochs)
-        totals: dict[str, float] = {}
-        order = torch.randperm(len(x), generator=generator)
+        totals: dict[str, Tensor] = {}
+        order = torch.randperm(len(x), generator=generator).to(device)
         for start in range(0, len(x), config.batch_size):
             indices = order[start : start + config.batch_size]
             inputs = x[indices] if augment is None else augment(x[indices], generator)
-            student_out = forward_with_features(model, inputs, student_layers)
-            teacher_out = None
-            if teacher is not None:
-                teacher_out = (
-                    _select(teacher_cache, indices) if teacher_cache is not None else predict(teacher, inputs, teacher_layers)
-                )
-            terms = method(student_out, teacher_out, Batch(inputs, y[indices], indices))
-            loss = torch.stack(list(terms.values())).sum()
+            with autocast:
+                student_out = forward_with_features(forward_model, inputs, student_layers)
+                teacher_out = None
+                if teacher is not None:
+                    teacher_out = (
+                        _select(teacher_cache, indices) if teacher_cache is not None else predict(teacher, inputs, teacher_layers)
+                    )
+                terms = method(student_out, teacher_out, Batch(inputs, y[indices], indices))
+                loss = torch.stack([t.float() for t in terms.values()]).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            for name, value in terms.items():
-                totals[name] = totals.get(name, 0.0) + value.item() * len(indices)
-        val_accuracy = accuracy(predict(model, val_data["x"]).logits, val_data["y"])
-        row = {"epoch": epoch, **{f"loss_{k}": v / len(x) for k, v in totals.items()}}
+            for name, value in terms.items():  # summed on the device: no host sync per step
+                totals[name] = totals.get(name, 0.0) + value.detach().float() * len(indices)
+        with autocast:
+            val_accuracy = accuracy(predict(model, val_x).logits, val_y)
+        row = {"epoch": epoch, **{f"loss_{k}": v.item() / len(x) for k, v in totals.items()}}
         row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
         row["val_accuracy"] = val_accuracy
         history.append(row)
         if val_accuracy > best_accuracy:
             best_accuracy, best_epoch = val_accuracy, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = _cpu_state(model)
         log.info(
             "%s epoch %d/%d %s val_acc=%.4f",
             label,
@@ -172,9 +226,13 @@ def train(
             " ".join(f"{k[5:]}={v:.4f}" for k, v in row.items() if k.startswith("loss_")),
             val_accuracy,
         )
+    last_state = _cpu_state(model)
+    for module in (model, method, teacher):
+        if module is not None:
+            module.to("cpu", memory_format=torch.contiguous_format)
     return TrainResult(
         best_state=best_state,
-        last_state=copy.deepcopy(model.state_dict()),
+        last_state=last_state,
         history=history,
         best_epoch=best_epoch,
         wall_time_s=time.perf_counter() - started,
