@@ -158,3 +158,41 @@ def test_sgd_constant_schedule_runs(data):
 def test_train_config_errors(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_dataclass(TrainConfig, raw, "student.training")
+
+
+def test_multistep_schedule_decays_at_milestone_epochs():
+    from distillation_studies.core.training import _scheduler
+
+    config = TrainConfig(epochs=5, lr=1.0, schedule="multistep", milestones=(2, 4), gamma=0.1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    scheduler = _scheduler(optimizer, config, steps_per_epoch=3)
+    rates = []
+    for _ in range(15):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([1.0] * 6 + [0.1] * 6 + [0.01] * 3)
+
+
+@pytest.mark.parametrize(
+    "settings, key",
+    [
+        ({"schedule": "multistep"}, "milestones"),
+        ({"schedule": "multistep", "milestones": [5, 3]}, "milestones"),
+        ({"schedule": "multistep", "milestones": [3], "gamma": 0.0}, "gamma"),
+        ({"device": "tpu"}, "device"),
+        ({"augment": "mixup"}, "augment"),
+    ],
+)
+def test_bad_schedule_and_device_settings_name_the_key(settings, key):
+    with pytest.raises(ConfigError, match=rf"training\.{key}"):
+        parse_dataclass(TrainConfig, {"epochs": 10, **settings}, "training")
+
+
+def test_unavailable_accelerator_is_a_clear_error():
+    from distillation_studies.core.training import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    with pytest.raises(ConfigError, match="'cuda' requested but not available"):
+        resolve_device("cuda")

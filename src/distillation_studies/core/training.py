@@ -23,7 +23,7 @@ from distillation_studies.core.vision_data import standard_augmentation
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ["adam", "sgd"]
-SCHEDULES = ["cosine", "constant"]
+SCHEDULES = ["cosine", "constant", "multistep"]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 PRECISIONS = ["auto", "fp32", "bf16"]
 AUGMENTATIONS = ["none", "standard"]
@@ -40,6 +40,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()  # multistep: epochs after which the learning rate is multiplied by gamma
+    gamma: float = 0.1
     device: str = "auto"  # auto: cuda if visible, else mps, else cpu
     precision: str = "auto"  # auto: bf16 autocast on cuda, fp32 elsewhere
     channels_last: bool = True  # conv memory layout on cuda only
@@ -53,6 +55,12 @@ class TrainConfig:
         require_choice(self, where, "device", DEVICES)
         require_choice(self, where, "precision", PRECISIONS)
         require_choice(self, where, "augment", AUGMENTATIONS)
+        if self.schedule == "multistep" and not self.milestones:
+            raise ConfigError(f"{where}.milestones: required by schedule multistep (e.g. [150, 180, 210])")
+        if any(not 0 < m < self.epochs for m in self.milestones) or list(self.milestones) != sorted(set(self.milestones)):
+            raise ConfigError(f"{where}.milestones: must be increasing epochs in (0, epochs={self.epochs}), got {list(self.milestones)}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"{where}.gamma: must be in (0, 1], got {self.gamma}")
         if self.weight_decay < 0:
             raise ConfigError(f"{where}.weight_decay: must be >= 0, got {self.weight_decay}")
 
@@ -136,9 +144,17 @@ def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.O
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int):
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Stepped once per batch: cosine over the whole run, constant, or x gamma after each milestone epoch."""
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    if config.schedule == "multistep":
+        milestones = config.milestones
+
+        def factor(step: int) -> float:
+            return config.gamma ** sum(step >= m * steps_per_epoch for m in milestones)
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
 
 
@@ -181,7 +197,7 @@ def train(
     trainable = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = _optimizer(trainable, config)
     steps_per_epoch = -(-len(x) // config.batch_size)
-    scheduler = _scheduler(optimizer, config, config.epochs * steps_per_epoch)
+    scheduler = _scheduler(optimizer, config, steps_per_epoch)
 
     history: list[dict[str, float]] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None

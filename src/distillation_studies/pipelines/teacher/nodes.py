@@ -11,7 +11,8 @@ from torch import nn
 from distillation_studies.core.methods import build_method, parse_method_config
 from distillation_studies.core.models import build_model
 from distillation_studies.core.study import parse_model_section
-from distillation_studies.core.training import TrainResult, train
+from distillation_studies.core.checkpoints import load_weights
+from distillation_studies.core.training import TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 
 
@@ -30,10 +31,15 @@ def history_record(result: TrainResult, extra: dict[str, Any]) -> dict[str, Any]
 
 
 def train_teacher(model_input: dict, data_summary: dict, teacher: dict[str, Any]) -> tuple[nn.Module, nn.Module, dict]:
-    """Best-on-validation teacher, its last-epoch weights, and its training history."""
+    """Best-on-validation teacher, its last-epoch weights, and its training history.
+
+    With ``teacher.checkpoint`` the weights are imported from that file instead of trained.
+    """
     spec, training, seed = parse_model_section(teacher, "teacher", data_summary)
     torch.manual_seed(seed)
     model = build_model(spec)
+    if teacher.get("checkpoint"):
+        return _imported_teacher(model, teacher["checkpoint"], model_input["val"], seed)
     method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(model_input["train"]["y"]))
     result = train(model, method, model_input["train"], model_input["val"], training, seed, label="teacher")
     last = build_model(spec)
@@ -66,3 +72,10 @@ def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict
         "package_versions": package_versions(),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def _imported_teacher(model: nn.Module, path: str, val: dict, seed: int) -> tuple[nn.Module, nn.Module, dict]:
+    load_weights(model, path)
+    val_accuracy = accuracy(predict(model, val["x"]).logits, val["y"])
+    summary = {"best_epoch": 0, "wall_time_s": 0.0, "method_parameters": 0, "best_val_accuracy": val_accuracy}
+    return model, model, {"epochs": [], "summary": {**summary, "seed": seed, "model": model.spec, "imported_from": path}}
