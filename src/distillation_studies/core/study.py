@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from distillation_studies.core.config import parse_dataclass, require_choice, require_positive
-from distillation_studies.core.data import EMBEDDED_SHAPES, SplitConfig
+from distillation_studies.core.data import (
+    DATASETS,
+    NORMALISATIONS,
+    SplitConfig,
+    dataset_shape,
+    expected_train_size,
+    is_vision,
+)
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.grid import DEFAULT_STUDENT, Arm, check_label_fractions, expand_arms, sweep_settings
 from distillation_studies.core.methods import build_method, method_class, parse_method_config
@@ -29,18 +36,74 @@ METHOD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Which dataset, how it is split and normalised.
+
+    Embedded datasets (``mnist5k``, ``digits``) are split three ways by ``val_fraction`` / ``test_fraction``
+    and always normalised with training-split statistics. Torchvision datasets (``mnist``,
+    ``fashion_mnist``, ``cifar10``, ``cifar100``, ``image_folder``) are read from ``root``; their official
+    test split is the test split, validation is a stratified ``val_fraction`` of the official training
+    split, and ``test_fraction`` is ignored. ``image_size`` is for ``image_folder`` only.
+    """
+
     dataset: str = "mnist5k"
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0
+    root: str = "data/01_raw"
+    download: bool = False
+    image_size: int | None = None
+    normalisation: str = "standard"
 
     def check(self, where: str) -> None:
-        if self.dataset not in EMBEDDED_SHAPES:
-            raise ConfigError(f"{where}.dataset: unknown dataset {self.dataset!r}; allowed datasets: {sorted(EMBEDDED_SHAPES)}")
-        self.split().check(where)
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"{where}.dataset: unknown dataset {self.dataset!r}; allowed datasets: {DATASETS}")
+        require_choice(self, where, "normalisation", NORMALISATIONS)
+        if not is_vision(self.dataset):
+            self.split().check(where)
+            if self.download:
+                raise ConfigError(
+                    f"{where}.download: only applies to the torchvision datasets; {self.dataset} ships with the project"
+                )
+            if self.image_size is not None:
+                raise ConfigError(f"{where}.image_size: only applies to dataset: image_folder, got {self.image_size!r}")
+            return
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{where}.val_fraction: must be in (0, 1), got {self.val_fraction}")
+        size = self.image_size
+        if self.dataset == "image_folder":
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ConfigError(
+                    f"{where}.image_size: required for dataset: image_folder, a positive integer "
+                    f"(images are resized to image_size x image_size), got {size!r}"
+                )
+        elif size is not None:
+            raise ConfigError(
+                f"{where}.image_size: only applies to dataset: image_folder; remove it for {self.dataset} "
+                f"(its images keep their published size), got {size!r}"
+            )
+        self.vision().check(where)
 
     def split(self) -> SplitConfig:
         return SplitConfig(self.val_fraction, self.test_fraction, self.split_seed)
+
+    def vision(self):
+        """The torchvision reader's config (torchvision datasets only)."""
+        from distillation_studies.core.vision_data import VisionDataConfig
+
+        return VisionDataConfig(name=self.dataset, root=self.root, download=self.download, image_size=self.image_size)
+
+    def shape(self, where: str = "data") -> tuple[tuple[int, ...], int]:
+        """(per-sample shape, classes) without loading images; image folders count ``root/train/<class>``."""
+        return dataset_shape(self.dataset, self.root, self.image_size, where)
+
+    def train_size(self) -> int:
+        """Training-split size used to size methods at validation (CRD's memory bank).
+
+        Image folders are not listed file by file at validation time, so a nominal size stands in;
+        training builds every method again with the real size.
+        """
+        size = expected_train_size(self.dataset, self.val_fraction, self.test_fraction)
+        return size if size is not None else max(2, self.shape()[1])
 
 
 @dataclass(frozen=True)
@@ -190,7 +253,7 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown top-level parameter; allowed keys: {TOP_LEVEL_KEYS}")
     data = parse_dataclass(DataConfig, _section(params, "data"), "data")
-    in_shape, classes, num_samples = EMBEDDED_SHAPES[data.dataset]
+    in_shape, classes = data.shape()
     data_summary = {"input_shape": in_shape, "num_classes": classes}
     teacher_spec, teacher_training, teacher_seed = parse_model_section(params.get("teacher"), "teacher", data_summary)
     student_spec, student_training, _ = parse_model_section(params.get("student"), "student", data_summary)
@@ -214,7 +277,7 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
     fractions = check_label_fractions(grid.get("label_fractions", [1.0]))
     arms = expand_arms({e.key: list(e.settings) for e in methods}, list(student_specs), fractions)
     teacher = build_model(teacher_spec)
-    num_train = int(num_samples * (1 - data.val_fraction - data.test_fraction))
+    num_train = data.train_size()
     entries = {e.key: e for e in methods}
     for arm in arms:
         entry, student = entries[arm.method_key], build_model(student_specs[arm.student])

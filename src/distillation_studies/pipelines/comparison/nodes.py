@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from distillation_studies.core import comparison as core
-from distillation_studies.core import diagnostics, plots
+from distillation_studies.core import diagnostics, plots, reference
 from distillation_studies.core.config import parse_dataclass
 from distillation_studies.core.html_report import HTML, html_report, markdown_to_html
 from distillation_studies.core.pareto import pareto_fronts
@@ -58,6 +58,25 @@ def recommend_method(
     return {**result.to_dict(), "markdown": result.to_markdown()}
 
 
+def compare_with_published(
+    comparison_table: pd.DataFrame,
+    teacher_metrics: dict[str, Any],
+    published_reference: pd.DataFrame,
+    data: dict[str, Any],
+    teacher: dict[str, Any],
+    student: dict[str, Any],
+) -> pd.DataFrame:
+    """The study's arms next to the published CIFAR-100 numbers for its teacher/student pair (empty if none)."""
+    return reference.reproduced_vs_published(
+        comparison_table,
+        published_reference,
+        teacher_name=str((teacher.get("model") or {}).get("name", "")),
+        student_name=str((student.get("model") or {}).get("name", "")),
+        dataset=str(data.get("dataset", "")),
+        teacher_metrics=teacher_metrics,
+    )
+
+
 def build_report(
     comparison_table: pd.DataFrame,
     paired_tests: pd.DataFrame,
@@ -70,17 +89,26 @@ def build_report(
     teacher_metrics: dict[str, Any],
     data_summary: dict[str, Any],
     comparison: dict[str, Any],
+    reproduced_vs_published: pd.DataFrame | None = None,
 ) -> tuple[str, str, dict[str, Figure]]:
-    """The study report as Markdown and as one self-contained HTML page, plus its plots as PNGs."""
+    """The study report as Markdown and as one self-contained HTML page, plus its plots as PNGs.
+
+    With a non-empty ``reproduced_vs_published`` table (CIFAR-100 studies of a published pair) the
+    report gains a "Reproduced vs published" section after the comparison.
+    """
     config = parse_dataclass(ComparisonConfig, comparison, "comparison")
     baselines = list(config.baselines)
     comparison_md = core.markdown_report(
         comparison_table, teacher_metrics, data_summary, baselines, config.confidence, config.correction
     )
     figures = _figures(comparison_table, sensitivity_table, study_histories, run_details)
+    published = []
+    if reproduced_vs_published is not None and not reproduced_vs_published.empty:
+        published = [("Reproduced vs published", reference.markdown(reproduced_vs_published, config.confidence))]
     sections = [
         ("Recommendation", recommendation["markdown"]),
         ("Comparison", comparison_md),
+        *published,
         ("Capacity gap", diagnostics.markdown(capacity_report)),
         ("Hyperparameter settings (validation only)", _sensitivity_md(sensitivity_table)),
         ("Paired tests", paired_tests.to_markdown(index=False, floatfmt=".4g")),

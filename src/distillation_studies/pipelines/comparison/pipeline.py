@@ -1,13 +1,17 @@
 from kedro.pipeline import Pipeline, node
 
+from distillation_studies.core.reference import PUBLISHED_DATASET
 from distillation_studies.study import student_namespace, study_config
 
-from .nodes import build_report, collect_histories, collect_runs, compare_methods, recommend_method
+from .nodes import build_report, collect_histories, collect_runs, compare_methods, compare_with_published, recommend_method
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     study = study_config()
     arms = [student_namespace(arm.key, seed) for arm in study.arms for seed in study.seeds]
+    # CIFAR-100 studies are set against the published numbers (data/01_raw/reference/published_cifar100.csv);
+    # other studies do not read that file at all.
+    published = study.data.dataset == PUBLISHED_DATASET
     return Pipeline(
         [
             node(collect_runs, [f"{ns}.metrics" for ns in arms], ["study_runs", "run_details"], name="collect_runs"),
@@ -24,6 +28,25 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "recommendation",
                 name="recommend_method",
             ),
+            *(
+                [
+                    node(
+                        compare_with_published,
+                        [
+                            "comparison_table",
+                            "teacher_metrics",
+                            "published_reference",
+                            "params:data",
+                            "params:teacher",
+                            "params:student",
+                        ],
+                        "reproduced_vs_published",
+                        name="compare_with_published",
+                    )
+                ]
+                if published
+                else []
+            ),
             node(
                 build_report,
                 [
@@ -38,6 +61,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "teacher_metrics",
                     "data_summary",
                     "params:comparison",
+                    *(["reproduced_vs_published"] if published else []),
                 ],
                 ["study_report_md", "study_report_html", "study_plots"],
                 name="build_report",
