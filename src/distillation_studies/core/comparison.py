@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from distillation_studies.core.recommend import human  # noqa: E402
 from distillation_studies.core.stats import adjust_p_values, paired_tests, summarise_by_group  # noqa: E402
 
 QUALITY_METRICS = [
@@ -133,14 +134,6 @@ def verdict(row: pd.Series, baseline: str, metric: str = "test_accuracy") -> str
     if row[f"{metric}_within_noise_vs_{baseline}"]:
         return f"within noise (adj. p={p:.3f})"
     return f"{'better' if diff > 0 else 'worse'} (adj. p={p:.3f})"
-
-
-def human(count: float) -> str:
-    """1234567 -> '1.23M': counts readable at a glance."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(count) >= scale:
-            return f"{count / scale:.2f}{suffix}"
-    return f"{count:.0f}"
 
 
 def _pm(row: pd.Series, metric: str, scale: float = 1.0, digits: int = 2) -> str:

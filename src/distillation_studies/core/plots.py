@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from distillation_studies.core.pareto import pareto_mask  # noqa: E402
+
 COUNT_COSTS = ("parameters", "training_parameters", "flops")
 MAX_RELIABILITY_PANELS = 6
 PARETO_FRONT_GID = "pareto_front"
@@ -123,19 +125,6 @@ def learning_curves(histories: dict[str, Sequence[History] | History]) -> plt.Fi
 # ---------------------------------------------------------------------------------------- pareto
 
 
-def pareto_front(table: pd.DataFrame, cost_column: str, quality_column: str = "test_accuracy_mean") -> list[str]:
-    """Methods no other method beats on both axes (lower or equal cost and higher quality), by cost."""
-    cost_column, quality_column = _resolve(table, cost_column), _resolve(table, quality_column)
-    rows = table.dropna(subset=[cost_column, quality_column])
-    rows = rows.sort_values([cost_column, quality_column], ascending=[True, False])
-    front, best = [], -math.inf
-    for _, row in rows.iterrows():
-        if row[quality_column] > best:
-            front.append(_label(row))
-            best = row[quality_column]
-    return front
-
-
 def pareto_plot(
     table: pd.DataFrame,
     cost_column: str,
@@ -145,13 +134,14 @@ def pareto_plot(
 ) -> plt.Figure:
     """Quality (mean with CI error bars) against a cost, one point per method; the front highlighted.
 
-    ``front_methods`` defaults to :func:`pareto_front`; front points are ringed and joined, in cost
+    ``front_methods`` defaults to the front from ``core.pareto``; front points are ringed and joined, in cost
     order, by one line (gid ``pareto_front``). ``log_x`` defaults to log for counts (parameters,
     FLOPs) and for any positive cost spanning two decades.
     """
     cost_column, quality_column = _resolve(table, cost_column), _resolve(table, quality_column)
     if front_methods is None:
-        front_methods = pareto_front(table, cost_column, quality_column)
+        front = table[pareto_mask(table, quality=quality_column, cost=cost_column)]
+        front_methods = [_label(row) for _, row in front.iterrows()]
     scale = _scale(quality_column)
     errors = _errors(table, quality_column)
     figure, axis = plt.subplots(figsize=(6.5, 4.5))

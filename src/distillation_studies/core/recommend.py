@@ -458,11 +458,12 @@ def _float(value: Any) -> float:
 
 def _number(value: float) -> str:
     if abs(value) >= 1e3:
-        return _human(value)
+        return human(value)
     return f"{value:.4g}"
 
 
-def _human(count: float) -> str:
+def human(count: float) -> str:
+    """1234567 -> '1.23M': counts readable at a glance."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(count) >= scale:
             return f"{count / scale:.3g}{suffix}"
@@ -476,7 +477,7 @@ def _cost_text(stem: str, value: float) -> str:
         return f"latency {value:.3f} ms"
     if stem == "train_time_s":
         return f"training {value:.1f} s"
-    return f"{stem} {_human(value)}"
+    return f"{stem} {human(value)}"
 
 
 def _jsonable(value: Any) -> Any:
