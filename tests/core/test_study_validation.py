@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 
-from distillation_studies.core.errors import ConfigError
+from distillation_studies.core.errors import ConfigError, DataError
 from distillation_studies.core.study import StudyConfig, validate_study
+from distillation_studies.core.training import SCHEDULES
 
 
 def base_config() -> dict[str, Any]:
@@ -52,7 +56,10 @@ def _set(path: str, value: Any) -> Callable[[dict], None]:
 
 # (id, mutation, regex the ConfigError message must match: the key and, where applicable, allowed values)
 BAD_CONFIGS = [
-    ("unknown dataset", _set("data.dataset", "cifar10"), r"data\.dataset: unknown dataset 'cifar10'.*digits.*mnist5k"),
+    ("unknown dataset", _set("data.dataset", "svhn"), r"data\.dataset: unknown dataset 'svhn'.*digits.*mnist5k.*'cifar100'.*'image_folder'"),
+    ("bad normalisation", _set("data.normalisation", "zscore"), r"data\.normalisation: unknown value 'zscore'; allowed values: \['standard', 'train'\]"),
+    ("download of embedded data", _set("data.download", True), r"data\.download: only applies to the torchvision datasets"),
+    ("image size of embedded data", _set("data.image_size", 32), r"data\.image_size: only applies to dataset: image_folder"),
     ("bad val fraction", _set("data.val_fraction", 0.0), r"data\.val_fraction: must be in \(0, 1\)"),
     ("unknown data key", _set("data.datset", "digits"), r"data\.datset: unknown key; allowed keys:.*'dataset'"),
     ("unknown teacher model", _set("teacher.model.name", "resnet"), r"teacher\.model\.name: unknown model 'resnet'.*'cnn'.*'mlp'"),
@@ -72,7 +79,7 @@ BAD_CONFIGS = [
     ("zero teacher epochs", _set("teacher.training.epochs", 0), r"teacher\.training\.epochs: must be > 0"),
     ("negative student epochs", _set("student.training.epochs", -1), r"student\.training\.epochs: must be > 0"),
     ("bad optimizer", _set("student.training.optimizer", "rmsprop"), r"student\.training\.optimizer: unknown value 'rmsprop'; allowed values: \['adam', 'sgd'\]"),
-    ("bad schedule", _set("teacher.training.schedule", "step"), r"teacher\.training\.schedule: unknown value 'step'; allowed values: \['cosine', 'constant'\]"),
+    ("bad schedule", _set("teacher.training.schedule", "step"), r"teacher\.training\.schedule: unknown value 'step'; allowed values: \['cosine', 'constant'"),
     ("unknown training key", _set("teacher.training.learning_rate", 0.1), r"teacher\.training\.learning_rate: unknown key"),
     ("empty seeds", _set("seeds", []), r"seeds: must be a non-empty list"),
     ("missing seeds", lambda c: c.pop("seeds"), r"seeds: must be a non-empty list"),
@@ -132,3 +139,116 @@ def test_bad_config_names_the_key(mutate, message):
     mutate(config)
     with pytest.raises(ConfigError, match=message):
         validate_study(config)
+
+
+# --- torchvision datasets: shapes and class counts known before any file is read -----------------
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _with_data(data: dict[str, Any]) -> dict[str, Any]:
+    config = base_config()
+    config["data"] = data
+    config["methods"] = {"ce": {}, "kd": {}}  # layer-free: these tests are about the data section
+    return config
+
+
+@pytest.mark.parametrize(
+    "dataset, shape, classes",
+    [("mnist", [1, 28, 28], 10), ("fashion_mnist", [1, 28, 28], 10), ("cifar10", [3, 32, 32], 10), ("cifar100", [3, 32, 32], 100)],
+)
+def test_torchvision_dataset_sizes_the_models_without_reading_files(tmp_path, dataset, shape, classes):
+    # root is empty: validation must not need the files (they are read by the first node).
+    study = validate_study(_with_data({"dataset": dataset, "root": str(tmp_path), "val_fraction": 0.1}))
+    assert (study.teacher_spec["in_shape"], study.teacher_spec["num_classes"]) == (shape, classes)
+    assert (study.student_spec["in_shape"], study.student_spec["num_classes"]) == (shape, classes)
+
+
+def test_torchvision_dataset_ignores_test_fraction(tmp_path):
+    # val + test >= 1 would leave no training split for an embedded dataset; the official test split is used instead.
+    study = validate_study(_with_data({"dataset": "cifar10", "root": str(tmp_path), "val_fraction": 0.2, "test_fraction": 0.9}))
+    assert study.data.test_fraction == 0.9 and study.data.train_size() == 40000
+
+
+def test_image_folder_counts_class_folders_at_validation(tmp_path):
+    for name in ("cat", "dog", "owl"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+    (tmp_path / "train" / "notes.txt").write_text("not a class")
+    study = validate_study(_with_data({"dataset": "image_folder", "root": str(tmp_path), "image_size": 16}))
+    assert (study.teacher_spec["in_shape"], study.teacher_spec["num_classes"]) == ([3, 16, 16], 3)
+
+
+def test_image_folder_without_train_folder_names_it(tmp_path):
+    with pytest.raises(DataError, match=r"data\.root: " + re.escape(f"{tmp_path / 'train'} not found")):
+        validate_study(_with_data({"dataset": "image_folder", "root": str(tmp_path), "image_size": 16}))
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'train'} holds no class folder")):
+        validate_study(_with_data({"dataset": "image_folder", "root": str(tmp_path), "image_size": 16}))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"dataset": "image_folder"}, r"data\.image_size: required for dataset: image_folder"),
+        ({"dataset": "cifar10", "image_size": 32}, r"data\.image_size: only applies to dataset: image_folder; remove it for cifar10"),
+        ({"dataset": "cifar100", "val_fraction": 0.0}, r"data\.val_fraction: must be in \(0, 1\)"),
+        ({"dataset": "mnist", "download": "yes"}, r"data\.download: expected bool"),
+        ({"dataset": "image_folder", "image_size": 8, "download": True}, r"data\.download: image_folder cannot be downloaded"),
+        ({"dataset": "cifar100", "root": ""}, r"data\.root: required"),
+    ],
+)
+def test_bad_torchvision_data_config_names_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_study(_with_data(data))
+
+
+def env_params(env: str) -> dict[str, Any]:
+    """conf/base with conf/<env> over it, top-level keys replaced (Kedro's default merge)."""
+    params: dict[str, Any] = {}
+    for path in sorted((CONF / "base").glob("parameters_*.yml")):
+        params.update(yaml.safe_load(path.read_text()))
+    params.update(yaml.safe_load((CONF / env / "parameters.yml").read_text()))
+    return params
+
+
+def _without_multistep(params: dict[str, Any]) -> dict[str, Any]:
+    """Until TrainConfig knows ``schedule: multistep``, check everything else of a config that uses it."""
+    if "multistep" in SCHEDULES:
+        return params
+    for role in ("teacher", "student"):
+        training = params[role]["training"]
+        if training.get("schedule") == "multistep":
+            training.update(schedule="constant")
+            training.pop("milestones", None)
+            training.pop("gamma", None)
+    return params
+
+
+@pytest.mark.e2e  # builds resnet32x4 / wrn_40_2 and every method's adapters: tens of seconds on a busy CPU
+@pytest.mark.parametrize(
+    "env, teacher, student, dkd_beta",
+    [("cifar100_benchmark", "resnet32x4", "resnet8x4", 8.0), ("cifar100_benchmark_wrn", "wrn_40_2", "wrn_16_2", 6.0)],
+)
+def test_cifar100_benchmark_envs_validate(env, teacher, student, dkd_beta):
+    study = validate_study(_without_multistep(env_params(env)))
+    assert (study.teacher_spec["name"], study.student_spec["name"]) == (teacher, student)
+    assert study.teacher_spec["num_classes"] == 100 and study.teacher_spec["in_shape"] == [3, 32, 32]
+    assert [e.key for e in study.methods] == [
+        "ce", "kd", "fitnet", "at", "rkd", "pkt", "sp", "vid", "crd", "crd_kd", "dkd", "dist", "reviewkd"
+    ]
+    assert study.seeds == (0, 1, 2)
+    assert {e.key: e for e in study.methods}["dkd"].config.beta == dkd_beta
+    for training in (study.teacher_training, study.student_training):
+        assert (training.epochs, training.batch_size, training.optimizer) == (240, 64, "sgd")
+        assert (training.lr, training.momentum, training.weight_decay) == (0.05, 0.9, 0.0005)
+        assert (training.augment, training.device) == ("standard", "auto")
+    raw = env_params(env)["student"]["training"]
+    assert (raw["schedule"], raw["milestones"], raw["gamma"]) == ("multistep", [150, 180, 210], 0.1)
+    assert (study.data.dataset, study.data.normalisation, study.data.train_size()) == ("cifar100", "standard", 45000)
+
+
+def test_cifar100_smoke_env_validates():
+    study = validate_study(env_params("cifar100_smoke"))
+    assert study.data.dataset == "cifar100" and study.teacher_spec["num_classes"] == 100
+    assert [e.key for e in study.methods] == ["ce", "kd", "fitnet"] and study.seeds == (0,)
+    assert study.student_training.device == "cpu" and study.student_training.augment == "standard"

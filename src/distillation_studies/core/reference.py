@@ -162,7 +162,7 @@ def markdown(table: pd.DataFrame, confidence: float = 0.95) -> str:
             "Δ pp": "" if math.isnan(float(row["delta_pp"])) else f"{float(row['delta_pp']):+.2f}",
             "source": row["source"],
         })
-    lines.append(pd.DataFrame(rows).to_markdown(index=False))
+    lines.append(pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True))  # keep "+0.50", "72.50"
     protocols = list(dict.fromkeys(str(p) for p in table["protocol"]))
     lines += ["", "Published protocols:", "", *[f"- {p}" for p in protocols]]
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from distillation_studies.core.methods import build_method, method_class, parse_
 from distillation_studies.core.models import build_model, make_spec
 from distillation_studies.core.recommend import Constraints
 from distillation_studies.core.training import TrainConfig
+from distillation_studies.core.vision_data import VisionDataConfig
 
 TOP_LEVEL_KEYS = [
     "data", "teacher", "student", "methods", "seeds", "grid", "evaluation", "comparison", "recommendation", "tracking"
@@ -86,10 +87,8 @@ class DataConfig:
     def split(self) -> SplitConfig:
         return SplitConfig(self.val_fraction, self.test_fraction, self.split_seed)
 
-    def vision(self):
+    def vision(self) -> VisionDataConfig:
         """The torchvision reader's config (torchvision datasets only)."""
-        from distillation_studies.core.vision_data import VisionDataConfig
-
         return VisionDataConfig(name=self.dataset, root=self.root, download=self.download, image_size=self.image_size)
 
     def shape(self, where: str = "data") -> tuple[tuple[int, ...], int]:
