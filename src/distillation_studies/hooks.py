@@ -32,6 +32,7 @@ REPORT_ARTIFACTS = {
     "protocol_card": "protocol_card.json",
     "capacity_report": "capacity_report.json",
     "recommendation": "recommendation.json",
+    "reproduced_vs_published": "reproduced_vs_published.csv",
 }
 
 
@@ -140,7 +141,7 @@ class StudyHooks:
             self.tracker.log_text(parent, value.to_csv(index=False), "report/comparison_table.csv")
             metrics = {f"{row['arm']}.test_accuracy_mean": row["test_accuracy_mean"] for _, row in value.iterrows()}
             self.tracker.log_metrics(parent, metrics)  # the study run alone shows the outcome
-        elif dataset in ("paired_tests", "sensitivity_table"):
+        elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published"):
             self.tracker.log_text(parent, value.to_csv(index=False), f"report/{dataset}.csv")
         elif dataset == "comparison_plot":
             self.tracker.log_figure(parent, value, "report/comparison_plot.png")

@@ -133,15 +133,23 @@ def module_paths(model: nn.Module) -> list[str]:
 
 
 def feature_shapes(model: nn.Module, layers: list[str]) -> dict[str, tuple[int, ...]]:
-    """Per-sample output shape of each named layer, from one dummy forward pass."""
+    """Per-sample output shape of each named layer, from one dummy forward pass per new layer set.
+
+    Shapes are remembered on the model (they depend only on the architecture), so validating many
+    methods against one big teacher costs one forward pass, not one per method.
+    """
     from distillation_studies.core.features import capture_features
 
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), capture_features(model, layers) as feats:
-        model(torch.zeros(1, *model.spec["in_shape"]))
-    model.train(was_training)
-    return {name: tuple(t.shape[1:]) for name, t in feats.items()}
+    known: dict[str, tuple[int, ...]] = model.__dict__.setdefault("_feature_shape_cache", {})
+    missing = [layer for layer in dict.fromkeys(layers) if layer not in known]
+    if missing:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), capture_features(model, missing) as feats:
+            model(torch.zeros(1, *model.spec["in_shape"], device=next(model.parameters()).device))
+        model.train(was_training)
+        known.update({name: tuple(t.shape[1:]) for name, t in feats.items()})
+    return {layer: known[layer] for layer in layers}
 
 
 from distillation_studies.core.zoo import ZOO_MODELS  # noqa: E402  (the zoo never imports this module)

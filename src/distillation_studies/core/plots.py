@@ -21,6 +21,7 @@ from distillation_studies.core.pareto import pareto_mask  # noqa: E402
 COUNT_COSTS = ("parameters", "training_parameters", "flops")
 MAX_RELIABILITY_PANELS = 6
 PARETO_FRONT_GID = "pareto_front"
+MAX_ANNOTATED_CLASSES = 30
 
 History = list[dict[str, float]]
 
@@ -294,9 +295,10 @@ def per_class_heatmap(per_class: dict[str, Sequence[float | None]], class_names:
     values = np.full((len(methods), classes), np.nan)
     for i, method in enumerate(methods):
         values[i, : len(per_class[method])] = [100 * _nan(v) for v in per_class[method]]
-    figure, axis = plt.subplots(figsize=(max(4.0, 0.6 * classes + 2.5), max(2.5, 0.45 * len(methods) + 1.5)))
+    figure, axis = plt.subplots(figsize=(min(24.0, max(4.0, 0.6 * classes + 2.5)), max(2.5, 0.45 * len(methods) + 1.5)))
     image = axis.imshow(values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
-    for i in range(len(methods)):
+    annotate = classes <= MAX_ANNOTATED_CLASSES  # beyond that the numbers would overlap; colours still read
+    for i in range(len(methods) if annotate else 0):
         for j in range(classes):
             if not math.isnan(values[i, j]):
                 axis.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=7,
