@@ -26,8 +26,12 @@ pytestmark = pytest.mark.e2e
 
 
 def load(project: Path, name: str):
+    return load_env(project, name, "tiny")
+
+
+def load_env(project: Path, name: str, env: str):
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env="tiny") as session:
+    with KedroSession.create(project_path=project, env=env) as session:
         return session.load_context().catalog.load(name)
 
 
@@ -149,3 +153,19 @@ def test_every_registered_method_runs_through_kedro(tmp_path):
     experiment = client.get_experiment_by_name("distillation-studies")
     arms = {r.data.tags.get("arm") for r in client.search_runs([experiment.experiment_id])}
     assert {f"{key}/seed_0" for key in methods} <= arms
+
+
+def test_torchrun_trains_a_teacher_that_the_study_imports(tmp_path):
+    """`torchrun --nproc_per_node=2` (gloo on CPU) writes a teacher; `teacher.checkpoint` imports it."""
+    copy_project(tmp_path)
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    command = [torchrun, "--nproc_per_node=2", "-m", "distillation_studies.ddp_teacher", "--env", "tiny", "--out", "teacher.pt"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "teacher written to teacher.pt" in result.stdout
+
+    imported = kedro_run(tmp_path, "--to-nodes=train_teacher", "--params", "teacher.checkpoint=teacher.pt,tracking.enabled=false")
+    assert imported.returncode == 0, imported.stdout[-3000:] + imported.stderr[-3000:]
+    history = load_env(tmp_path, "teacher_history", "tiny")
+    assert history["summary"]["imported_from"] == "teacher.pt" and history["epochs"] == []

@@ -74,7 +74,7 @@ def test_clear_winner_ranked_first_alone():
 def test_indistinguishable_candidates_share_rank_one_and_seeds_message_has_a_number():
     a = [0.85, 0.86, 0.84, 0.87, 0.85]
     b = [0.86, 0.85, 0.85, 0.86, 0.84]
-    summary, runs = make({"b": b, "a": a, "ce": [0.70, 0.71, 0.69, 0.72, 0.70]})
+    summary, runs = make({"b": b, "a": a, "ce": [0.70, 0.72, 0.69, 0.71, 0.70]})
     result = recommend(summary, runs)
     assert [(c.candidate, c.rank, c.tied) for c in result.ranked] == [("a", 1, True), ("b", 1, True), ("ce", 3, False)]
     assert sorted(result.best) == ["a", "b"]

@@ -53,11 +53,13 @@ def test_identical_runs_have_p_one():
     assert paired_difference(values, values.copy()) == {"diff_mean": 0.0, "p_value": 1.0}
 
 
-def test_constant_shift_has_p_zero():
+def test_constant_shift_falls_back_to_the_exact_sign_test():
     baseline = np.array([0.8, 0.85, 0.9])
-    result = paired_difference(baseline + 0.05, baseline)
+    result = paired_difference(baseline + 0.05, baseline)  # zero variance: the t statistic is undefined
     assert result["diff_mean"] == pytest.approx(0.05)
-    assert result["p_value"] == 0.0
+    assert result["p_value"] == pytest.approx(2 * 0.5**3)  # 3 of 3 seeds in one direction
+    ten = paired_difference(np.full(10, 0.9), np.full(10, 0.901))
+    assert ten["p_value"] == pytest.approx(2 * 0.5**10)
 
 
 @pytest.mark.parametrize("noise", [[1e-12, -1e-12, 0.0], [0.0, 1e-12, -1e-12]])

@@ -27,9 +27,12 @@ def paired_difference(values: np.ndarray, baseline: np.ndarray) -> dict[str, flo
     if len(diff) < 2:
         return {"diff_mean": float(diff.mean()) if len(diff) else math.nan, "p_value": math.nan}
     if np.allclose(diff, diff[0]):
-        # Constant differences have zero variance: identical runs (p = 1) or a perfectly consistent shift.
-        # Near-zero differences are rounding noise (p = 1) whatever the order of the seeds.
-        return {"diff_mean": float(diff.mean()), "p_value": 1.0 if np.allclose(diff, 0.0) else 0.0}
+        # Zero variance leaves the t statistic undefined. Near-zero differences are rounding noise (p = 1);
+        # a constant non-zero shift (common on discrete metrics: every seed one test image apart) gets the
+        # exact two-sided sign test, 2 * 0.5**n, instead of a spurious p = 0.
+        if np.allclose(diff, 0.0):
+            return {"diff_mean": float(diff.mean()), "p_value": 1.0}
+        return {"diff_mean": float(diff.mean()), "p_value": float(stats.binomtest(len(diff), len(diff)).pvalue)}
     return {"diff_mean": float(diff.mean()), "p_value": float(stats.ttest_rel(values, baseline).pvalue)}
 
 

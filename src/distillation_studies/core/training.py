@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from distillation_studies.core.config import require_choice, require_positive
 from distillation_studies.core.errors import ConfigError
@@ -78,9 +80,11 @@ class TrainResult:
     summary: dict[str, float] = field(default_factory=dict)
 
 
-def forward_with_features(model: nn.Module, x: Tensor, layers: list[str]) -> ModelOutputs:
+def forward_with_features(model: nn.Module, x: Tensor, layers: list[str], wrapper: nn.Module | None = None) -> ModelOutputs:
+    """Logits plus the features at ``layers``; hooks go on ``model``, the call through ``wrapper``
+    (a DDP- or compile-wrapped ``model``) when given, so module paths never change."""
     with capture_features(model, layers) as features:
-        logits = model(x)
+        logits = (wrapper or model)(x)
     return ModelOutputs(logits, dict(features))
 
 
@@ -88,12 +92,12 @@ def resolve_device(name: str) -> torch.device:
     """The torch device for a ``device`` setting; an unavailable accelerator is a clear error."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())  # the process's GPU under torchrun
         return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available[name]:
         raise ConfigError(f"training.device: {name!r} requested but not available on this machine; use auto or cpu")
-    return torch.device(name)
+    return torch.device("cuda", torch.cuda.current_device()) if name == "cuda" else torch.device(name)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -118,6 +122,21 @@ def predict(model: nn.Module, x: Tensor, layers: list[str] | None = None, batch_
 
 def _select(outputs: ModelOutputs, indices: Tensor) -> ModelOutputs:
     return ModelOutputs(outputs.logits[indices], {k: v[indices] for k, v in outputs.features.items()})
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) under torch.distributed, (0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(module: nn.Module) -> None:
+    world = dist.get_world_size()
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= world
 
 
 def _to(x: Tensor, device: torch.device, layout: torch.memory_format) -> Tensor:
@@ -187,6 +206,9 @@ def train(
     val_x, val_y = _to(val_data["x"], device, layout), val_data["y"].to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(config, device))
     forward_model = torch.compile(model) if config.compile and device.type == "cuda" else model
+    rank, world = _process_group()
+    if world > 1:  # launched with torchrun: each process takes its share of every global batch
+        forward_model = DistributedDataParallel(forward_model, device_ids=[device.index] if device.type == "cuda" else None)
     teacher_cache = None
     if teacher is not None:
         teacher.to(device, memory_format=layout).eval().requires_grad_(False)
@@ -209,9 +231,12 @@ def train(
         order = torch.randperm(len(x), generator=generator).to(device)
         for start in range(0, len(x), config.batch_size):
             indices = order[start : start + config.batch_size]
+            if len(indices) < world:  # too small to give every process a sample: dropped on all of them
+                continue
+            indices = indices[rank::world]
             inputs = x[indices] if augment is None else augment(x[indices], generator)
             with autocast:
-                student_out = forward_with_features(forward_model, inputs, student_layers)
+                student_out = forward_with_features(model, inputs, student_layers, wrapper=forward_model)
                 teacher_out = None
                 if teacher is not None:
                     teacher_out = (
@@ -221,10 +246,15 @@ def train(
                 loss = torch.stack([t.float() for t in terms.values()]).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if world > 1:
+                _average_gradients(method)  # DDP averages the student's; the method's parts are averaged here
             optimizer.step()
             scheduler.step()
             for name, value in terms.items():  # summed on the device: no host sync per step
                 totals[name] = totals.get(name, 0.0) + value.detach().float() * len(indices)
+        if world > 1:  # loss terms summed over every process's share of the data
+            for value in totals.values():
+                dist.all_reduce(value)
         with autocast:
             val_accuracy = accuracy(predict(model, val_x).logits, val_y)
         row = {"epoch": epoch, **{f"loss_{k}": v.item() / len(x) for k, v in totals.items()}}
