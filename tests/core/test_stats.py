@@ -135,3 +135,10 @@ def test_unpaired_seeds_only_compare_shared_ones():
     assert table.loc["kd", "n_pairs"] == 1
     assert math.isnan(table.loc["kd", "p_value"])
     assert table.loc["kd", "within_noise"]
+
+
+def test_float32_rounding_of_a_constant_shift_is_not_significant():
+    # 0.970 - 0.971 style differences as float32 metrics store them: equal up to ~1e-7
+    values = np.array([0.970, 0.965, 0.968], dtype=np.float32).astype(float)
+    baseline = np.array([0.971, 0.966, 0.969], dtype=np.float32).astype(float)
+    assert paired_difference(values, baseline)["p_value"] == pytest.approx(0.25)

@@ -30,12 +30,12 @@ def classification_metrics(
 ) -> dict[str, float]:
     """Accuracy, NLL and ECE; agreement and KL(teacher || model) when teacher logits are given."""
     metrics = {
-        "accuracy": (logits.argmax(1) == labels).float().mean().item(),
+        "accuracy": (logits.argmax(1) == labels).double().mean().item(),
         "nll": F.cross_entropy(logits, labels).item(),
         "ece": expected_calibration_error(logits, labels, ece_bins),
     }
     if teacher_logits is not None:
-        metrics["teacher_agreement"] = (logits.argmax(1) == teacher_logits.argmax(1)).float().mean().item()
+        metrics["teacher_agreement"] = (logits.argmax(1) == teacher_logits.argmax(1)).double().mean().item()
         metrics["kl_to_teacher"] = F.kl_div(
             F.log_softmax(logits, 1), F.log_softmax(teacher_logits, 1), reduction="batchmean", log_target=True
         ).item()

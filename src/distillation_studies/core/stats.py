@@ -26,11 +26,11 @@ def paired_difference(values: np.ndarray, baseline: np.ndarray) -> dict[str, flo
     diff = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
     if len(diff) < 2:
         return {"diff_mean": float(diff.mean()) if len(diff) else math.nan, "p_value": math.nan}
-    if np.allclose(diff, diff[0]):
-        # Zero variance leaves the t statistic undefined. Near-zero differences are rounding noise (p = 1);
+    if np.allclose(diff, diff[0], rtol=1e-4, atol=1e-6):
+        # Zero variance (up to float32 rounding of the metrics) leaves the t statistic undefined. Near-zero differences are rounding noise (p = 1);
         # a constant non-zero shift (common on discrete metrics: every seed one test image apart) gets the
         # exact two-sided sign test, 2 * 0.5**n, instead of a spurious p = 0.
-        if np.allclose(diff, 0.0):
+        if np.allclose(diff, 0.0, atol=1e-6):
             return {"diff_mean": float(diff.mean()), "p_value": 1.0}
         return {"diff_mean": float(diff.mean()), "p_value": float(stats.binomtest(len(diff), len(diff)).pvalue)}
     return {"diff_mean": float(diff.mean()), "p_value": float(stats.ttest_rel(values, baseline).pvalue)}
