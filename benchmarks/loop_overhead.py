@@ -14,19 +14,16 @@ import platform
 import statistics
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
-from distillation_studies.core.data import load_embedded, normalisation_stats, normalise, stratified_split
 from distillation_studies.core.methods import build_method
 from distillation_studies.core.models import build_model
-from distillation_studies.core.study import validate_study
 from distillation_studies.core.training import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "base"
+from _study import default_study  # benchmarks/_study.py, beside this script
+
 
 
 def hand_written_epoch(student, teacher, method_name, config, data, adapter=None) -> None:
@@ -69,13 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run (teacher caching pays off after the first)")
     args = parser.parse_args()
-    params = {}
-    for path in sorted(CONF.glob("parameters_*.yml")):
-        params.update(yaml.safe_load(path.read_text()))
-    study = validate_study(params)
-    data = stratified_split(load_embedded(study.data.dataset), study.data.split())
-    stats = normalisation_stats(data["train"]["x"])
-    data = {k: {"x": normalise(v["x"], stats), "y": v["y"]} for k, v in data.items()}
+    study, data = default_study()
     teacher = build_model(study.teacher_spec).eval().requires_grad_(False)
     config = replace(study.student_training, epochs=args.epochs)
     entries = {e.key: e for e in study.methods}

@@ -10,31 +10,22 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
-import yaml
 
-from distillation_studies.core.data import load_embedded, normalisation_stats, normalise, stratified_split
 from distillation_studies.core.methods import build_method, parse_method_config
 from distillation_studies.core.models import build_model
-from distillation_studies.core.study import validate_study
 from distillation_studies.core.training import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "base"
+from _study import default_study  # benchmarks/_study.py, beside this script
+
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, nargs="+", default=[10, 20, 40])
     args = parser.parse_args()
-    params = {}
-    for path in sorted(CONF.glob("parameters_*.yml")):
-        params.update(yaml.safe_load(path.read_text()))
-    study = validate_study(params)
-    data = stratified_split(load_embedded(study.data.dataset), study.data.split())
-    stats = normalisation_stats(data["train"]["x"])
-    data = {k: {"x": normalise(v["x"], stats), "y": v["y"]} for k, v in data.items()}
+    study, data = default_study()
 
     torch.manual_seed(study.teacher_seed)
     teacher = build_model(study.teacher_spec)
