@@ -79,6 +79,15 @@ class DistillationMethod(nn.Module):
         raise NotImplementedError
 
 
+class LayerPairMethod(DistillationMethod):
+    """A method that reads one student layer and one teacher layer, named by the config keys
+    ``student_layer`` and ``teacher_layer``."""
+
+    @classmethod
+    def layers(cls, config: Any) -> tuple[list[str], list[str]]:
+        return [config.student_layer], [config.teacher_layer]
+
+
 def make_adapter(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...], where: str) -> nn.Module:
     """A learned map from a student feature to the teacher's shape (identity when they already match).
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from distillation_studies.core.config import require_positive, require_set
 from distillation_studies.core.errors import ConfigError
-from distillation_studies.core.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
+from distillation_studies.core.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def cc_loss(student: Tensor, teacher: Tensor, gamma: float, order: int) -> Tenso
     return difference.pow(2).sum() / len(difference) ** 2
 
 
-class CorrelationCongruence(DistillationMethod):
+class CorrelationCongruence(LayerPairMethod):
     Config = CCConfig
 
     def __init__(self, config: CCConfig, setup: MethodSetup) -> None:
@@ -71,9 +71,6 @@ class CorrelationCongruence(DistillationMethod):
             math.prod(setup.teacher_shapes[config.teacher_layer]),
         )
 
-    @classmethod
-    def layers(cls, config: CCConfig) -> tuple[list[str], list[str]]:
-        return [config.student_layer], [config.teacher_layer]
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = self.embed(student.features[self.config.student_layer].flatten(1))

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from distillation_studies.core.config import require_positive, require_set
 from distillation_studies.core.errors import ConfigError
-from distillation_studies.core.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
+from distillation_studies.core.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def nce_loss(log_p: Tensor, negatives: int, num_train: int) -> Tensor:
     return -(log_h_positive.sum() + log_one_minus_h_negative.sum()) / len(log_p)
 
 
-class ContrastiveRepresentationDistillation(DistillationMethod):
+class ContrastiveRepresentationDistillation(LayerPairMethod):
     Config = CRDConfig
 
     def __init__(self, config: CRDConfig, setup: MethodSetup) -> None:
@@ -110,9 +110,6 @@ class ContrastiveRepresentationDistillation(DistillationMethod):
         # log Z for the student-anchored and teacher-anchored scores; NaN until the first batch sets it
         self.register_buffer("log_normaliser", torch.full((2,), float("nan")))
 
-    @classmethod
-    def layers(cls, config: CRDConfig) -> tuple[list[str], list[str]]:
-        return [config.student_layer], [config.teacher_layer]
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = self.embed_student(student.features[self.config.student_layer])

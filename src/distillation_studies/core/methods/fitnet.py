@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillation_studies.core.config import require_positive, require_set
-from distillation_studies.core.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs, make_adapter
+from distillation_studies.core.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs, make_adapter
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class FitNetConfig:
         require_positive(self, where, "weight")
 
 
-class FitNet(DistillationMethod):
+class FitNet(LayerPairMethod):
     Config = FitNetConfig
 
     def __init__(self, config: FitNetConfig, setup: MethodSetup) -> None:
@@ -39,9 +39,6 @@ class FitNet(DistillationMethod):
             "fitnet.student_layer/teacher_layer",
         )
 
-    @classmethod
-    def layers(cls, config: FitNetConfig) -> tuple[list[str], list[str]]:
-        return [config.student_layer], [config.teacher_layer]
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         guided = self.adapter(student.features[self.config.student_layer])

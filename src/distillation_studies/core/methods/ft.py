@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from distillation_studies.core.config import require_positive, require_set
 from distillation_studies.core.errors import ConfigError
-from distillation_studies.core.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
+from distillation_studies.core.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def factor_distance(factor_student: Tensor, factor_teacher: Tensor) -> Tensor:
     return (student - teacher).abs().mean()
 
 
-class FactorTransfer(DistillationMethod):
+class FactorTransfer(LayerPairMethod):
     Config = FTConfig
 
     def __init__(self, config: FTConfig, setup: MethodSetup) -> None:
@@ -138,9 +138,6 @@ class FactorTransfer(DistillationMethod):
         self.paraphraser_size = sum(p.numel() for p in self.paraphraser.parameters())
         self.paraphraser_mse: dict[str, float] = {}
 
-    @classmethod
-    def layers(cls, config: FTConfig) -> tuple[list[str], list[str]]:
-        return [config.student_layer], [config.teacher_layer]
 
     def reconstruction_error(self, features: Tensor, batch_size: int = 1024) -> float:
         """Full-set MSE of D(E(x)) against x (only while the decoder exists, i.e. before ``prepare``)."""

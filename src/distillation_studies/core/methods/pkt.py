@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillation_studies.core.config import require_positive, require_set
-from distillation_studies.core.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.core.methods.base import Batch, LayerPairMethod, ModelOutputs
 
 EPS = 1e-7
 
@@ -55,12 +55,9 @@ def pkt_loss(student: Tensor, teacher: Tensor) -> Tensor:
     return (p * torch.log((p + EPS) / (q + EPS))).sum() / len(p) ** 2
 
 
-class ProbabilisticKnowledgeTransfer(DistillationMethod):
+class ProbabilisticKnowledgeTransfer(LayerPairMethod):
     Config = PKTConfig
 
-    @classmethod
-    def layers(cls, config: PKTConfig) -> tuple[list[str], list[str]]:
-        return [config.student_layer], [config.teacher_layer]
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = student.features[self.config.student_layer]

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from distillation_studies.core.config import require_set
 from distillation_studies.core.errors import ConfigError
-from distillation_studies.core.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.core.methods.base import Batch, LayerPairMethod, ModelOutputs
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,9 @@ def rkd_angle_loss(student: Tensor, teacher: Tensor) -> Tensor:
     return F.smooth_l1_loss(triplet_angles(student), triplet_angles(teacher))
 
 
-class RelationalKD(DistillationMethod):
+class RelationalKD(LayerPairMethod):
     Config = RKDConfig
 
-    @classmethod
-    def layers(cls, config: RKDConfig) -> tuple[list[str], list[str]]:
-        return [config.student_layer], [config.teacher_layer]
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = student.features[self.config.student_layer].flatten(1)

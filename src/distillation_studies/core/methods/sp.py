@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillation_studies.core.config import require_positive, require_set
-from distillation_studies.core.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.core.methods.base import Batch, LayerPairMethod, ModelOutputs
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,9 @@ def sp_loss(student: Tensor, teacher: Tensor) -> Tensor:
     return difference.pow(2).sum() / len(difference) ** 2
 
 
-class SimilarityPreserving(DistillationMethod):
+class SimilarityPreserving(LayerPairMethod):
     Config = SPConfig
 
-    @classmethod
-    def layers(cls, config: SPConfig) -> tuple[list[str], list[str]]:
-        return [config.student_layer], [config.teacher_layer]
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = student.features[self.config.student_layer]
