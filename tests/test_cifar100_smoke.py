@@ -32,8 +32,7 @@ OUTPUTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> dict:
+def _run_smoke(tmp_path_factory, runtime_params: dict) -> dict:
     """Run the smoke study once in a project copy whose data/01_raw holds 200 train / 100 test images."""
     project = copy_project(tmp_path_factory.mktemp("cifar100_smoke"))
     write_cifar100(project / "data" / "01_raw", train=200, test=100, used_classes=10)
@@ -41,22 +40,35 @@ def smoke(tmp_path_factory) -> dict:
     shutil.copy(ROOT / REFERENCE, project / REFERENCE)  # tracked in the repo; copy_project copies conf only
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
-        skip_cifar_md5(patch)
+        skip_cifar_md5(patch)  # DataLoader workers are forked, so they inherit the patch
         patch.chdir(project)  # data.root is relative to where kedro runs, as with `kedro run`
         try:
             torch.set_num_threads(1)  # tiny batches: extra threads only contend (5x slower on 2 busy cores)
             bootstrap_project(project)
             # MLflow is covered by tests/test_end_to_end.py; here it would only add its start-up time.
-            with KedroSession.create(project_path=project, env=ENV, runtime_params=NO_TRACKING) as session:
+            with KedroSession.create(project_path=project, env=ENV, runtime_params=runtime_params) as session:
                 session.run()
-            with KedroSession.create(project_path=project, env=ENV, runtime_params=NO_TRACKING) as session:
+            with KedroSession.create(project_path=project, env=ENV, runtime_params=runtime_params) as session:
                 catalog = session.load_context().catalog
                 loaded = {name: catalog.load(name) for name in OUTPUTS}
                 loaded["params:comparison"] = catalog.load("params:comparison")
+                loaded["model_input_file"] = project / "data" / "05_model_input" / "model_input.pt"
         finally:
             torch.set_num_threads(threads)
             study_params.remember(None)  # the hook stored this env's parameters process-wide
     return loaded
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict:
+    return _run_smoke(tmp_path_factory, NO_TRACKING)
+
+
+@pytest.fixture(scope="module")
+def streamed_smoke(tmp_path_factory) -> dict:
+    """The same study with images read from disk batch by batch, by two DataLoader workers per loop."""
+    workers = {"training": {"workers": 2}}
+    return _run_smoke(tmp_path_factory, {**NO_TRACKING, "data": {"in_memory": False}, "teacher": workers, "student": workers})
 
 
 def test_smoke_study_compares_its_methods_on_cifar100(smoke):
@@ -95,3 +107,21 @@ def test_report_gains_the_section_when_the_pair_is_published(smoke):
     assert "## Reproduced vs published" in markdown and "hand-made" in markdown
     assert markdown.index("## Comparison") < markdown.index("## Reproduced vs published") < markdown.index("## Capacity gap")
     assert "Reproduced vs published" in page
+
+
+def test_streamed_study_reproduces_the_in_memory_study(smoke, streamed_smoke):
+    """Same splits, same batch order, same augmentation draws: the same numbers, from a few-kB model_input."""
+    assert streamed_smoke["data_summary"]["in_memory"] is False
+    assert {k: v for k, v in streamed_smoke["data_summary"].items() if k != "in_memory"} == {
+        k: v for k, v in smoke["data_summary"].items() if k != "in_memory"
+    }
+    columns = ["arm", "test_accuracy_mean", "last_test_accuracy_mean", "test_nll_mean", "test_kl_to_teacher_mean"]
+    pd.testing.assert_frame_equal(
+        streamed_smoke["comparison_table"][columns], smoke["comparison_table"][columns], rtol=1e-6
+    )
+    streamed_rows = streamed_smoke["students.kd.seed_0.history"]["epochs"]
+    for row, other in zip(streamed_rows, smoke["students.kd.seed_0.history"]["epochs"]):
+        assert row == pytest.approx(other, rel=1e-5)
+    sizes = {name: max(p.stat().st_size for p in data["model_input_file"].glob("*/model_input.pt")) for name, data in (
+        ("streamed", streamed_smoke), ("in_memory", smoke))}
+    assert sizes["streamed"] < 20_000 < sizes["in_memory"]

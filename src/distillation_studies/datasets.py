@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
-from torch import Tensor, nn
+from torch import nn
 
 from distillation_studies.core.models import build_model
+from distillation_studies.core.streaming import StreamedSplit, is_recipe
 
 
 def model_payload(model: nn.Module) -> dict[str, Any]:
@@ -71,10 +72,30 @@ class TorchModelDataset(_TorchFileDataset):
 
 
 class TensorDictDataset(_TorchFileDataset):
-    """A (nested) dict of tensors, e.g. the train/val/test splits."""
+    """A (nested) dict of tensors, e.g. the train/val/test splits.
+
+    A :class:`StreamedSplit` value (data read from disk on access) is stored as its recipe (indices,
+    labels, statistics, where the files are) and rebuilt on load, so the file stays small and plain.
+    """
 
     def load(self) -> dict[str, Any]:
-        return self._read()
+        return _rebuild_streamed(self._read())
 
-    def save(self, data: dict[str, Tensor | dict[str, Tensor]]) -> None:
-        self._write(data)
+    def save(self, data: dict[str, Any]) -> None:
+        self._write(_streamed_as_recipes(data))
+
+
+def _streamed_as_recipes(value: Any) -> Any:
+    if isinstance(value, StreamedSplit):
+        return value.recipe()
+    if isinstance(value, dict):
+        return {key: _streamed_as_recipes(item) for key, item in value.items()}
+    return value
+
+
+def _rebuild_streamed(value: Any) -> Any:
+    if is_recipe(value):
+        return StreamedSplit.from_recipe(value)
+    if isinstance(value, dict):
+        return {key: _rebuild_streamed(item) for key, item in value.items()}
+    return value

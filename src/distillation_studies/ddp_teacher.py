@@ -23,6 +23,7 @@ from kedro.config import OmegaConfigLoader
 
 from distillation_studies.core.methods import build_method, parse_method_config
 from distillation_studies.core.models import build_model
+from distillation_studies.core.streaming import labels_of
 from distillation_studies.core.study import parse_model_section, validate_study
 from distillation_studies.core.training import train
 from distillation_studies.datasets import model_payload
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         spec, training, seed = parse_model_section(params["teacher"], "teacher", summary)
         torch.manual_seed(seed)
         teacher = build_model(spec)
-        loss = build_method("ce", parse_method_config("ce", {}, "teacher"), teacher, None, len(model_input["train"]["y"]))
+        loss = build_method("ce", parse_method_config("ce", {}, "teacher"), teacher, None, len(labels_of(model_input["train"])))
         result = train(teacher, loss, model_input["train"], model_input["val"], training, seed, label="teacher (ddp)")
         teacher.load_state_dict(result.best_state)
         if dist.get_rank() == 0:

@@ -23,21 +23,11 @@ from distillation_studies.core.vision_data import (
     IndexedDataset,
     VisionDataConfig,
     load_vision_dataset,
-    make_loader,
     open_vision_split,
     standard_augmentation,
 )
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-@pytest.fixture
-def no_cifar_md5(monkeypatch):
-    """CIFAR10/100 still require every file to exist and still unpickle them; only MD5 is skipped."""
-    from torchvision.datasets import cifar, utils
-
-    real = utils.check_integrity
-    monkeypatch.setattr(cifar, "check_integrity", lambda fpath, md5=None: real(fpath, None))
 
 
 # --- writers for the real formats ---------------------------------------------------------------
@@ -399,10 +389,6 @@ def _tensor_data(n=10):
     return {"x": torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1), "y": torch.arange(n) % 3}
 
 
-def _epochs(loader, count=2):
-    return [[idx.tolist() for _, _, idx in loader] for _ in range(count)]
-
-
 def test_indexed_dataset_returns_indices():
     data = IndexedDataset(_tensor_data())
     x, y, index = data[7]
@@ -412,33 +398,3 @@ def test_indexed_dataset_returns_indices():
 def test_indexed_dataset_wraps_a_torch_dataset():
     data = IndexedDataset(torch.utils.data.TensorDataset(torch.arange(4.0), torch.arange(4)))
     assert data[2] == (torch.tensor(2.0), torch.tensor(2), 2)
-
-
-def test_loader_shuffling_is_reproducible_from_the_seed():
-    data = IndexedDataset(_tensor_data())
-    first = _epochs(make_loader(data, batch_size=4, shuffle=True, seed=0))
-    again = _epochs(make_loader(data, batch_size=4, shuffle=True, seed=0))
-    other = _epochs(make_loader(data, batch_size=4, shuffle=True, seed=1))
-    assert first == again and first != other
-    assert first[0] != first[1]  # a new order each epoch
-    assert sorted(sum(first[0], [])) == list(range(10))
-
-
-def test_loader_batches_carry_matching_samples_and_indices():
-    loader = make_loader(IndexedDataset(_tensor_data()), batch_size=3, shuffle=True, seed=2)
-    for x, y, index in loader:
-        assert x.shape[1:] == (1, 1, 1) and index.dtype == torch.int64
-        assert torch.equal(x.view(-1).long(), index) and torch.equal(y, index % 3)
-
-
-def test_loader_pins_memory_only_for_cuda():
-    data = IndexedDataset(_tensor_data())
-    assert make_loader(data, 4, shuffle=False, seed=0).pin_memory is False
-    assert make_loader(data, 4, shuffle=False, seed=0, device_type="cuda").pin_memory is True
-    ordered = _epochs(make_loader(data, 4, shuffle=False, seed=0), count=1)[0]
-    assert ordered == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-
-
-def test_loader_rejects_bad_batch_size():
-    with pytest.raises(ConfigError, match="batch_size"):
-        make_loader(IndexedDataset(_tensor_data()), 0, shuffle=False, seed=0)

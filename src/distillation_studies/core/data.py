@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from distillation_studies.core.errors import ConfigError, DataError
+from distillation_studies.core.streaming import StreamedSplit, labels_of, open_streamed, streamed_stats
 from distillation_studies.core.vision_data import (
     STANDARD_NORMALISATION,
     VISION_DATASETS,
@@ -71,6 +72,7 @@ VISION_SHAPES: dict[str, tuple[tuple[int, ...], int, int]] = {
 }
 DATASETS: list[str] = [*sorted(EMBEDDED_DATASETS), *VISION_DATASETS]
 NORMALISATIONS = ["standard", "train"]
+Split = dict[str, Tensor] | StreamedSplit  # in memory ({"x", "y"}) or read from disk on access
 _DIGIT_NAMES = [str(digit) for digit in range(10)]
 EMBEDDED_CLASSES: dict[str, list[str]] = {"mnist5k": _DIGIT_NAMES, "digits": _DIGIT_NAMES}
 
@@ -134,17 +136,21 @@ def load_images(
     download: bool = False,
     image_size: int | None = None,
     where: str = "data",
+    in_memory: bool = True,
 ) -> dict[str, Any]:
     """The raw images of a study dataset, before any split.
 
     Embedded: ``{"x": float (N, C, H, W) in [0, 1], "y": int64}``. Torchvision datasets: their official
     splits ``{"train": {"x", "y"}, "test": {"x", "y"}, "classes": [...]}`` with ``x`` stored as uint8
-    (0..255, a quarter of the float size; every source pixel is an 8-bit value, so nothing is lost).
+    (0..255, a quarter of the float size; every source pixel is an 8-bit value, so nothing is lost),
+    or, with ``in_memory=False``, each split as a :class:`StreamedSplit` that reads its images on access.
     A missing or corrupt file raises the DataError of :mod:`vision_data`, naming the file.
     """
     if not is_vision(name):
         return load_embedded(name)
     config = VisionDataConfig(name=name, root=str(root), download=download, image_size=image_size)
+    if not in_memory:
+        return open_streamed(config, where)
     loaded = load_vision_dataset(config, where)
     return {
         **{split: {"x": _to_uint8(loaded[split]["x"]), "y": loaded[split]["y"]} for split in ("train", "test")},
@@ -198,19 +204,31 @@ def stratified_split(data: dict[str, Tensor], config: SplitConfig) -> dict[str, 
     }
 
 
-def stratified_holdout(
-    data: dict[str, Tensor], fraction: float, seed: int, where: str = "data.val_fraction"
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """(kept, held out): a stratified ``fraction`` of ``data`` held out, reproducible from ``seed``."""
-    labels = data["y"].numpy()
+def holdout_indices(labels: Tensor, fraction: float, seed: int, where: str = "data.val_fraction") -> tuple[Tensor, Tensor]:
+    """(kept, held out) sorted positions: a stratified ``fraction`` held out, reproducible from ``seed``."""
     try:
-        kept, held = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
+        kept, held = train_test_split(
+            np.arange(len(labels)), test_size=fraction, stratify=labels.numpy(), random_state=seed
+        )
     except ValueError as exc:  # too few samples for a class, or fewer held-out samples than classes
         raise ConfigError(
             f"{where}: cannot hold out a stratified {fraction} of {len(labels)} training images ({exc})"
         ) from exc
-    kept, held = np.sort(kept), np.sort(held)
-    return {"x": data["x"][kept], "y": data["y"][kept]}, {"x": data["x"][held], "y": data["y"][held]}
+    return torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(held))
+
+
+def _select(split: Split, positions: Tensor) -> Split:
+    if isinstance(split, StreamedSplit):
+        return split.subset(positions)
+    return {"x": split["x"][positions], "y": split["y"][positions]}
+
+
+def stratified_holdout(
+    data: Split, fraction: float, seed: int, where: str = "data.val_fraction"
+) -> tuple[Split, Split]:
+    """(kept, held out): a stratified ``fraction`` of ``data`` held out, reproducible from ``seed``."""
+    kept, held = holdout_indices(labels_of(data), fraction, seed, where)
+    return _select(data, kept), _select(data, held)
 
 
 def prepare_splits(
@@ -224,6 +242,8 @@ def prepare_splits(
     (``split.test_fraction`` is not used); normalised with the published constants when
     ``normalisation`` is ``standard`` and the dataset has them, else with training-split statistics.
     """
+    if isinstance(images.get("train"), StreamedSplit):
+        return _prepare_streamed(images, name, split, normalisation)
     if "train" in images and "test" in images:
         official = {part: {"x": _to_float(images[part]["x"]), "y": images[part]["y"]} for part in ("train", "test")}
         train, val = stratified_holdout(official["train"], split.val_fraction, split.seed)
@@ -245,10 +265,35 @@ def prepare_splits(
         "sizes": {part: len(data["y"]) for part, data in splits.items()},
         "normalisation": {"mean": list(stats["mean"]), "std": list(stats["std"])},
         "normalisation_source": source,
+        "in_memory": True,
     }
     if classes:
         summary["classes"] = classes
     return normalised, summary
+
+
+def _prepare_streamed(
+    images: dict[str, Any], name: str, split: SplitConfig, normalisation: str
+) -> tuple[dict[str, StreamedSplit], dict[str, Any]]:
+    """:func:`prepare_splits` for splits read from disk: the same indices, statistics streamed when needed."""
+    train, val = stratified_holdout(images["train"], split.val_fraction, split.seed)
+    splits = {"train": train, "val": val, "test": images["test"]}
+    if normalisation == "standard" and name in STANDARD_NORMALISATION:
+        stats, source = STANDARD_NORMALISATION[name], "standard"
+    else:
+        stats, source = streamed_stats(train), "train"
+    classes = list(images.get("classes") or [])
+    summary: dict[str, Any] = {
+        "dataset": name,
+        "input_shape": train.sample_shape(),
+        "num_classes": len(classes),
+        "sizes": {part: len(data) for part, data in splits.items()},
+        "normalisation": {"mean": list(stats["mean"]), "std": list(stats["std"])},
+        "normalisation_source": source,
+        "in_memory": False,
+        "classes": classes,
+    }
+    return {part: data.normalised(stats) for part, data in splits.items()}, summary
 
 
 def normalisation_stats(train_x: Tensor) -> dict[str, list[float]]:
@@ -264,11 +309,10 @@ def normalise(x: Tensor, stats: dict[str, list[float]]) -> Tensor:
     return (x - mean) / std
 
 
-def stratified_subset(split: dict[str, Tensor], fraction: float, seed: int) -> dict[str, Tensor]:
+def stratified_subset(split: Split, fraction: float, seed: int) -> Split:
     """A class-balanced ``fraction`` of a split (the labelled data a student may use), reproducible."""
     if fraction >= 1.0:
         return split
-    labels = split["y"].numpy()
+    labels = labels_of(split).numpy()
     keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
-    keep = np.sort(keep)
-    return {"x": split["x"][keep], "y": split["y"][keep]}
+    return _select(split, torch.from_numpy(np.sort(keep)))

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from distillation_studies.core.metrics import count_flops, count_parameters
 from distillation_studies.core.models import build_model, feature_shapes
-from distillation_studies.core.training import predict
+from distillation_studies.core.training import TrainingData, predict
 
 
 def logit_statistics(logits: Tensor, temperatures: list[float]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def inspectable_layers(model: nn.Module) -> list[str]:
 def capacity_gap(
     teacher: nn.Module,
     student_specs: dict[str, dict[str, Any]],
-    inputs: Tensor,
+    inputs: Tensor | TrainingData,
     teacher_metrics: dict[str, Any],
     temperatures: list[float],
 ) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 from distillation_studies.core.metrics import (
     classification_metrics,
@@ -14,13 +14,14 @@ from distillation_studies.core.metrics import (
     per_class_accuracy,
     reliability_bins,
 )
-from distillation_studies.core.training import predict
+from distillation_studies.core.streaming import labels_of
+from distillation_studies.core.training import TrainingData, predict
 
 
 def evaluate_model(
     best: nn.Module,
     last: nn.Module,
-    test: dict[str, Tensor],
+    test: TrainingData,
     teacher: nn.Module | None,
     training_summary: dict[str, Any],
     ece_bins: int = 15,
@@ -33,10 +34,11 @@ def evaluate_model(
     adapters, which are trained but not deployed. The one non-scalar key, ``details``, holds the
     JSON-safe reliability bins and per-class accuracy of the best weights, for plots.
     """
-    teacher_logits = predict(teacher, test["x"]).logits if teacher is not None else None
-    best_logits = predict(best, test["x"]).logits
-    quality = classification_metrics(best_logits, test["y"], teacher_logits, ece_bins)
-    last_quality = classification_metrics(predict(last, test["x"]).logits, test["y"], None, ece_bins)
+    labels = labels_of(test)
+    teacher_logits = predict(teacher, test).logits if teacher is not None else None
+    best_logits = predict(best, test).logits
+    quality = classification_metrics(best_logits, labels, teacher_logits, ece_bins)
+    last_quality = classification_metrics(predict(last, test).logits, labels, None, ece_bins)
     in_shape = tuple(best.spec["in_shape"])
     parameters = count_parameters(best)
     return {
@@ -50,7 +52,7 @@ def evaluate_model(
         **cpu_latency(best, in_shape, latency_repeats, throughput_batch=throughput_batch),
         "train_time_s": training_summary["wall_time_s"],
         "details": {
-            "reliability": reliability_bins(best_logits, test["y"], ece_bins),
-            "per_class_accuracy": per_class_accuracy(best_logits, test["y"], best_logits.shape[1]),
+            "reliability": reliability_bins(best_logits, labels, ece_bins),
+            "per_class_accuracy": per_class_accuracy(best_logits, labels, best_logits.shape[1]),
         },
     }

@@ -54,12 +54,20 @@ class DataConfig:
     download: bool = False
     image_size: int | None = None
     normalisation: str = "standard"
+    in_memory: bool = True
 
     def check(self, where: str) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"{where}.dataset: unknown dataset {self.dataset!r}; allowed datasets: {DATASETS}")
         require_choice(self, where, "normalisation", NORMALISATIONS)
+        if not isinstance(self.in_memory, bool):
+            raise ConfigError(f"{where}.in_memory: expected true or false, got {self.in_memory!r}")
         if not is_vision(self.dataset):
+            if not self.in_memory:
+                raise ConfigError(
+                    f"{where}.in_memory: false only applies to the torchvision datasets; {self.dataset} is small "
+                    "and always held in memory"
+                )
             self.split().check(where)
             if self.download:
                 raise ConfigError(

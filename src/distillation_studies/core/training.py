@@ -2,25 +2,33 @@
 
 The loop knows nothing about methods: it captures the features a method asks for, sums the named
 loss terms the method returns, logs each one per epoch, and keeps the best-on-validation weights.
+
+Data comes in memory (``{"x", "y"}`` tensors, moved to the device once and indexed there) or as a
+torch ``Dataset`` such as a :class:`~distillation_studies.core.streaming.StreamedSplit`, read through a
+DataLoader (``workers`` processes, pinned memory on CUDA). Both paths draw the same batch order
+from the seed and augment on the device, so the same data trains the same weights either way.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distillation_studies.core.config import require_choice, require_positive
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.features import capture_features
 from distillation_studies.core.methods.base import Batch, DistillationMethod, ModelOutputs
-from distillation_studies.core.vision_data import standard_augmentation
+from distillation_studies.core.streaming import labels_of
+from distillation_studies.core.vision_data import IndexedDataset, standard_augmentation
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,7 @@ SCHEDULES = ["cosine", "constant", "multistep"]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 PRECISIONS = ["auto", "fp32", "bf16"]
 AUGMENTATIONS = ["none", "standard"]
+TrainingData = Union[Mapping[str, Tensor], Dataset]  # {"x", "y"} in memory, or a Dataset of (x, y)
 
 
 @dataclass(frozen=True)
@@ -49,9 +58,15 @@ class TrainConfig:
     channels_last: bool = True  # conv memory layout on cuda only
     compile: bool = False  # torch.compile the model (cuda only)
     augment: str = "none"  # standard: random crop (padding 4) + horizontal flip; disables teacher caching
+    workers: int = 0  # DataLoader worker processes, for data read from disk (Dataset inputs) only
+    teacher_cache_gb: float = 4.0  # largest cache of teacher outputs kept on the device; above, recomputed per batch
 
     def check(self, where: str) -> None:
         require_positive(self, where, "epochs", "batch_size", "lr")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"{where}.workers: must be an integer >= 0, got {self.workers!r}")
+        if self.teacher_cache_gb < 0:
+            raise ConfigError(f"{where}.teacher_cache_gb: must be >= 0 (0 never caches), got {self.teacher_cache_gb}")
         require_choice(self, where, "optimizer", OPTIMIZERS)
         require_choice(self, where, "schedule", SCHEDULES)
         require_choice(self, where, "device", DEVICES)
@@ -104,20 +119,38 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _inputs_in_order(data: Tensor | TrainingData, batch_size: int, workers: int = 0) -> Iterator[Tensor]:
+    """The inputs of a tensor, an {"x", "y"} mapping or a Dataset of (x, y, ...), batch by batch in order."""
+    if isinstance(data, Mapping):
+        data = data["x"]
+    if isinstance(data, Tensor):
+        for start in range(0, len(data), batch_size):
+            yield data[start : start + batch_size]
+        return
+    for batch in DataLoader(data, batch_size=batch_size, num_workers=workers):
+        yield batch[0]
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: Tensor, layers: list[str] | None = None, batch_size: int = 256) -> ModelOutputs:
-    """Eval-mode outputs over a whole tensor, in batches on the model's device (features concatenated too)."""
+def predict(
+    model: nn.Module,
+    x: Tensor | TrainingData,
+    layers: list[str] | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
+) -> ModelOutputs:
+    """Eval-mode outputs over all inputs (a tensor, an {"x", "y"} split or a Dataset), in batches on the
+    model's device (features concatenated too)."""
     was_training = model.training
     model.eval()
     device = _device_of(model)
-    parts = [
-        forward_with_features(model, x[i : i + batch_size].to(device), layers or []) for i in range(0, len(x), batch_size)
-    ]
+    parts = [forward_with_features(model, batch.to(device), layers or []) for batch in _inputs_in_order(x, batch_size, workers)]
     model.train(was_training)
-    return ModelOutputs(
-        torch.cat([p.logits for p in parts]),
-        {name: torch.cat([p.features[name] for p in parts]) for name in (layers or [])},
-    )
+    return _concatenate(parts, layers or [])
+
+
+def _concatenate(parts: list[ModelOutputs], layers: list[str]) -> ModelOutputs:
+    return ModelOutputs(torch.cat([p.logits for p in parts]), {name: torch.cat([p.features[name] for p in parts]) for name in layers})
 
 
 def _select(outputs: ModelOutputs, indices: Tensor) -> ModelOutputs:
@@ -139,8 +172,10 @@ def _average_gradients(module: nn.Module) -> None:
             parameter.grad /= world
 
 
-def _to(x: Tensor, device: torch.device, layout: torch.memory_format) -> Tensor:
-    return x.to(device, memory_format=layout) if x.dim() == 4 else x.to(device)
+def _to(x: Tensor, device: torch.device, layout: torch.memory_format, non_blocking: bool = False) -> Tensor:
+    if x.dim() == 4:
+        return x.to(device, memory_format=layout, non_blocking=non_blocking)
+    return x.to(device, non_blocking=non_blocking)
 
 
 def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
@@ -152,9 +187,87 @@ def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def _teacher_view(teacher: nn.Module | None, x: Tensor, layers: list[str]) -> ModelOutputs | None:
-    """Teacher outputs on un-augmented training inputs, for methods that prepare on them."""
-    return None if teacher is None else predict(teacher, x, layers)
+class _PlannedBatches(Sampler[list[int]]):
+    """Batch sampler of the DataLoader path: yields the index groups the loop planned for the epoch."""
+
+    def __init__(self) -> None:
+        self.plan: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.plan)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+class _InMemory:
+    """Tensors moved to the device once; batches are index lookups there."""
+
+    def __init__(self, data: Mapping[str, Tensor], device: torch.device, layout: torch.memory_format) -> None:
+        self.x, self.y, self.device = _to(data["x"], device, layout), data["y"].to(device), device
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def first_input(self) -> Tensor:
+        return self.x[:1]
+
+    def batches(self, groups: list[Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        for indices in groups:
+            indices = indices.to(self.device)
+            yield self.x[indices], self.y[indices], indices
+
+    def predict(self, model: nn.Module, layers: list[str] | None = None) -> ModelOutputs:
+        return predict(model, self.x, layers)
+
+
+class _Streamed:
+    """A Dataset read through one persistent DataLoader per use (training batches, in-order passes)."""
+
+    def __init__(self, data: Dataset, device: torch.device, layout: torch.memory_format, workers: int) -> None:
+        self.data, self.device, self.layout, self.workers = data, device, layout, workers
+        self.y = labels_of(data).to(device)
+        self.plan = _PlannedBatches()
+        pin = device.type == "cuda"
+        self.loader = DataLoader(
+            IndexedDataset(data), batch_sampler=self.plan, num_workers=workers, pin_memory=pin, persistent_workers=workers > 0
+        )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def first_input(self) -> Tensor:
+        return _to(self.data[0][0].unsqueeze(0), self.device, self.layout)
+
+    def batches(self, groups: list[Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        self.plan.plan = [indices.tolist() for indices in groups]
+        for x, y, indices in self.loader:
+            yield (
+                _to(x, self.device, self.layout, non_blocking=True),
+                y.to(self.device, non_blocking=True),
+                indices.to(self.device, non_blocking=True),
+            )
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, layers: list[str] | None = None, batch_size: int = 256) -> ModelOutputs:
+        """Eval-mode outputs over the whole dataset in order, read through the same workers."""
+        groups = [torch.arange(i, min(i + batch_size, len(self))) for i in range(0, len(self), batch_size)]
+        was_training = model.training
+        model.eval()
+        parts = [forward_with_features(model, x, layers or []) for x, _, _ in self.batches(groups)]
+        model.train(was_training)
+        return _concatenate(parts, layers or [])
+
+
+def _source(data: TrainingData, device: torch.device, layout: torch.memory_format, workers: int) -> _InMemory | _Streamed:
+    return _InMemory(data, device, layout) if isinstance(data, Mapping) else _Streamed(data, device, layout, workers)
+
+
+def _cache_bytes(teacher: nn.Module, source: _InMemory | _Streamed, layers: list[str]) -> int:
+    """What caching the teacher's logits and ``layers`` features for the whole training set would take."""
+    outputs = predict(teacher, source.first_input(), layers)
+    per_sample = outputs.logits[0].numel() + sum(f[0].numel() for f in outputs.features.values())
+    return per_sample * outputs.logits.element_size() * len(source)
 
 
 def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -180,8 +293,8 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_
 def train(
     model: nn.Module,
     method: DistillationMethod,
-    train_data: dict[str, Tensor],
-    val_data: dict[str, Tensor],
+    train_data: TrainingData,
+    val_data: TrainingData,
     config: TrainConfig,
     seed: int,
     teacher: nn.Module | None = None,
@@ -191,8 +304,9 @@ def train(
     """Train ``model`` (and the method's own parameters) on ``method``'s summed loss terms.
 
     The teacher, if any, stays frozen in eval mode under no-grad. Without augmentation its outputs
-    on the training set are computed once and indexed per batch, since they never change. Models
-    and data move to ``config.device`` for training and come back to the CPU afterwards.
+    on the training set are computed once and indexed per batch, since they never change (unless
+    they would exceed ``config.teacher_cache_gb``). Models and data move to ``config.device`` for
+    training and come back to the CPU afterwards.
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
@@ -202,23 +316,23 @@ def train(
     layout = torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
     model.to(device, memory_format=layout)
     method.to(device)
-    x, y = _to(train_data["x"], device, layout), train_data["y"].to(device)
-    val_x, val_y = _to(val_data["x"], device, layout), val_data["y"].to(device)
+    train_source = _source(train_data, device, layout, config.workers)
+    val_source = _source(val_data, device, layout, config.workers)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(config, device))
     forward_model = torch.compile(model) if config.compile and device.type == "cuda" else model
     rank, world = _process_group()
     if world > 1:  # launched with torchrun: each process takes its share of every global batch
         forward_model = DistributedDataParallel(forward_model, device_ids=[device.index] if device.type == "cuda" else None)
-    teacher_cache = None
-    if teacher is not None:
-        teacher.to(device, memory_format=layout).eval().requires_grad_(False)
-        if augment is None:
-            teacher_cache = predict(teacher, x, teacher_layers)
-    method.prepare(teacher_cache if teacher_cache is not None else _teacher_view(teacher, x, teacher_layers), {"x": x, "y": y})
+    teacher_cache = _teacher_cache(teacher, train_source, teacher_layers, augment is None, config, layout, label)
+    if teacher_cache is None and teacher is not None and method.needs_teacher_train:
+        method.prepare(train_source.predict(teacher, teacher_layers), train_data)
+    else:
+        method.prepare(teacher_cache, train_data)
 
     trainable = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = _optimizer(trainable, config)
-    steps_per_epoch = -(-len(x) // config.batch_size)
+    size = len(train_source)
+    steps_per_epoch = -(-size // config.batch_size)
     scheduler = _scheduler(optimizer, config, steps_per_epoch)
 
     history: list[dict[str, float]] = []
@@ -228,13 +342,13 @@ def train(
         method.train()
         method.start_epoch(epoch, config.epochs)
         totals: dict[str, Tensor] = {}
-        order = torch.randperm(len(x), generator=generator).to(device)
-        for start in range(0, len(x), config.batch_size):
-            indices = order[start : start + config.batch_size]
-            if len(indices) < world:  # too small to give every process a sample: dropped on all of them
-                continue
-            indices = indices[rank::world]
-            inputs = x[indices] if augment is None else augment(x[indices], generator)
+        order = torch.randperm(size, generator=generator)
+        groups = [order[start : start + config.batch_size] for start in range(0, size, config.batch_size)]
+        # A batch too small to give every process a sample is dropped on all of them.
+        groups = [indices[rank::world] for indices in groups if len(indices) >= world]
+        for inputs, labels, indices in train_source.batches(groups):
+            if augment is not None:
+                inputs = augment(inputs, generator)
             with autocast:
                 student_out = forward_with_features(model, inputs, student_layers, wrapper=forward_model)
                 teacher_out = None
@@ -242,7 +356,7 @@ def train(
                     teacher_out = (
                         _select(teacher_cache, indices) if teacher_cache is not None else predict(teacher, inputs, teacher_layers)
                     )
-                terms = method(student_out, teacher_out, Batch(inputs, y[indices], indices))
+                terms = method(student_out, teacher_out, Batch(inputs, labels, indices))
                 loss = torch.stack([t.float() for t in terms.values()]).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -256,8 +370,8 @@ def train(
             for value in totals.values():
                 dist.all_reduce(value)
         with autocast:
-            val_accuracy = accuracy(predict(model, val_x).logits, val_y)
-        row = {"epoch": epoch, **{f"loss_{k}": v.item() / len(x) for k, v in totals.items()}}
+            val_accuracy = accuracy(val_source.predict(model).logits, val_source.y)
+        row = {"epoch": epoch, **{f"loss_{k}": v.item() / size for k, v in totals.items()}}
         row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
         row["val_accuracy"] = val_accuracy
         history.append(row)
@@ -285,6 +399,31 @@ def train(
         method_parameters=sum(p.numel() for p in method.parameters()),
         summary={"best_val_accuracy": best_accuracy},
     )
+
+
+def _teacher_cache(
+    teacher: nn.Module | None,
+    source: _InMemory | _Streamed,
+    layers: list[str],
+    fixed_inputs: bool,
+    config: TrainConfig,
+    layout: torch.memory_format,
+    label: str,
+) -> ModelOutputs | None:
+    """The frozen teacher's outputs on the whole training set, when the inputs never change and they fit."""
+    if teacher is None:
+        return None
+    teacher.to(source.device, memory_format=layout).eval().requires_grad_(False)
+    if not fixed_inputs:
+        return None
+    needed = _cache_bytes(teacher, source, layers)
+    if needed > config.teacher_cache_gb * 2**30:
+        log.info(
+            "%s: teacher outputs recomputed per batch: caching them would take %.1f GiB > teacher_cache_gb %.1f",
+            label, needed / 2**30, config.teacher_cache_gb,
+        )
+        return None
+    return source.predict(teacher, layers)
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:

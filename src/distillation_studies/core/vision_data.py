@@ -21,8 +21,9 @@ Torchvision verifies the CIFAR files against the published MD5 sums (the MNIST r
 checked for existence). Any missing, corrupt or unreadable file raises :class:`DataError` naming the
 file or folder and how to obtain it.
 
-Data that does not fit in memory goes through :func:`open_vision_split` (a lazy torch ``Dataset``),
-:class:`IndexedDataset` (adds each sample's index, for methods such as CRD) and :func:`make_loader`.
+Data that should not be held in memory goes through :func:`open_vision_split` (a lazy torch ``Dataset``),
+wrapped by :class:`distillation_studies.core.streaming.StreamedSplit`, and :class:`IndexedDataset`
+(adds each sample's index, for methods such as CRD) inside the training loop's DataLoader.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from distillation_studies.core.config import require_choice
 from distillation_studies.core.errors import ConfigError, DataError
@@ -278,7 +279,7 @@ def _open_image_folder(config: VisionDataConfig, split: str, where: str) -> Data
 def open_vision_split(config: VisionDataConfig, split: str, where: str = "data") -> Dataset:
     """The ``split`` ("train" or "test") as a torch Dataset of (float (C, H, W) in [0, 1], int label).
 
-    Lazy for ``image_folder`` (images are read on access), so it suits :func:`make_loader` for data
+    Lazy for ``image_folder`` (images are read on access), so it suits a DataLoader for data
     that does not fit in memory; the torchvision CIFAR/MNIST classes hold their arrays in memory.
     """
     config.check(where)
@@ -304,31 +305,51 @@ def open_vision_split(config: VisionDataConfig, split: str, where: str = "data")
         raise _data_error(config, where, *problem) from exc
 
 
-def _materialise(config: VisionDataConfig, dataset: Any, where: str) -> dict[str, Tensor]:
-    """All of a split as tensors: vectorised from torchvision's arrays, per image for image folders."""
+def _check_sizes(config: VisionDataConfig, dataset: Any, where: str) -> None:
+    """Images and labels of a split agree in number (torchvision does not check it), and there are some."""
     if config.name in ("mnist", "fashion_mnist"):
-        images, labels = dataset.data, dataset.targets
-        if len(images) != len(labels):
+        if len(dataset.data) != len(dataset.targets):
             image_file, label_file = _mnist_files(config, dataset.train)
             raise _data_error(
-                config, where, label_file, f"holds {len(labels)} labels but {image_file} holds {len(images)} images"
+                config, where, label_file, f"holds {len(dataset.targets)} labels but {image_file} holds {len(dataset.data)} images"
             )
-        x = images.unsqueeze(1).float().div_(255.0)
-        y = labels.to(torch.int64)
     elif config.name in ("cifar10", "cifar100"):
         if len(dataset.data) != len(dataset.targets):
             raise _data_error(
                 config, where, _folder(config),
                 f"holds {len(dataset.targets)} labels but {len(dataset.data)} images",
             )
+    elif len(dataset) == 0:
+        raise _data_error(config, where, dataset.root, "holds no images")
+
+
+def dataset_labels(config: VisionDataConfig, dataset: Any, where: str = "data") -> Tensor:
+    """Every label of an opened split as int64, without reading an image (image folders: remapped to train classes)."""
+    _check_sizes(config, dataset, where)
+    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    remap = getattr(dataset, "target_transform", None) if config.name == "image_folder" else None
+    if remap is not None:
+        labels = torch.tensor([remap(int(label)) for label in labels], dtype=torch.int64)
+    return labels
+
+
+def check_labels(config: VisionDataConfig, split: str, labels: Tensor, num_classes: int, where: str = "data") -> None:
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise _data_error(
+            config, where, _folder(config),
+            f"holds {split} labels outside 0..{num_classes - 1} (the {num_classes} classes)",
+        )
+
+
+def _materialise(config: VisionDataConfig, dataset: Any, where: str) -> dict[str, Tensor]:
+    """All of a split as tensors: vectorised from torchvision's arrays, per image for image folders."""
+    y = dataset_labels(config, dataset, where)
+    if config.name in ("mnist", "fashion_mnist"):
+        x = dataset.data.unsqueeze(1).float().div_(255.0)
+    elif config.name in ("cifar10", "cifar100"):
         x = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-        y = torch.as_tensor(dataset.targets, dtype=torch.int64)
     else:
-        if len(dataset) == 0:
-            raise _data_error(config, where, dataset.root, "holds no images")
-        pairs = [dataset[i] for i in range(len(dataset))]
-        x = torch.stack([image for image, _ in pairs])
-        y = torch.tensor([label for _, label in pairs], dtype=torch.int64)
+        x = torch.stack([dataset[i][0] for i in range(len(dataset))])
     return {"x": x, "y": y}
 
 
@@ -342,12 +363,7 @@ def load_vision_dataset(config: VisionDataConfig, where: str = "data") -> dict[s
         out[split] = _materialise(config, dataset, where)
         classes = list(dataset.classes)
     for split in SPLITS:
-        y = out[split]["y"]
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(classes)):
-            raise _data_error(
-                config, where, _folder(config),
-                f"holds {split} labels outside 0..{len(classes) - 1} (the {len(classes)} classes)",
-            )
+        check_labels(config, split, out[split]["y"], len(classes), where)
     out["classes"] = classes
     return out
 
@@ -419,31 +435,3 @@ class IndexedDataset(Dataset):
             return self.data["x"][index], self.data["y"][index], index
         item = self.data[index]
         return item[0], item[1], index
-
-
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    device_type: str = "cpu",
-    workers: int = 0,
-) -> DataLoader:
-    """A DataLoader whose shuffling (and worker seeds) come from its own generator seeded by ``seed``.
-
-    Two loaders built with the same arguments yield the same batches epoch after epoch; memory is
-    pinned only for CUDA, where it speeds host-to-device copies.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ConfigError(f"batch_size: must be an integer > 0, got {batch_size!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ConfigError(f"workers: must be an integer >= 0, got {workers!r}")
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=torch.Generator().manual_seed(seed),
-        num_workers=workers,
-        pin_memory=device_type == "cuda",
-        persistent_workers=workers > 0,
-    )

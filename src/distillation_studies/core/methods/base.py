@@ -54,6 +54,9 @@ class DistillationMethod(nn.Module):
 
     Config: ClassVar[type]
     needs_teacher: ClassVar[bool] = True
+    # prepare() reads the teacher's outputs on the whole training set (computed for it when the loop
+    # does not cache them anyway); methods that fit something to them before training set it True.
+    needs_teacher_train: ClassVar[bool] = False
 
     def __init__(self, config: Any, setup: MethodSetup) -> None:
         super().__init__()
@@ -65,8 +68,10 @@ class DistillationMethod(nn.Module):
         """Module paths whose outputs the method reads, as (student layers, teacher layers)."""
         return [], []
 
-    def prepare(self, teacher_train: ModelOutputs | None, train_data: dict[str, Tensor]) -> None:
-        """Called once before the first epoch with the teacher's outputs on the whole training set.
+    def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
+        """Called once before the first epoch with the teacher's outputs on the whole training set
+        (None unless cached or ``needs_teacher_train``) and the training data as the loop got it
+        (``{"x", "y"}`` tensors or a Dataset).
 
         Methods with a preliminary stage (e.g. a paraphraser fitted to teacher features) do it here.
         """

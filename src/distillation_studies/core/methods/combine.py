@@ -116,6 +116,7 @@ class Combine(DistillationMethod):
                 raise ConfigError(f"parts.{part}: {error}") from None
             self.weights[part] = weight
         self.needs_teacher = any(m.needs_teacher for m in self.parts.values())
+        self.needs_teacher_train = any(m.needs_teacher_train for m in self.parts.values())
 
     @classmethod
     def layers(cls, config: CombineConfig) -> tuple[list[str], list[str]]:
@@ -129,7 +130,7 @@ class Combine(DistillationMethod):
             teacher += [layer for layer in t if layer not in teacher]
         return student, teacher
 
-    def prepare(self, teacher_train: ModelOutputs | None, train_data: dict[str, Tensor]) -> None:
+    def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         for method in self.parts.values():
             method.prepare(teacher_train, train_data)
 

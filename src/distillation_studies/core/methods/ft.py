@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,7 @@ def factor_distance(factor_student: Tensor, factor_teacher: Tensor) -> Tensor:
 
 class FactorTransfer(LayerPairMethod):
     Config = FTConfig
+    needs_teacher_train = True  # prepare() fits to the teacher's training-set outputs
 
     def __init__(self, config: FTConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)
@@ -148,7 +150,7 @@ class FactorTransfer(LayerPairMethod):
             )
         return total / features.numel()
 
-    def prepare(self, teacher_train: ModelOutputs | None, train_data: dict[str, Tensor]) -> None:
+    def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         """Stage 1: fit the paraphraser to reconstruct the teacher's features, then freeze its encoder."""
         if teacher_train is None:
             raise ConfigError("ft: Factor Transfer needs the teacher's training-set features to fit the paraphraser")

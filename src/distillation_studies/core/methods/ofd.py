@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +78,7 @@ def partial_l2(source: Tensor, target: Tensor, margin: Tensor) -> Tensor:
 
 class OverhaulFeatureDistillation(DistillationMethod):
     Config = OFDConfig
+    needs_teacher_train = True  # prepare() fits to the teacher's training-set outputs
 
     def __init__(self, config: OFDConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)
@@ -92,7 +94,7 @@ class OverhaulFeatureDistillation(DistillationMethod):
     def margins(self) -> list[Tensor]:
         return [getattr(self, f"margin{k}") for k in range(len(self.connectors))]
 
-    def prepare(self, teacher_train: ModelOutputs | None, train_data: dict[str, Tensor]) -> None:
+    def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         """m_c = E[x_c | x_c < 0] from the teacher's features on the training set."""
         with torch.no_grad():
             for margin, layer in zip(self.margins(), self.config.teacher_layers):

@@ -87,6 +87,7 @@ class _KDFromCachedLogits(DistillationMethod):
 
 class TeacherAssistantKD(DistillationMethod):
     Config = TAKDConfig
+    needs_teacher_train = True  # prepare() fits to the teacher's training-set outputs
 
     def __init__(self, config: TAKDConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)
@@ -104,7 +105,7 @@ class TeacherAssistantKD(DistillationMethod):
             raise RuntimeError("takd: the assistant is trained in prepare(); call it first")
         return self._assistant[0]
 
-    def prepare(self, teacher_train: ModelOutputs | None, train_data: dict[str, Tensor]) -> None:
+    def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         from distillation_studies.core.training import TrainConfig, train  # training imports methods.base
 
         if teacher_train is None:

@@ -81,6 +81,7 @@ class TwoStage(DistillationMethod):
             raise ConfigError(
                 f"distill.method: {name!r} does not use a teacher, so phase 1 would have nothing to learn from"
             )
+        self.needs_teacher_train = self.distill.needs_teacher_train
         self.phase = 1
 
     @classmethod
@@ -90,7 +91,7 @@ class TwoStage(DistillationMethod):
         name, sub_config = config.distill
         return method_class(name, "two_stage.distill").layers(sub_config)
 
-    def prepare(self, teacher_train: ModelOutputs | None, train_data: dict[str, Tensor]) -> None:
+    def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         self.distill.prepare(teacher_train, train_data)
 
     def start_epoch(self, epoch: int, epochs: int) -> None:

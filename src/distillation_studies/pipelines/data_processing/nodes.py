@@ -13,11 +13,12 @@ def load_images(data: dict[str, Any]) -> dict[str, Any]:
     """The configured dataset's images and labels, before any split.
 
     Embedded datasets: ``{"x", "y"}``. Torchvision datasets: their official ``train`` / ``test`` splits
-    and ``classes``, read from ``data.root``; a missing or corrupt file fails here, the first node of the
+    and ``classes``, read from ``data.root`` (with ``data.in_memory: false``, only their labels and the
+    recipe to read each image later); a missing or corrupt file fails here, the first node of the
     study, with a DataError naming the file.
     """
     config = parse_dataclass(DataConfig, data, "data")
-    return core.load_images(config.dataset, config.root, config.download, config.image_size, "data")
+    return core.load_images(config.dataset, config.root, config.download, config.image_size, "data", config.in_memory)
 
 
 def split_images(images: dict[str, Any], data: dict[str, Any]) -> tuple[dict, dict[str, Any]]:

@@ -10,6 +10,7 @@ from torch import nn
 from distillation_studies.core.config import parse_dataclass
 from distillation_studies.core.methods import build_method
 from distillation_studies.core.models import build_model, make_spec
+from distillation_studies.core.streaming import labels_of
 from distillation_studies.core.study import parse_method_entry
 from distillation_studies.core.training import TrainConfig, train
 from distillation_studies.pipelines.teacher.nodes import history_record
@@ -37,7 +38,7 @@ def distil_student(
     config = entry.config_for(arm["setting"])
     torch.manual_seed(seed)
     model = build_model(spec)
-    train_size = len(model_input["train"]["y"])
+    train_size = len(labels_of(model_input["train"]))
     loss = build_method(entry.method, config, model, teacher_model, train_size, f"methods.{entry.key}")
     teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
     result = train(

@@ -70,7 +70,7 @@ def diagnose_capacity_gap(
         for setting in entry.settings
         if hasattr(entry.config, "temperature")
     ] or DEFAULT_TEMPERATURES
-    report = diagnostics.capacity_gap(teacher_model, specs, model_input["val"]["x"], teacher_metrics, temperatures)
+    report = diagnostics.capacity_gap(teacher_model, specs, model_input["val"], teacher_metrics, temperatures)
     layers = {entry.key: METHODS[entry.method].layers(entry.config) for entry in entries}
     report["applicability"] = diagnostics.applicability(layers, report)
     return report

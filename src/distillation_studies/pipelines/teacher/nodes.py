@@ -10,6 +10,7 @@ from torch import nn
 
 from distillation_studies.core.methods import build_method, parse_method_config
 from distillation_studies.core.models import build_model
+from distillation_studies.core.streaming import labels_of
 from distillation_studies.core.study import parse_model_section
 from distillation_studies.core.checkpoints import load_weights
 from distillation_studies.core.training import TrainResult, accuracy, predict, train
@@ -40,7 +41,7 @@ def train_teacher(model_input: dict, data_summary: dict, teacher: dict[str, Any]
     model = build_model(spec)
     if teacher.get("checkpoint"):
         return _imported_teacher(model, teacher["checkpoint"], model_input["val"], seed)
-    method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(model_input["train"]["y"]))
+    method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(labels_of(model_input["train"])))
     result = train(model, method, model_input["train"], model_input["val"], training, seed, label="teacher")
     last = build_model(spec)
     last.load_state_dict(result.last_state)
@@ -79,6 +80,6 @@ def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict
 
 def _imported_teacher(model: nn.Module, path: str, val: dict, seed: int) -> tuple[nn.Module, nn.Module, dict]:
     load_weights(model, path)
-    val_accuracy = accuracy(predict(model, val["x"]).logits, val["y"])
+    val_accuracy = accuracy(predict(model, val).logits, labels_of(val))
     summary = {"best_epoch": 0, "wall_time_s": 0.0, "method_parameters": 0, "best_val_accuracy": val_accuracy}
     return model, model, {"epochs": [], "summary": {**summary, "seed": seed, "model": model.spec, "imported_from": path}}
