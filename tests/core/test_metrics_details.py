@@ -91,3 +91,20 @@ def test_evaluate_model_keeps_flat_keys_and_adds_details():
     present = set(test["y"].tolist())
     assert all((v is None) == (c not in present) for c, v in enumerate(details["per_class_accuracy"]))
     json.dumps(details)
+
+
+def test_evaluate_model_reads_a_dataset_test_split_like_tensors():
+    from tests.core.test_training_data_paths import LabelledTensors
+
+    torch.manual_seed(1)
+    spec = make_spec({"name": "mlp", "hidden": [8]}, (1, 8, 8), 10)
+    best, last, teacher = build_model(spec), build_model(spec), build_model(spec)
+    test = {"x": torch.randn(40, 1, 8, 8), "y": torch.randint(0, 10, (40,))}
+    summary = {"best_epoch": 1, "best_val_accuracy": 0.5, "wall_time_s": 1.0}
+    quality = {"ece_bins": 5, "latency_repeats": 2, "throughput_batch": 4, "device": "cpu"}
+    from_tensors = evaluate_model(best, last, test, teacher, summary, **quality)
+    from_dataset = evaluate_model(best, last, LabelledTensors(test), teacher, summary, **quality, workers=1)
+    for key in ("test_accuracy", "test_nll", "test_ece", "test_teacher_agreement", "test_kl_to_teacher", "last_test_accuracy"):
+        assert from_dataset[key] == pytest.approx(from_tensors[key], rel=1e-6), key
+    assert from_dataset["details"] == from_tensors["details"]
+    assert next(best.parameters()).device.type == "cpu"

@@ -40,3 +40,23 @@ def test_cuda_bf16_channels_last_path():
     student, result = _fit(device="cuda", precision="auto", channels_last=True)
     assert all(v.device.type == "cpu" for v in result.best_state.values())  # checkpoints come back to the CPU
     assert next(student.parameters()).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (pinned DataLoader path, evaluation on the GPU)")
+def test_cuda_streamed_training_and_evaluation_match_the_cpu():
+    """A Dataset read by 2 workers into pinned memory trains on the GPU; GPU test predictions match the CPU's."""
+    from distillation_studies.core.evaluation import evaluate_model
+    from tests.core.test_training_data_paths import LabelledTensors
+
+    torch.manual_seed(0)
+    student, teacher = tiny_cnn(), tiny_cnn((8, 16), 32)
+    method = build_method("kd", parse_method_config("kd", {}, "m"), student, teacher, 64)
+    config = TrainConfig(epochs=2, batch_size=16, device="cuda", precision="fp32", workers=2)
+    result = train(student, method, LabelledTensors(_data()), LabelledTensors(_data(32)), config, 0, teacher=teacher)
+    assert len(result.history) == 2 and next(student.parameters()).device.type == "cpu"
+    summary = {"best_epoch": result.best_epoch, "best_val_accuracy": 0.0, "wall_time_s": 1.0}
+    settings = {"ece_bins": 5, "latency_repeats": 2, "throughput_batch": 4}
+    on_gpu = evaluate_model(student, student, LabelledTensors(_data(32)), teacher, summary, **settings, device="cuda")
+    on_host = evaluate_model(student, student, _data(32), teacher, summary, **settings, device="cpu")
+    assert on_gpu["test_accuracy"] == pytest.approx(on_host["test_accuracy"], abs=1 / 32)
+    assert on_gpu["test_nll"] == pytest.approx(on_host["test_nll"], rel=1e-3)

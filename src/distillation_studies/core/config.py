@@ -56,6 +56,13 @@ def require_positive(obj: Any, where: str, *keys: str) -> None:
             raise ConfigError(f"{where}.{key}: must be > 0, got {value}")
 
 
+def require_non_negative(obj: Any, where: str, *keys: str) -> None:
+    for key in keys:
+        value = getattr(obj, key)
+        if value < 0:
+            raise ConfigError(f"{where}.{key}: must be >= 0, got {value}")
+
+
 def require_range(obj: Any, where: str, key: str, low: float, high: float) -> None:
     value = getattr(obj, key)
     if not low <= value <= high:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from distillation_studies.core.metrics import (
     classification_metrics,
@@ -15,7 +16,7 @@ from distillation_studies.core.metrics import (
     reliability_bins,
 )
 from distillation_studies.core.streaming import labels_of
-from distillation_studies.core.training import TrainingData, predict
+from distillation_studies.core.training import TrainingData, predict, resolve_device
 
 
 def evaluate_model(
@@ -27,6 +28,8 @@ def evaluate_model(
     ece_bins: int = 15,
     latency_repeats: int = 50,
     throughput_batch: int = 256,
+    device: str = "cpu",
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Flat metric dict: ``test_*`` for the best-on-validation weights, ``last_test_accuracy``, costs.
 
@@ -35,10 +38,11 @@ def evaluate_model(
     JSON-safe reliability bins and per-class accuracy of the best weights, for plots.
     """
     labels = labels_of(test)
-    teacher_logits = predict(teacher, test).logits if teacher is not None else None
-    best_logits = predict(best, test).logits
+    on = resolve_device(device)
+    teacher_logits = _test_logits(teacher, test, on, workers) if teacher is not None else None
+    best_logits = _test_logits(best, test, on, workers)
     quality = classification_metrics(best_logits, labels, teacher_logits, ece_bins)
-    last_quality = classification_metrics(predict(last, test).logits, labels, None, ece_bins)
+    last_quality = classification_metrics(_test_logits(last, test, on, workers), labels, None, ece_bins)
     in_shape = tuple(best.spec["in_shape"])
     parameters = count_parameters(best)
     return {
@@ -56,3 +60,12 @@ def evaluate_model(
             "per_class_accuracy": per_class_accuracy(best_logits, labels, best_logits.shape[1]),
         },
     }
+
+
+def _test_logits(model: nn.Module, test: TrainingData, device: torch.device, workers: int) -> Tensor:
+    """fp32 logits on the CPU, computed on ``device``; the model is back on the CPU afterwards."""
+    model.to(device)
+    try:
+        return predict(model, test, workers=workers).logits.float().cpu()
+    finally:
+        model.to("cpu")

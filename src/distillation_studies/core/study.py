@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from distillation_studies.core.config import parse_dataclass, require_choice, require_positive
+from distillation_studies.core.config import parse_dataclass, require_choice, require_non_negative, require_positive
 from distillation_studies.core.data import (
     DATASETS,
     NORMALISATIONS,
@@ -25,7 +25,7 @@ from distillation_studies.core.grid import DEFAULT_STUDENT, Arm, check_label_fra
 from distillation_studies.core.methods import build_method, method_class, parse_method_config
 from distillation_studies.core.models import build_model, make_spec
 from distillation_studies.core.recommend import Constraints
-from distillation_studies.core.training import TrainConfig
+from distillation_studies.core.training import DEVICES, TrainConfig
 from distillation_studies.core.vision_data import VisionDataConfig
 
 TOP_LEVEL_KEYS = [
@@ -60,8 +60,6 @@ class DataConfig:
         if self.dataset not in DATASETS:
             raise ConfigError(f"{where}.dataset: unknown dataset {self.dataset!r}; allowed datasets: {DATASETS}")
         require_choice(self, where, "normalisation", NORMALISATIONS)
-        if not isinstance(self.in_memory, bool):
-            raise ConfigError(f"{where}.in_memory: expected true or false, got {self.in_memory!r}")
         if not is_vision(self.dataset):
             if not self.in_memory:
                 raise ConfigError(
@@ -118,9 +116,13 @@ class EvaluationConfig:
     ece_bins: int = 15
     latency_repeats: int = 50
     throughput_batch: int = 256
+    device: str = "auto"  # where test predictions run; latency and throughput are always measured on the CPU
+    workers: int = 0  # DataLoader workers for a test split read from disk (data.in_memory: false)
 
     def check(self, where: str) -> None:
         require_positive(self, where, "ece_bins", "latency_repeats", "throughput_batch")
+        require_choice(self, where, "device", DEVICES)
+        require_non_negative(self, where, "workers")
 
 
 CORRECTIONS = ["holm", "bh", "none"]

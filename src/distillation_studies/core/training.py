@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from distillation_studies.core.config import require_choice, require_positive
+from distillation_studies.core.config import require_choice, require_non_negative, require_positive
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.features import capture_features
 from distillation_studies.core.methods.base import Batch, DistillationMethod, ModelOutputs
@@ -63,10 +63,7 @@ class TrainConfig:
 
     def check(self, where: str) -> None:
         require_positive(self, where, "epochs", "batch_size", "lr")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
-            raise ConfigError(f"{where}.workers: must be an integer >= 0, got {self.workers!r}")
-        if self.teacher_cache_gb < 0:
-            raise ConfigError(f"{where}.teacher_cache_gb: must be >= 0 (0 never caches), got {self.teacher_cache_gb}")
+        require_non_negative(self, where, "workers", "teacher_cache_gb", "weight_decay")
         require_choice(self, where, "optimizer", OPTIMIZERS)
         require_choice(self, where, "schedule", SCHEDULES)
         require_choice(self, where, "device", DEVICES)
@@ -78,8 +75,6 @@ class TrainConfig:
             raise ConfigError(f"{where}.milestones: must be increasing epochs in (0, epochs={self.epochs}), got {list(self.milestones)}")
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"{where}.gamma: must be in (0, 1], got {self.gamma}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"{where}.weight_decay: must be >= 0, got {self.weight_decay}")
 
 
 @dataclass

@@ -67,7 +67,8 @@ def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict
         "augmentation": {
             role: (parameters[role].get("training") or {}).get("augment", "none") for role in ("teacher", "student")
         },
-        "teacher_outputs": "cached once per run when the student has no augmentation, else recomputed per batch",
+        "teacher_outputs": "cached once per run when the student has no augmentation and they fit in "
+        "teacher_cache_gb, else recomputed per batch",
         "selection_rule": "best epoch on validation accuracy; swept settings picked on mean validation accuracy; "
         "test evaluated once for the picked setting",
         "teacher_checkpoint_sha256": digest.hexdigest(),
