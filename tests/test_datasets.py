@@ -43,3 +43,21 @@ def test_corrupt_file_error_names_the_file(tmp_path):
     path.write_bytes(b"not a torch file")
     with pytest.raises(DatasetError, match="model.pt"):
         TorchModelDataset(str(path)).load()
+
+
+def test_streamed_splits_are_saved_as_plain_recipes_and_rebuilt(tmp_path):
+    from distillation_studies.core.streaming import StreamedSplit
+    from distillation_studies.core.vision_data import VisionDataConfig
+
+    split = StreamedSplit(
+        VisionDataConfig("cifar10", str(tmp_path)), "train", torch.tensor([4, 1, 7]), torch.tensor([0, 2, 1]),
+        {"mean": [0.5] * 3, "std": [0.2] * 3},
+    )
+    data = {"train": split, "test": {"x": torch.zeros(2, 3, 1, 1), "y": torch.tensor([1, 0])}, "classes": ["a", "b", "c"]}
+    TensorDictDataset(str(tmp_path / "splits.pt")).save(data)
+    assert torch.load(tmp_path / "splits.pt", weights_only=True)["train"]["streamed_split"]["split"] == "train"
+    loaded = TensorDictDataset(str(tmp_path / "splits.pt")).load()
+    rebuilt = loaded["train"]
+    assert isinstance(rebuilt, StreamedSplit) and rebuilt.source == split.source and rebuilt.stats == split.stats
+    assert torch.equal(rebuilt.indices, split.indices) and torch.equal(rebuilt.labels, split.labels)
+    assert torch.equal(loaded["test"]["y"], data["test"]["y"]) and loaded["classes"] == ["a", "b", "c"]
