@@ -204,7 +204,7 @@ def stratified_split(data: dict[str, Tensor], config: SplitConfig) -> dict[str, 
     }
 
 
-def holdout_indices(labels: Tensor, fraction: float, seed: int, where: str = "data.val_fraction") -> tuple[Tensor, Tensor]:
+def _holdout_indices(labels: Tensor, fraction: float, seed: int, where: str = "data.val_fraction") -> tuple[Tensor, Tensor]:
     """(kept, held out) sorted positions: a stratified ``fraction`` held out, reproducible from ``seed``."""
     try:
         kept, held = train_test_split(
@@ -227,13 +227,13 @@ def stratified_holdout(
     data: Split, fraction: float, seed: int, where: str = "data.val_fraction"
 ) -> tuple[Split, Split]:
     """(kept, held out): a stratified ``fraction`` of ``data`` held out, reproducible from ``seed``."""
-    kept, held = holdout_indices(labels_of(data), fraction, seed, where)
+    kept, held = _holdout_indices(labels_of(data), fraction, seed, where)
     return _select(data, kept), _select(data, held)
 
 
 def prepare_splits(
     images: dict[str, Any], name: str, split: SplitConfig, normalisation: str = "standard"
-) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
+) -> tuple[dict[str, Split], dict[str, Any]]:
     """Normalised train / val / test splits of :func:`load_images` output, and their summary.
 
     Embedded datasets: stratified three-way split of all images (``split`` fractions), normalised with
@@ -241,11 +241,11 @@ def prepare_splits(
     ``split.val_fraction`` of the official training split (stratified) is the validation split
     (``split.test_fraction`` is not used); normalised with the published constants when
     ``normalisation`` is ``standard`` and the dataset has them, else with training-split statistics.
+    Splits read from disk (StreamedSplit) keep the same images, with statistics computed in one pass.
     """
-    if isinstance(images.get("train"), StreamedSplit):
-        return _prepare_streamed(images, name, split, normalisation)
+    streamed = isinstance(images.get("train"), StreamedSplit)  # data.in_memory: false
     if "train" in images and "test" in images:
-        official = {part: {"x": _to_float(images[part]["x"]), "y": images[part]["y"]} for part in ("train", "test")}
+        official = {part: images[part] if streamed else _float_split(images[part]) for part in ("train", "test")}
         train, val = stratified_holdout(official["train"], split.val_fraction, split.seed)
         splits = {"train": train, "val": val, "test": official["test"]}
         classes = list(images.get("classes") or [])
@@ -254,46 +254,34 @@ def prepare_splits(
         classes = list(EMBEDDED_CLASSES.get(name, []))
     if normalisation == "standard" and is_vision(name) and name in STANDARD_NORMALISATION:
         stats, source = STANDARD_NORMALISATION[name], "standard"
+    elif streamed:
+        stats, source = streamed_stats(splits["train"]), "train"
     else:
         stats, source = normalisation_stats(splits["train"]["x"]), "train"
-    normalised = {part: {"x": normalise(data["x"], stats), "y": data["y"]} for part, data in splits.items()}
-    labels = torch.cat([data["y"] for data in splits.values()])
+    normalised = {part: _normalised(data, stats) for part, data in splits.items()}
+    labels = torch.cat([labels_of(data) for data in splits.values()])
     summary: dict[str, Any] = {
         "dataset": name,
-        "input_shape": list(splits["train"]["x"].shape[1:]),
+        "input_shape": splits["train"].sample_shape() if streamed else list(splits["train"]["x"].shape[1:]),
         "num_classes": len(classes) if classes else int(labels.max()) + 1,
-        "sizes": {part: len(data["y"]) for part, data in splits.items()},
+        "sizes": {part: len(labels_of(data)) for part, data in splits.items()},
         "normalisation": {"mean": list(stats["mean"]), "std": list(stats["std"])},
         "normalisation_source": source,
-        "in_memory": True,
+        "in_memory": not streamed,
     }
     if classes:
         summary["classes"] = classes
     return normalised, summary
 
 
-def _prepare_streamed(
-    images: dict[str, Any], name: str, split: SplitConfig, normalisation: str
-) -> tuple[dict[str, StreamedSplit], dict[str, Any]]:
-    """:func:`prepare_splits` for splits read from disk: the same indices, statistics streamed when needed."""
-    train, val = stratified_holdout(images["train"], split.val_fraction, split.seed)
-    splits = {"train": train, "val": val, "test": images["test"]}
-    if normalisation == "standard" and name in STANDARD_NORMALISATION:
-        stats, source = STANDARD_NORMALISATION[name], "standard"
-    else:
-        stats, source = streamed_stats(train), "train"
-    classes = list(images.get("classes") or [])
-    summary: dict[str, Any] = {
-        "dataset": name,
-        "input_shape": train.sample_shape(),
-        "num_classes": len(classes),
-        "sizes": {part: len(data) for part, data in splits.items()},
-        "normalisation": {"mean": list(stats["mean"]), "std": list(stats["std"])},
-        "normalisation_source": source,
-        "in_memory": False,
-        "classes": classes,
-    }
-    return {part: data.normalised(stats) for part, data in splits.items()}, summary
+def _float_split(split: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {"x": _to_float(split["x"]), "y": split["y"]}
+
+
+def _normalised(split: Split, stats: dict[str, list[float]]) -> Split:
+    if isinstance(split, StreamedSplit):
+        return split.normalised(stats)  # applied per image as it is read
+    return {"x": normalise(split["x"], stats), "y": split["y"]}
 
 
 def normalisation_stats(train_x: Tensor) -> dict[str, list[float]]:
