@@ -16,6 +16,7 @@ from distillation_studies.core.metrics import (
     reliability_bins,
 )
 from distillation_studies.core.models import build_model, make_spec
+from tests.labelled_tensors import LabelledTensors
 
 
 def _binary_logits(confidences: list[float]) -> torch.Tensor:
@@ -94,8 +95,6 @@ def test_evaluate_model_keeps_flat_keys_and_adds_details():
 
 
 def test_evaluate_model_reads_a_dataset_test_split_like_tensors():
-    from tests.core.test_training_data_paths import LabelledTensors
-
     torch.manual_seed(1)
     spec = make_spec({"name": "mlp", "hidden": [8]}, (1, 8, 8), 10)
     best, last, teacher = build_model(spec), build_model(spec), build_model(spec)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import Dataset
 
 from distillation_studies.core.methods import build_method, parse_method_config
 from distillation_studies.core.methods.kd import KnowledgeDistillation
@@ -13,22 +12,10 @@ from distillation_studies.core.study import parse_method_entry
 from distillation_studies.core.training import TrainConfig, predict, train
 from tests.core.test_study_validation import env_params
 from tests.core.test_training import FITNET, data, teacher  # noqa: F401 (module fixtures)
+from tests.labelled_tensors import LabelledTensors
 from tests.method_checks import tiny_cnn, tiny_mlp
 
 CONFIG = TrainConfig(epochs=2, batch_size=32, lr=3e-3)
-
-
-class LabelledTensors(Dataset):
-    """A Dataset over {"x", "y"} tensors with a ``labels`` attribute, as a StreamedSplit has."""
-
-    def __init__(self, split: dict[str, torch.Tensor]) -> None:
-        self.x, self.labels = split["x"], split["y"]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self.x[i], self.labels[i]
 
 
 def _fit(data, name, config, train_split, val_split, teacher=None, train_config=CONFIG, augment=None, student=tiny_mlp):

@@ -6,6 +6,7 @@ import torch
 from distillation_studies.core.methods import build_method, parse_method_config
 from distillation_studies.core.training import TrainConfig, train
 from tests.method_checks import tiny_cnn
+from tests.labelled_tensors import LabelledTensors
 
 
 def _data(n: int = 64) -> dict[str, torch.Tensor]:
@@ -46,7 +47,6 @@ def test_cuda_bf16_channels_last_path():
 def test_cuda_streamed_training_and_evaluation_match_the_cpu():
     """A Dataset read by 2 workers into pinned memory trains on the GPU; GPU test predictions match the CPU's."""
     from distillation_studies.core.evaluation import evaluate_model
-    from tests.core.test_training_data_paths import LabelledTensors
 
     torch.manual_seed(0)
     student, teacher = tiny_cnn(), tiny_cnn((8, 16), 32)
