@@ -208,8 +208,11 @@ class _InMemory:
         return self.x[:1]
 
     def batches(self, groups: list[Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        for indices in groups:
-            indices = indices.to(self.device)
+        if not groups:
+            return
+        # One host-to-device copy per epoch: a copy per batch would wait for the GPU at every step.
+        on_device = torch.cat(groups).to(self.device)
+        for indices in on_device.split([len(group) for group in groups]):
             yield self.x[indices], self.y[indices], indices
 
     def predict(self, model: nn.Module, layers: list[str] | None = None) -> ModelOutputs:
