@@ -14,6 +14,7 @@ step python3 benchmarks/device_check.py --device cuda --images 4096        # eve
 step python3 benchmarks/throughput.py --device cuda --images 50000 --epochs 2 --method ce
 step python3 benchmarks/throughput.py --device cuda --images 50000 --epochs 2 --method kd
 step python3 benchmarks/throughput.py --device cpu --images 2048 --method ce  # the same machine's CPU
+step python3 benchmarks/benchmark_methods.py --device cuda --images 8192    # every benchmark method, real archs
 step python3 benchmarks/data_paths.py --images 8192 --workers 4             # reading from disk, cores to spare
 step python3 -m pytest -q -p no:cacheprovider tests/core/test_training_devices.py  # CUDA tests skipped on CPU
 exit "$failed"
