@@ -169,3 +169,31 @@ def test_torchrun_trains_a_teacher_that_the_study_imports(tmp_path):
     assert imported.returncode == 0, imported.stdout[-3000:] + imported.stderr[-3000:]
     history = load_env(tmp_path, "teacher_history", "tiny")
     assert history["summary"]["imported_from"] == "teacher.pt" and history["epochs"] == []
+
+
+def test_an_interrupted_study_resumes_with_only_missing_outputs(tmp_path):
+    """A first run that stopped after one student (here: --to-nodes) is completed by
+    `kedro run --only-missing-outputs`: nothing done is redone, and the recommendation still cites
+    the MLflow run of every student, including the one trained by the first run."""
+    copy_project(tmp_path)
+    first = kedro_run(tmp_path, "--to-nodes=students.kd.seed_0.distil_student")
+    assert first.returncode == 0, first.stderr[-3000:]
+    _, runs = mlflow_runs(tmp_path)
+    kd_run = next(r.info.run_id for r in runs if r.data.tags.get("arm") == "kd/seed_0")
+    teacher_versions = versions(tmp_path)["data/06_models/teacher/model.pt"]
+
+    resumed = kedro_run(tmp_path, "--only-missing-outputs")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert "Skipping 4 nodes with existing outputs" in log and "students.kd.seed_0.distil_student" in log
+    assert versions(tmp_path)["data/06_models/teacher/model.pt"] == teacher_versions  # not retrained
+    recommendation = load(tmp_path, "recommendation")
+    cited = {run for entry in recommendation["ranked"] for run in entry["run_ids"]}
+    assert kd_run in cited
+    assert len(cited) == len(ARMS)
+
+    before, (_, runs_before) = versions(tmp_path), mlflow_runs(tmp_path)
+    changed = kedro_run(tmp_path, "--only-missing-outputs", "--params", "methods.kd.temperature=2.0")
+    assert changed.returncode != 0
+    assert "--only-missing-outputs: the saved outputs come from another study config" in changed.stdout + changed.stderr
+    assert versions(tmp_path) == before and len(mlflow_runs(tmp_path)[1]) == len(runs_before)  # nothing started

@@ -15,6 +15,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from distillation_studies import study_params
+from distillation_studies.core.errors import ConfigError
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.tracking import StudyTracker, resolve_uri
 
@@ -71,6 +72,9 @@ class StudyHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         tracking = self.params.get("tracking") or {}
         self.tracker = None
+        resuming = bool(run_params.get("only_missing_outputs"))
+        if resuming:
+            self._check_resumable(catalog)
         if not tracking.get("enabled", True):
             return
         uri = resolve_uri(tracking.get("uri", "sqlite:///mlflow.db"), self.project_path)
@@ -87,6 +91,9 @@ class StudyHooks:
         name = f"study-{self.env}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_id = self.tracker.start(name, self.params, tags)
         log.info("MLflow study run %s (%s) at %s", name, run_id, uri)
+        if resuming:  # outputs reused from earlier runs keep their runs, which receive what is still missing
+            adopted = self.tracker.adopt(self.tracker.earlier_children(tags["config_hash"]))
+            log.info("Resuming: %d nested runs of earlier runs of this config are reused: %s", len(adopted), sorted(adopted))
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -126,6 +133,19 @@ class StudyHooks:
         if self.tracker is not None:
             self.tracker.set_tags(self.tracker.parent_id, {"error": f"{type(error).__name__}: {error}"[:5000]})
             self.tracker.finish("FAILED")
+
+    def _check_resumable(self, catalog) -> None:
+        """``--only-missing-outputs`` reuses saved outputs: refuse, before any work, when they come from
+        a different study config, since the report would mix two studies."""
+        if "protocol_card" not in catalog or not catalog.exists("protocol_card"):
+            return
+        saved, current = catalog.load("protocol_card").get("config_hash"), config_hash(self.params)
+        if saved != current:
+            raise ConfigError(
+                f"--only-missing-outputs: the saved outputs come from another study config (protocol_card "
+                f"config_hash {saved}, this config {current}); resuming would mix two studies. Run without "
+                "--only-missing-outputs to run this config in full, or restore the config of the saved outputs."
+            )
 
     def _arm_params(self, key: str, history: dict[str, Any] | None) -> dict[str, Any]:
         """Parameters of a nested run, from the history its node wrote (what really ran)."""

@@ -1,8 +1,11 @@
-"""Project settings: the study-tracking hooks; everything else is Kedro's default."""
+"""Project settings: the study-tracking hooks and a config loader whose ``--params`` change only the
+keys they name; everything else is Kedro's default."""
 
+from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.hooks import StudyHooks
 
 HOOKS = (StudyHooks(),)
+CONFIG_LOADER_CLASS = StudyConfigLoader
 
 import warnings
 

@@ -60,6 +60,33 @@ class StudyTracker:
         self.log_params(self.parent_id, flatten(params))
         return self.parent_id
 
+    def earlier_children(self, config_hash: str) -> dict[str, str]:
+        """{arm key: run id} of the nested runs of earlier study runs with this config hash, newest first.
+
+        A nested run is created only once its node's outputs are saved, so these are the runs whose
+        outputs a resumed ``kedro run --only-missing-outputs`` reuses instead of recomputing.
+        """
+        parents = self.client.search_runs(
+            [self.experiment_id], f"tags.config_hash = '{config_hash}'", order_by=["attributes.start_time DESC"]
+        )
+        found: dict[str, str] = {}
+        for parent in parents:
+            if parent.info.run_id == self.parent_id:
+                continue
+            for run in self.client.search_runs([self.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'"):
+                found.setdefault(run.data.tags.get("arm", ""), run.info.run_id)
+        found.pop("", None)
+        return found
+
+    def adopt(self, runs: dict[str, str]) -> dict[str, str]:
+        """Make earlier nested runs this study run's own: later outputs of their arms are logged there,
+        and each is tagged with the run that resumed it."""
+        for run_id in runs.values():
+            self.set_tags(run_id, {"resumed_by": self.parent_id})
+        self.set_tags(self.parent_id, {"resumed_runs": ",".join(sorted(runs.values()))[:5000]})
+        self.children.update(runs)
+        return runs
+
     def child(self, key: str, params: dict[str, Any]) -> str:
         """The nested run of an arm, created with its parameters on first use."""
         if key not in self.children:

@@ -1,0 +1,33 @@
+"""`--params` overrides change the keys they name, under any environment (kedro-org/kedro#3456)."""
+
+from __future__ import annotations
+
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from tests.conftest import ROOT
+
+
+def parameters(env: str | None, runtime_params: dict | None) -> dict:
+    bootstrap_project(ROOT)
+    with KedroSession.create(project_path=ROOT, env=env, runtime_params=runtime_params) as session:
+        return session.load_context().config_loader["parameters"]
+
+
+@pytest.mark.parametrize("env", [None, "tiny"])
+def test_a_nested_override_keeps_its_siblings(env):
+    """`tiny` does not define `methods`: Kedro's own loader would leave kd as the only method."""
+    base = parameters(env, None)
+    overridden = parameters(env, {"methods": {"kd": {"temperature": 2.0}}})
+    assert overridden["methods"] == {**base["methods"], "kd": {**base["methods"]["kd"], "temperature": 2.0}}
+    assert {k: v for k, v in overridden.items() if k != "methods"} == {k: v for k, v in base.items() if k != "methods"}
+
+
+def test_environment_keys_still_replace_base_keys_whole():
+    """An environment's top-level key replaces base's (the study environments rely on it), overrides or not."""
+    smoke = parameters("cifar100_smoke", {"methods": {"kd": {"alpha": 0.5}}, "seeds": [3]})
+    assert list(smoke["methods"]) == ["ce", "kd", "fitnet"]  # base's rkd does not leak in
+    assert smoke["methods"]["kd"] == {"temperature": 4.0, "alpha": 0.5} and smoke["seeds"] == [3]
+    tiny = parameters("tiny", {"data": {"split_seed": 3}})
+    assert tiny["data"] == {"dataset": "digits", "split_seed": 3}  # tiny's data section, plus the override
