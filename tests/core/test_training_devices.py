@@ -45,13 +45,14 @@ def test_cuda_bf16_channels_last_path():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (pinned DataLoader path, evaluation on the GPU)")
 def test_cuda_streamed_training_and_evaluation_match_the_cpu():
-    """A Dataset read by 2 workers into pinned memory trains on the GPU; GPU test predictions match the CPU's."""
+    """A Dataset read by 2 workers into pinned memory trains on the GPU, augmented there; GPU test
+    predictions match the CPU's."""
     from distillation_studies.core.evaluation import evaluate_model
 
     torch.manual_seed(0)
     student, teacher = tiny_cnn(), tiny_cnn((8, 16), 32)
     method = build_method("kd", parse_method_config("kd", {}, "m"), student, teacher, 64)
-    config = TrainConfig(epochs=2, batch_size=16, device="cuda", precision="fp32", workers=2)
+    config = TrainConfig(epochs=2, batch_size=16, device="cuda", precision="fp32", workers=2, augment="standard")
     result = train(student, method, LabelledTensors(_data()), LabelledTensors(_data(32)), config, 0, teacher=teacher)
     assert len(result.history) == 2 and next(student.parameters()).device.type == "cpu"
     summary = {"best_epoch": result.best_epoch, "best_val_accuracy": 0.0, "wall_time_s": 1.0}

@@ -301,6 +301,7 @@ def train(
 ) -> TrainResult:
     """Train ``model`` (and the method's own parameters) on ``method``'s summed loss terms.
 
+    ``augment(x, generator)`` gets a generator on the training device (the loop's own on the CPU).
     The teacher, if any, stays frozen in eval mode under no-grad. Without augmentation its outputs
     on the training set are computed once and indexed per batch, since they never change (unless
     they would exceed ``config.teacher_cache_gb``). Models and data move to ``config.device`` for
@@ -308,7 +309,9 @@ def train(
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # batch order: drawn on the CPU for both data paths
+    # Augmentation draws on the training device: a per-batch copy of CPU draws to a GPU waits for the GPU.
+    augment_generator = generator if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
     augment = augment or (standard_augmentation() if config.augment == "standard" else None)
     student_layers, teacher_layers = method.layers(method.config)
     layout = torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
@@ -346,7 +349,7 @@ def train(
         groups = [indices[rank::world] for indices in groups if len(indices) >= world]
         for inputs, labels, indices in train_source.batches(groups):
             if augment is not None:
-                inputs = augment(inputs, generator)
+                inputs = augment(inputs, augment_generator)
             with autocast:
                 student_out = forward_with_features(model, inputs, student_layers, wrapper=forward_model)
                 teacher_out = None
