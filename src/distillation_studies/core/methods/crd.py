@@ -70,12 +70,17 @@ class Embed(nn.Module):
 def sample_contrast_indices(indices: Tensor, num_train: int, negatives: int) -> Tensor:
     """(b, 1 + K): each row is the positive index then K uniform draws from the other samples.
 
-    Drawn on the CPU from torch's global generator, so the draw does not depend on the device.
+    Drawn on the CPU from torch's global generator, so the draw does not depend on the device; on
+    CUDA the draws travel through pinned memory, so the copy does not wait for the GPU.
     """
-    positives = indices.detach().long().cpu()
+    positives = indices.detach().long()
     draws = torch.randint(0, num_train - 1, (len(positives), negatives))
+    if positives.device.type == "cuda":
+        draws = draws.pin_memory().to(positives.device, non_blocking=True)
+    else:
+        draws = draws.to(positives.device)
     draws = draws + (draws >= positives.unsqueeze(1)).long()  # skip the anchor's own index
-    return torch.cat([positives.unsqueeze(1), draws], dim=1).to(indices.device)
+    return torch.cat([positives.unsqueeze(1), draws], dim=1)
 
 
 def memory_scores(anchors: Tensor, memory: Tensor, contrast: Tensor) -> Tensor:
@@ -109,7 +114,12 @@ class ContrastiveRepresentationDistillation(LayerPairMethod):
         self.register_buffer("memory_teacher", torch.rand(setup.num_train, config.feat_dim) * 2 * bound - bound)
         # log Z for the student-anchored and teacher-anchored scores; NaN until the first batch sets it
         self.register_buffer("log_normaliser", torch.full((2,), float("nan")))
+        self._normaliser_set = False  # checked against the buffer once an epoch, not every step (a GPU sync)
 
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        super().start_epoch(epoch, epochs)
+        self._normaliser_set = False  # the buffer may have been loaded since
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = self.embed_student(student.features[self.config.student_layer])
@@ -118,11 +128,12 @@ class ContrastiveRepresentationDistillation(LayerPairMethod):
         contrast = sample_contrast_indices(indices, self.num_train, self.negatives)
         logits_s = memory_scores(s, self.memory_teacher, contrast) / self.config.nce_t
         logits_t = memory_scores(t, self.memory_student, contrast) / self.config.nce_t
-        if torch.isnan(self.log_normaliser).any():
+        if not self._normaliser_set and torch.isnan(self.log_normaliser).any():
             with torch.no_grad():  # Z = M * mean(exp(logits)) on the first batch, then fixed
                 for slot, logits in enumerate((logits_s, logits_t)):
                     log_mean = torch.logsumexp(logits.flatten(), 0) - math.log(logits.numel())
                     self.log_normaliser[slot] = log_mean + math.log(self.num_train)
+        self._normaliser_set = True
         loss = nce_loss(logits_s - self.log_normaliser[0], self.negatives, self.num_train) + nce_loss(
             logits_t - self.log_normaliser[1], self.negatives, self.num_train
         )
