@@ -223,7 +223,7 @@ class _Streamed:
     """A Dataset read through one persistent DataLoader per use (training batches, in-order passes)."""
 
     def __init__(self, data: Dataset, device: torch.device, layout: torch.memory_format, workers: int) -> None:
-        self.data, self.device, self.layout, self.workers = data, device, layout, workers
+        self.data, self.device, self.layout = data, device, layout
         self.y = labels_of(data).to(device)
         self.plan = _PlannedBatches()
         pin = device.type == "cuda"
@@ -324,7 +324,9 @@ def train(
     rank, world = _process_group()
     if world > 1:  # launched with torchrun: each process takes its share of every global batch
         forward_model = DistributedDataParallel(forward_model, device_ids=[device.index] if device.type == "cuda" else None)
-    teacher_cache = _teacher_cache(teacher, train_source, teacher_layers, augment is None, config, layout, label)
+    if teacher is not None:
+        teacher.to(device, memory_format=layout).eval().requires_grad_(False)
+    teacher_cache = _teacher_cache(teacher, train_source, teacher_layers, augment is None, config, label)
     if teacher_cache is None and teacher is not None and method.needs_teacher_train:
         method.prepare(train_source.predict(teacher, teacher_layers), train_data)
     else:
@@ -408,14 +410,10 @@ def _teacher_cache(
     layers: list[str],
     fixed_inputs: bool,
     config: TrainConfig,
-    layout: torch.memory_format,
     label: str,
 ) -> ModelOutputs | None:
     """The frozen teacher's outputs on the whole training set, when the inputs never change and they fit."""
-    if teacher is None:
-        return None
-    teacher.to(source.device, memory_format=layout).eval().requires_grad_(False)
-    if not fixed_inputs:
+    if teacher is None or not fixed_inputs:
         return None
     needed = _cache_bytes(teacher, source, layers)
     if needed > config.teacher_cache_gb * 2**30:
