@@ -29,14 +29,10 @@ from distillation_studies.core.methods import build_method
 from distillation_studies.core.models import build_model, make_spec
 from distillation_studies.core.study import parse_method_entry
 from distillation_studies.core.training import TrainConfig, resolve_device, train
+from throughput import CLASSES, SHAPE, synthetic  # benchmarks/throughput.py, beside this script
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-SHAPE, CLASSES, TRAIN_IMAGES = (3, 32, 32), 100, 45_000  # CIFAR-100 less the 10% validation hold-out
-
-
-def synthetic(n: int, seed: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {"x": torch.randn(n, *SHAPE, generator=generator), "y": torch.randint(0, CLASSES, (n,), generator=generator)}
+TRAIN_IMAGES = 45_000  # CIFAR-100 less the 10% validation hold-out
 
 
 def _hours(seconds: float) -> str:

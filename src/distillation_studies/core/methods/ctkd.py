@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.core.config import require_positive, require_range
+from distillation_studies.core.config import require_non_negative, require_positive, require_range
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 from distillation_studies.core.methods.kd import soft_target_kl
@@ -45,9 +45,7 @@ class CTKDConfig:
     def check(self, where: str) -> None:
         require_range(self, where, "alpha", 0.0, 1.0)
         require_positive(self, where, "min_temperature", "temperature_range")
-        for key in ("lambda_min", "lambda_max", "curriculum_epochs"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: must be >= 0, got {getattr(self, key)}")
+        require_non_negative(self, where, "lambda_min", "lambda_max", "curriculum_epochs")
         if self.lambda_max < self.lambda_min:
             raise ConfigError(f"{where}.lambda_max: must be >= lambda_min ({self.lambda_min}), got {self.lambda_max}")
         if not math.isfinite(self.init_logit):

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillation_studies.core.config import require_positive
-from distillation_studies.core.errors import ConfigError
+from distillation_studies.core.config import require_non_negative, require_positive
 from distillation_studies.core.methods.base import Batch, DistillationMethod, ModelOutputs
 
 
@@ -32,9 +31,7 @@ class DISTConfig:
 
     def check(self, where: str) -> None:
         require_positive(self, where, "tau")
-        for key in ("beta", "gamma", "ce_weight"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: must be >= 0, got {getattr(self, key)}")
+        require_non_negative(self, where, "beta", "gamma", "ce_weight")
 
 
 def pearson_rows(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillation_studies.core.config import require_positive
-from distillation_studies.core.errors import ConfigError
+from distillation_studies.core.config import require_non_negative, require_positive
 from distillation_studies.core.methods.base import Batch, DistillationMethod, ModelOutputs
 from distillation_studies.core.methods.kd import standardize_logits
 
@@ -41,9 +40,7 @@ class DKDConfig:
 
     def check(self, where: str) -> None:
         require_positive(self, where, "temperature")
-        for key in ("alpha", "beta", "ce_weight", "warmup"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: must be >= 0, got {getattr(self, key)}")
+        require_non_negative(self, where, "alpha", "beta", "ce_weight", "warmup")
 
 
 def dkd_terms(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, temperature: float) -> tuple[Tensor, Tensor]:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.core.config import require_positive
+from distillation_studies.core.config import require_non_negative, require_positive
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 from distillation_studies.core.models import build_model
@@ -55,8 +55,7 @@ class DMLConfig:
 
     def check(self, where: str) -> None:
         require_positive(self, where, "peers", "temperature")
-        if self.seed_offset < 0:
-            raise ConfigError(f"{where}.seed_offset: must be >= 0, got {self.seed_offset}")
+        require_non_negative(self, where, "seed_offset")
 
 
 def mutual_kl(log_probs: list[Tensor], k: int, temperature: float) -> Tensor:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.core.config import require_positive, require_set
+from distillation_studies.core.config import require_non_negative, require_positive, require_set
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
 
@@ -64,8 +64,7 @@ class FTConfig:
         require_positive(self, where, "beta", "paraphraser_lr", "paraphraser_batch_size")
         if not 0.0 < self.rate <= 1.0:
             raise ConfigError(f"{where}.rate: must be in (0, 1], got {self.rate}")
-        if self.paraphraser_epochs < 0:
-            raise ConfigError(f"{where}.paraphraser_epochs: must be >= 0, got {self.paraphraser_epochs}")
+        require_non_negative(self, where, "paraphraser_epochs")
 
 
 def _conv_stack(convs: list[nn.Module], channels: list[int], batch_norm: bool) -> nn.Sequential:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.core.config import require_positive
+from distillation_studies.core.config import require_non_negative, require_positive
 from distillation_studies.core.errors import ConfigError
 from distillation_studies.core.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 from distillation_studies.core.methods.vid import as_map, check_layer_lists, map_shape
@@ -52,8 +52,7 @@ class ReviewKDConfig:
     def check(self, where: str) -> None:
         check_layer_lists(self, where)
         require_positive(self, where, "weight", "max_mid_channel")
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"{where}.warmup_epochs: must be >= 0, got {self.warmup_epochs}")
+        require_non_negative(self, where, "warmup_epochs")
 
 
 def hcl_loss(student: Tensor, teacher: Tensor) -> Tensor:

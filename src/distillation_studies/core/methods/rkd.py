@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillation_studies.core.config import require_set
-from distillation_studies.core.errors import ConfigError
+from distillation_studies.core.config import require_non_negative, require_set
 from distillation_studies.core.methods.base import Batch, LayerPairMethod, ModelOutputs
 
 
@@ -29,9 +28,7 @@ class RKDConfig:
 
     def check(self, where: str) -> None:
         require_set(self, where, "student_layer", "teacher_layer")
-        for key in ("distance_weight", "angle_weight"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: must be >= 0, got {getattr(self, key)}")
+        require_non_negative(self, where, "distance_weight", "angle_weight")
 
 
 def normalised_distances(embeddings: Tensor) -> Tensor:
