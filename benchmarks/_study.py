@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from distillation_studies.core.study import StudyConfig, validate_study
+from distillation_studies.study.schema import StudyConfig, validate_study
 from distillation_studies.pipelines.data_processing.nodes import load_images, split_images
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "base"

@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from distillation_studies.core.config import parse_dataclass
-from distillation_studies.core.methods import build_method
-from distillation_studies.core.models import build_model, make_spec
-from distillation_studies.core.study import parse_method_entry
-from distillation_studies.core.training import TrainConfig, resolve_device, train
+from distillation_studies.common.config import parse_dataclass
+from distillation_studies.learning.methods import build_method
+from distillation_studies.learning.models import build_model, make_spec
+from distillation_studies.study.schema import parse_method_entry
+from distillation_studies.learning.training import TrainConfig, resolve_device, train
 from throughput import CLASSES, SHAPE, synthetic  # benchmarks/throughput.py, beside this script
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

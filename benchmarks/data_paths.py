@@ -7,7 +7,7 @@ directory, opens it through the project's own path (``load_images(..., in_memory
 * read rate: images/s of the training loop's DataLoader alone (decode + normalise + collate), by workers;
 * training throughput of one model for one epoch through ``core.training.train``: the in-memory
   tensors against the streamed split with 0 and ``--workers`` worker processes; all three train the
-  same weights (tests/core/test_training_data_paths.py), so only time differs.
+  same weights (tests/learning/test_training_data_paths.py), so only time differs.
 
 Run: python benchmarks/data_paths.py --images 2048 --workers 2
 """
@@ -24,11 +24,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from distillation_studies.core.data import SplitConfig, load_images, prepare_splits
-from distillation_studies.core.methods import build_method, parse_method_config
-from distillation_studies.core.models import build_model, make_spec
-from distillation_studies.core.streaming import labels_of
-from distillation_studies.core.training import TrainConfig, train
+from distillation_studies.learning.data import SplitConfig, load_images, prepare_splits
+from distillation_studies.learning.methods import build_method, parse_method_config
+from distillation_studies.learning.models import build_model, make_spec
+from distillation_studies.learning.streaming import labels_of
+from distillation_studies.learning.training import TrainConfig, train
 
 CLASSES = 10
 

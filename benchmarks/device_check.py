@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from distillation_studies.core.methods import build_method
-from distillation_studies.core.models import build_model, make_spec
-from distillation_studies.core.study import parse_method_entry
-from distillation_studies.core.training import TrainConfig, train
+from distillation_studies.learning.methods import build_method
+from distillation_studies.learning.models import build_model, make_spec
+from distillation_studies.study.schema import parse_method_entry
+from distillation_studies.learning.training import TrainConfig, train
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "tiny_all" / "parameters.yml"
 

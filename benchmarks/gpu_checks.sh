@@ -16,5 +16,5 @@ step python3 benchmarks/throughput.py --device cuda --images 50000 --epochs 2 --
 step python3 benchmarks/throughput.py --device cpu --images 2048 --method ce  # the same machine's CPU
 step python3 benchmarks/benchmark_methods.py --device cuda --images 8192    # every benchmark method, real archs
 step python3 benchmarks/data_paths.py --images 8192 --workers 4             # reading from disk, cores to spare
-step python3 -m pytest -q -p no:cacheprovider tests/core/test_training_devices.py  # CUDA tests skipped on CPU
+step python3 -m pytest -q -p no:cacheprovider tests/learning/test_training_devices.py  # CUDA tests skipped on CPU
 exit "$failed"

@@ -18,9 +18,9 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from distillation_studies.core.methods import build_method
-from distillation_studies.core.models import build_model
-from distillation_studies.core.training import train
+from distillation_studies.learning.methods import build_method
+from distillation_studies.learning.models import build_model
+from distillation_studies.learning.training import train
 
 from _study import default_study  # benchmarks/_study.py, beside this script
 

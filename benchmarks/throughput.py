@@ -17,9 +17,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from distillation_studies.core.methods import build_method, parse_method_config
-from distillation_studies.core.models import build_model, make_spec
-from distillation_studies.core.training import TrainConfig, resolve_device, train
+from distillation_studies.learning.methods import build_method, parse_method_config
+from distillation_studies.learning.models import build_model, make_spec
+from distillation_studies.learning.training import TrainConfig, resolve_device, train
 
 SHAPE, CLASSES = (3, 32, 32), 100
 

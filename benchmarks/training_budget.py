@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from distillation_studies.core.methods import build_method, parse_method_config
-from distillation_studies.core.models import build_model
-from distillation_studies.core.training import train
+from distillation_studies.learning.methods import build_method, parse_method_config
+from distillation_studies.learning.models import build_model
+from distillation_studies.learning.training import train
 
 from _study import default_study  # benchmarks/_study.py, beside this script
 

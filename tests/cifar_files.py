@@ -1,7 +1,7 @@
 """Tiny CIFAR-100 files in the real on-disk format (the python version's pickles), for tests.
 
 Torchvision's own CIFAR100 class reads them; only its MD5 comparison must be patched
-(:func:`skip_cifar_md5`, the same patch as the ``no_cifar_md5`` fixture of tests/core/test_vision_data.py),
+(:func:`skip_cifar_md5`, the same patch as the ``no_cifar_md5`` fixture of tests/learning/test_vision_data.py),
 because hand-written batches cannot match the published checksums.
 """
 

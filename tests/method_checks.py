@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from distillation_studies.core.methods import build_method, parse_method_config
-from distillation_studies.core.methods.base import Batch, DistillationMethod
-from distillation_studies.core.models import build_model, make_spec
-from distillation_studies.core.training import forward_with_features, predict
+from distillation_studies.learning.methods import build_method, parse_method_config
+from distillation_studies.learning.methods.base import Batch, DistillationMethod
+from distillation_studies.learning.models import build_model, make_spec
+from distillation_studies.learning.training import forward_with_features, predict
 
 IN_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10

@@ -1,7 +1,7 @@
 """The `cifar100_smoke` study, in process, on tiny CIFAR-100 files in the real on-disk format.
 
 The files go through torchvision's own CIFAR100 reader; only its MD5 comparison is patched (the
-hand-written pickles cannot match the published sums), as in tests/core/test_vision_data.py.
+hand-written pickles cannot match the published sums), as in tests/learning/test_vision_data.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from distillation_studies import study_params
-from distillation_studies.core.reference import reproduced_vs_published
+from distillation_studies.analysis.reference import reproduced_vs_published
 from distillation_studies.pipelines.comparison.nodes import build_report
 from tests.cifar_files import FINE_NAMES, skip_cifar_md5, write_cifar100
 from tests.conftest import ROOT, copy_project

@@ -46,8 +46,8 @@ def test_corrupt_file_error_names_the_file(tmp_path):
 
 
 def test_streamed_splits_are_saved_as_plain_recipes_and_rebuilt(tmp_path):
-    from distillation_studies.core.streaming import StreamedSplit
-    from distillation_studies.core.vision_data import VisionDataConfig
+    from distillation_studies.learning.streaming import StreamedSplit
+    from distillation_studies.learning.vision_data import VisionDataConfig
 
     split = StreamedSplit(
         VisionDataConfig("cifar10", str(tmp_path)), "train", torch.tensor([4, 1, 7]), torch.tensor([0, 2, 1]),

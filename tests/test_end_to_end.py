@@ -133,7 +133,7 @@ def test_every_registered_method_runs_through_kedro(tmp_path):
     """`kedro run --env=tiny_all`: each method (and each schedule/combination) as a real pipeline arm."""
     import yaml
 
-    from distillation_studies.core.methods import METHODS
+    from distillation_studies.learning.methods import METHODS
 
     copy_project(tmp_path)
     result = kedro_run(tmp_path, env_name="tiny_all")

@@ -14,8 +14,8 @@ import torch
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from torch import nn
 
-from distillation_studies.core.models import build_model
-from distillation_studies.core.streaming import StreamedSplit, is_recipe
+from distillation_studies.learning.models import build_model
+from distillation_studies.learning.streaming import StreamedSplit, is_recipe
 
 
 def model_payload(model: nn.Module) -> dict[str, Any]:

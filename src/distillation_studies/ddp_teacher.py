@@ -21,11 +21,11 @@ import torch
 import torch.distributed as dist
 from kedro.config import OmegaConfigLoader
 
-from distillation_studies.core.methods import build_method, parse_method_config
-from distillation_studies.core.models import build_model
-from distillation_studies.core.streaming import labels_of
-from distillation_studies.core.study import parse_model_section, validate_study
-from distillation_studies.core.training import train
+from distillation_studies.learning.methods import build_method, parse_method_config
+from distillation_studies.learning.models import build_model
+from distillation_studies.learning.streaming import labels_of
+from distillation_studies.study.schema import parse_model_section, validate_study
+from distillation_studies.learning.training import train
 from distillation_studies.datasets import model_payload
 from distillation_studies.pipelines.data_processing.nodes import load_images, split_images
 

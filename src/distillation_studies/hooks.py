@@ -15,7 +15,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from distillation_studies import study_params
-from distillation_studies.core.errors import ConfigError
+from distillation_studies.common.errors import ConfigError
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.tracking import StudyTracker, resolve_uri
 

@@ -8,9 +8,13 @@ from ``conf/`` with ``KEDRO_ENV``.
 
 from __future__ import annotations
 
+import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from distillation_studies.study.schema import StudyConfig, validate_study
 
 _current: dict[str, Any] | None = None
 
@@ -39,3 +43,13 @@ def _project_root() -> Path:
         if (folder / "pyproject.toml").exists() and (folder / "conf").is_dir():
             return folder
     return Path(__file__).resolve().parents[2]
+
+
+def study_config() -> StudyConfig:
+    """The validated study of the current parameters, parsed once per parameter set."""
+    return _validated(json.dumps(current(), sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=4)
+def _validated(params_json: str) -> StudyConfig:
+    return validate_study(json.loads(params_json))

@@ -6,7 +6,7 @@ import pytest
 
 from distillation_studies import study_params
 from distillation_studies.pipelines import comparison
-from tests.core.test_study_validation import env_params
+from tests.study.test_schema import env_params
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from distillation_studies.core.errors import ConfigError, DataError
-from distillation_studies.core.vision_data import STANDARD_NORMALISATION
+from distillation_studies.common.errors import ConfigError, DataError
+from distillation_studies.learning.vision_data import STANDARD_NORMALISATION
 from distillation_studies.pipelines.data_processing.nodes import label_subset, load_images, split_images
 from tests.cifar_files import FINE_NAMES, skip_cifar_md5, write_cifar100
 

@@ -8,13 +8,15 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from distillation_studies.core import comparison as core
-from distillation_studies.core import diagnostics, plots, reference
-from distillation_studies.core.config import parse_dataclass
-from distillation_studies.core.html_report import HTML, html_report, markdown_to_html
-from distillation_studies.core.pareto import pareto_fronts
-from distillation_studies.core.recommend import Constraints, recommend
-from distillation_studies.core.study import ComparisonConfig
+from distillation_studies.analysis import comparison as core
+from distillation_studies.analysis import reference
+from distillation_studies.learning import diagnostics
+from distillation_studies.report import plots
+from distillation_studies.common.config import parse_dataclass
+from distillation_studies.report.html import HTML, html_report, markdown_to_html
+from distillation_studies.analysis.pareto import pareto_fronts
+from distillation_studies.analysis.recommend import Constraints, recommend
+from distillation_studies.study.schema import ComparisonConfig
 
 log = logging.getLogger(__name__)
 PARETO_COSTS = ["training_parameters_mean", "flops_mean", "latency_ms_mean", "train_time_s_mean"]
@@ -39,7 +41,7 @@ def compare_methods(
     table, tests = core.comparison_table(
         selected, list(config.baselines), config.confidence, config.significance, config.correction
     )
-    return table, tests, sensitivity, core.cost_plot(table, teacher_metrics)
+    return table, tests, sensitivity, plots.cost_plot(table, teacher_metrics)
 
 
 def recommend_method(

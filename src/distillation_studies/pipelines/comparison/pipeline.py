@@ -1,7 +1,8 @@
 from kedro.pipeline import Pipeline, node
 
-from distillation_studies.core.reference import PUBLISHED_DATASET
-from distillation_studies.study import student_namespace, study_config
+from distillation_studies.analysis.reference import PUBLISHED_DATASET
+from distillation_studies.study.identity import student_namespace
+from distillation_studies.study_params import study_config
 
 from .nodes import build_report, collect_histories, collect_runs, compare_methods, compare_with_published, recommend_method
 

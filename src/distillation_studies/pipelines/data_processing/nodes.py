@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from distillation_studies.core import data as core
-from distillation_studies.core.config import parse_dataclass
-from distillation_studies.core.study import DataConfig
+from distillation_studies.learning import data as core
+from distillation_studies.common.config import parse_dataclass
+from distillation_studies.study.schema import DataConfig
 
 
 def load_images(data: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
-from distillation_studies.study import model_input_name, study_config
+from distillation_studies.study.identity import model_input_name
+from distillation_studies.study_params import study_config
 
 from .nodes import label_subset, load_images, split_images
 

@@ -7,12 +7,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from distillation_studies.core.config import parse_dataclass
-from distillation_studies.core.methods import build_method
-from distillation_studies.core.models import build_model, make_spec
-from distillation_studies.core.streaming import labels_of
-from distillation_studies.core.study import parse_method_entry
-from distillation_studies.core.training import TrainConfig, train
+from distillation_studies.common.config import parse_dataclass
+from distillation_studies.learning.methods import build_method
+from distillation_studies.learning.models import build_model, make_spec
+from distillation_studies.learning.streaming import labels_of
+from distillation_studies.study.schema import parse_method_entry
+from distillation_studies.learning.training import TrainConfig, train
 from distillation_studies.pipelines.teacher.nodes import history_record
 
 

@@ -7,8 +7,9 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
-from distillation_studies.core.grid import Arm
-from distillation_studies.study import model_input_name, student_model_param, student_namespace, study_config
+from distillation_studies.study.grid import Arm
+from distillation_studies.study.identity import model_input_name, student_model_param, student_namespace
+from distillation_studies.study_params import study_config
 
 from .nodes import distil_student
 

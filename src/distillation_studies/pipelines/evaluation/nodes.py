@@ -6,12 +6,12 @@ from typing import Any
 
 from torch import nn
 
-from distillation_studies.core import diagnostics
-from distillation_studies.core.config import parse_dataclass
-from distillation_studies.core.evaluation import evaluate_model
-from distillation_studies.core.methods import METHODS
-from distillation_studies.core.models import make_spec
-from distillation_studies.core.study import EvaluationConfig, parse_method_entry
+from distillation_studies.learning import diagnostics
+from distillation_studies.common.config import parse_dataclass
+from distillation_studies.learning.evaluation import evaluate_model
+from distillation_studies.learning.methods import METHODS
+from distillation_studies.learning.models import make_spec
+from distillation_studies.study.schema import EvaluationConfig, parse_method_entry
 
 DEFAULT_TEMPERATURES = [1.0, 4.0]
 

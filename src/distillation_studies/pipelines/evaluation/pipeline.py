@@ -5,7 +5,8 @@ Every student is evaluated on the full test split, whatever labelled fraction it
 
 from kedro.pipeline import Pipeline, node
 
-from distillation_studies.study import student_namespace, study_config
+from distillation_studies.study.identity import student_namespace
+from distillation_studies.study_params import study_config
 
 from .nodes import diagnose_capacity_gap, evaluate_student, evaluate_teacher
 

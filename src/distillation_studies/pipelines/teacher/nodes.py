@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from distillation_studies.core.methods import build_method, parse_method_config
-from distillation_studies.core.models import build_model
-from distillation_studies.core.streaming import labels_of
-from distillation_studies.core.study import parse_model_section
-from distillation_studies.core.checkpoints import load_weights
-from distillation_studies.core.training import TrainResult, accuracy, predict, train
+from distillation_studies.learning.methods import build_method, parse_method_config
+from distillation_studies.learning.models import build_model
+from distillation_studies.learning.streaming import labels_of
+from distillation_studies.study.schema import parse_model_section
+from distillation_studies.learning.checkpoints import load_weights
+from distillation_studies.learning.training import TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 
 

@@ -1,0 +1,29 @@
+"""Cross-entropy on labels alone: the student trained without a teacher (the baseline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from distillation_studies.common.config import require_range
+from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
+
+
+@dataclass(frozen=True)
+class CEConfig:
+    label_smoothing: float = 0.0
+
+    def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
+
+
+class CrossEntropy(DistillationMethod):
+    """L = CE(y, softmax(z_s))."""
+
+    Config = CEConfig
+    needs_teacher = False
+
+    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
+        return {"ce": F.cross_entropy(student.logits, batch.labels, label_smoothing=self.config.label_smoothing)}

@@ -1,0 +1,157 @@
+"""Model registry: every model is built from a plain-dict spec saved with its checkpoint.
+
+A spec looks like ``{"name": "cnn", "in_shape": [1, 28, 28], "num_classes": 10, "channels": [32, 64]}``;
+``build_model(spec)`` alone rebuilds the architecture, so a checkpoint never needs the config that made it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from distillation_studies.common.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Fully connected net; ``hidden`` gives the width of each hidden layer (``hidden.<i>`` paths)."""
+
+    hidden: tuple[int, ...] = (128,)
+
+    def check(self, where: str) -> None:
+        if not self.hidden or any(int(w) <= 0 for w in self.hidden):
+            raise ConfigError(f"{where}.hidden: must be a non-empty list of positive widths, got {list(self.hidden)}")
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """Conv blocks (conv-BN-ReLU-maxpool) then a hidden linear ``embed`` layer and a ``head``."""
+
+    channels: tuple[int, ...] = (32, 64)
+    embed: int = 128
+
+    def check(self, where: str) -> None:
+        if not self.channels or any(int(c) <= 0 for c in self.channels):
+            raise ConfigError(f"{where}.channels: must be a non-empty list of positive widths, got {list(self.channels)}")
+        if self.embed <= 0:
+            raise ConfigError(f"{where}.embed: must be positive, got {self.embed}")
+
+
+def _build_mlp(cfg: MLPConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    widths = [math.prod(in_shape), *cfg.hidden]
+    hidden = nn.Sequential(
+        *[nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in zip(widths[:-1], widths[1:])]
+    )
+    return nn.Sequential(
+        OrderedDict(flatten=nn.Flatten(), hidden=hidden, head=nn.Linear(widths[-1], num_classes))
+    )
+
+
+def _build_cnn(cfg: CNNConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    channels, height, width = in_shape
+    blocks = []
+    for out in cfg.channels:
+        blocks.append(
+            nn.Sequential(
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+                nn.MaxPool2d(2) if min(height, width) >= 2 else nn.Identity(),
+            )
+        )
+        if min(height, width) >= 2:
+            height, width = height // 2, width // 2
+        channels = out
+    return nn.Sequential(
+        OrderedDict(
+            features=nn.Sequential(*blocks),
+            flatten=nn.Flatten(),
+            embed=nn.Sequential(nn.Linear(channels * height * width, cfg.embed), nn.ReLU()),
+            head=nn.Linear(cfg.embed, num_classes),
+        )
+    )
+
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    config_class: type
+    builder: Callable[[Any, tuple[int, ...], int], nn.Module]
+
+
+MODELS: dict[str, ModelEntry] = {
+    "mlp": ModelEntry(MLPConfig, _build_mlp),
+    "cnn": ModelEntry(CNNConfig, _build_cnn),
+}
+
+SPEC_KEYS = ("name", "in_shape", "num_classes")
+
+
+def parse_model_config(raw: dict[str, Any], where: str) -> tuple[str, Any]:
+    """Check a model section (``name`` plus architecture keys) and return its typed config."""
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise ConfigError(f"{where}.name: missing; allowed models: {sorted(MODELS)}")
+    name = raw["name"]
+    if name not in MODELS:
+        raise ConfigError(f"{where}.name: unknown model {name!r}; allowed models: {sorted(MODELS)}")
+    config_class = MODELS[name].config_class
+    allowed = {f.name for f in fields(config_class)}
+    extra = set(raw) - allowed - set(SPEC_KEYS)
+    if extra:
+        raise ConfigError(
+            f"{where}.{sorted(extra)[0]}: unknown key for model {name!r}; allowed keys: {sorted(allowed)}"
+        )
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in allowed}
+    cfg = config_class(**values)
+    cfg.check(where)
+    return name, cfg
+
+
+def make_spec(raw: dict[str, Any], in_shape: tuple[int, ...], num_classes: int, where: str = "model") -> dict:
+    """A complete, JSON- and ``weights_only``-safe spec from a config section and the data's shape."""
+    name, cfg = parse_model_config(raw, where)
+    arch = {f.name: list(v) if isinstance(v := getattr(cfg, f.name), tuple) else v for f in fields(cfg)}
+    return {"name": name, "in_shape": [int(d) for d in in_shape], "num_classes": int(num_classes), **arch}
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """Build an untrained model from a spec; the spec is attached as ``model.spec``."""
+    name, cfg = parse_model_config(spec, "model")
+    model = MODELS[name].builder(cfg, tuple(spec["in_shape"]), int(spec["num_classes"]))
+    model.spec = dict(spec)
+    return model
+
+
+def module_paths(model: nn.Module) -> list[str]:
+    """Every named sub-module path, the vocabulary of feature-layer settings."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def feature_shapes(model: nn.Module, layers: list[str]) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shape of each named layer, from one dummy forward pass per new layer set.
+
+    Shapes are remembered on the model (they depend only on the architecture), so validating many
+    methods against one big teacher costs one forward pass, not one per method.
+    """
+    from distillation_studies.learning.features import capture_features
+
+    known: dict[str, tuple[int, ...]] = model.__dict__.setdefault("_feature_shape_cache", {})
+    missing = [layer for layer in dict.fromkeys(layers) if layer not in known]
+    if missing:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), capture_features(model, missing) as feats:
+            model(torch.zeros(1, *model.spec["in_shape"], device=next(model.parameters()).device))
+        model.train(was_training)
+        known.update({name: tuple(t.shape[1:]) for name, t in feats.items()})
+    return {layer: known[layer] for layer in layers}
+
+
+from distillation_studies.learning.zoo import ZOO_MODELS  # noqa: E402  (the zoo never imports this module)
+
+MODELS.update({name: ModelEntry(*entry) for name, entry in ZOO_MODELS.items()})

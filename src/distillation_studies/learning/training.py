@@ -1,0 +1,429 @@
+"""The one training loop: teacher training and every distillation method go through ``train``.
+
+The loop knows nothing about methods: it captures the features a method asks for, sums the named
+loss terms the method returns, logs each one per epoch, and keeps the best-on-validation weights.
+
+Data comes in memory (``{"x", "y"}`` tensors, moved to the device once and indexed there) or as a
+torch ``Dataset`` such as a :class:`~distillation_studies.learning.streaming.StreamedSplit`, read through a
+DataLoader (``workers`` processes, pinned memory on CUDA). Both paths draw the same batch order
+from the seed and augment on the device, so the same data trains the same weights either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from distillation_studies.common.config import require_choice, require_non_negative, require_positive
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.learning.features import capture_features
+from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.learning.streaming import labels_of
+from distillation_studies.learning.vision_data import IndexedDataset, standard_augmentation
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ["adam", "sgd"]
+SCHEDULES = ["cosine", "constant", "multistep"]
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+PRECISIONS = ["auto", "fp32", "bf16"]
+AUGMENTATIONS = ["none", "standard"]
+TrainingData = Union[Mapping[str, Tensor], Dataset]  # {"x", "y"} in memory, or a Dataset of (x, y)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by teacher and students."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()  # multistep: epochs after which the learning rate is multiplied by gamma
+    gamma: float = 0.1
+    device: str = "auto"  # auto: cuda if visible, else mps, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on cuda, fp32 elsewhere
+    channels_last: bool = True  # conv memory layout on cuda only
+    compile: bool = False  # torch.compile the model (cuda only)
+    augment: str = "none"  # standard: random crop (padding 4) + horizontal flip; disables teacher caching
+    workers: int = 0  # DataLoader worker processes, for data read from disk (Dataset inputs) only
+    teacher_cache_gb: float = 4.0  # largest cache of teacher outputs kept on the device; above, recomputed per batch
+
+    def check(self, where: str) -> None:
+        require_positive(self, where, "epochs", "batch_size", "lr")
+        require_non_negative(self, where, "workers", "teacher_cache_gb", "weight_decay")
+        require_choice(self, where, "optimizer", OPTIMIZERS)
+        require_choice(self, where, "schedule", SCHEDULES)
+        require_choice(self, where, "device", DEVICES)
+        require_choice(self, where, "precision", PRECISIONS)
+        require_choice(self, where, "augment", AUGMENTATIONS)
+        if self.schedule == "multistep" and not self.milestones:
+            raise ConfigError(f"{where}.milestones: required by schedule multistep (e.g. [150, 180, 210])")
+        if any(not 0 < m < self.epochs for m in self.milestones) or list(self.milestones) != sorted(set(self.milestones)):
+            raise ConfigError(f"{where}.milestones: must be increasing epochs in (0, epochs={self.epochs}), got {list(self.milestones)}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"{where}.gamma: must be in (0, 1], got {self.gamma}")
+
+
+@dataclass
+class TrainResult:
+    """Best-on-validation and last-epoch weights, with the per-epoch history of every loss term."""
+
+    best_state: dict[str, Tensor]
+    last_state: dict[str, Tensor]
+    history: list[dict[str, float]]
+    best_epoch: int
+    wall_time_s: float
+    method_parameters: int
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+def forward_with_features(model: nn.Module, x: Tensor, layers: list[str], wrapper: nn.Module | None = None) -> ModelOutputs:
+    """Logits plus the features at ``layers``; hooks go on ``model``, the call through ``wrapper``
+    (a DDP- or compile-wrapped ``model``) when given, so module paths never change."""
+    with capture_features(model, layers) as features:
+        logits = (wrapper or model)(x)
+    return ModelOutputs(logits, dict(features))
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a ``device`` setting; an unavailable accelerator is a clear error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())  # the process's GPU under torchrun
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[name]:
+        raise ConfigError(f"training.device: {name!r} requested but not available on this machine; use auto or cpu")
+    return torch.device("cuda", torch.cuda.current_device()) if name == "cuda" else torch.device(name)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _inputs_in_order(data: Tensor | TrainingData, batch_size: int, workers: int = 0) -> Iterator[Tensor]:
+    """The inputs of a tensor, an {"x", "y"} mapping or a Dataset of (x, y, ...), batch by batch in order."""
+    if isinstance(data, Mapping):
+        data = data["x"]
+    if isinstance(data, Tensor):
+        for start in range(0, len(data), batch_size):
+            yield data[start : start + batch_size]
+        return
+    for batch in DataLoader(data, batch_size=batch_size, num_workers=workers):
+        yield batch[0]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    x: Tensor | TrainingData,
+    layers: list[str] | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
+) -> ModelOutputs:
+    """Eval-mode outputs over all inputs (a tensor, an {"x", "y"} split or a Dataset), in batches on the
+    model's device (features concatenated too)."""
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    parts = [forward_with_features(model, batch.to(device), layers or []) for batch in _inputs_in_order(x, batch_size, workers)]
+    model.train(was_training)
+    return _concatenate(parts, layers or [])
+
+
+def _concatenate(parts: list[ModelOutputs], layers: list[str]) -> ModelOutputs:
+    return ModelOutputs(torch.cat([p.logits for p in parts]), {name: torch.cat([p.features[name] for p in parts]) for name in layers})
+
+
+def _select(outputs: ModelOutputs, indices: Tensor) -> ModelOutputs:
+    return ModelOutputs(outputs.logits[indices], {k: v[indices] for k, v in outputs.features.items()})
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) under torch.distributed, (0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(module: nn.Module) -> None:
+    world = dist.get_world_size()
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= world
+
+
+def _to(x: Tensor, device: torch.device, layout: torch.memory_format, non_blocking: bool = False) -> Tensor:
+    if x.dim() == 4:
+        return x.to(device, memory_format=layout, non_blocking=non_blocking)
+    return x.to(device, non_blocking=non_blocking)
+
+
+def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    return config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+
+
+def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
+    """A detached CPU copy of the weights (safe to keep while training continues on any device)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+class _PlannedBatches(Sampler[list[int]]):
+    """Batch sampler of the DataLoader path: yields the index groups the loop planned for the epoch."""
+
+    def __init__(self) -> None:
+        self.plan: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.plan)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+class _InMemory:
+    """Tensors moved to the device once; batches are index lookups there."""
+
+    def __init__(self, data: Mapping[str, Tensor], device: torch.device, layout: torch.memory_format) -> None:
+        self.x, self.y, self.device = _to(data["x"], device, layout), data["y"].to(device), device
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def first_input(self) -> Tensor:
+        return self.x[:1]
+
+    def batches(self, groups: list[Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        if not groups:
+            return
+        # One host-to-device copy per epoch: a copy per batch would wait for the GPU at every step.
+        on_device = torch.cat(groups).to(self.device)
+        for indices in on_device.split([len(group) for group in groups]):
+            yield self.x[indices], self.y[indices], indices
+
+    def predict(self, model: nn.Module, layers: list[str] | None = None) -> ModelOutputs:
+        return predict(model, self.x, layers)
+
+
+class _Streamed:
+    """A Dataset read through one persistent DataLoader per use (training batches, in-order passes)."""
+
+    def __init__(self, data: Dataset, device: torch.device, layout: torch.memory_format, workers: int) -> None:
+        self.data, self.device, self.layout = data, device, layout
+        self.y = labels_of(data).to(device)
+        self.plan = _PlannedBatches()
+        pin = device.type == "cuda"
+        self.loader = DataLoader(
+            IndexedDataset(data), batch_sampler=self.plan, num_workers=workers, pin_memory=pin, persistent_workers=workers > 0
+        )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def first_input(self) -> Tensor:
+        return _to(self.data[0][0].unsqueeze(0), self.device, self.layout)
+
+    def batches(self, groups: list[Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        self.plan.plan = [indices.tolist() for indices in groups]
+        for x, y, indices in self.loader:
+            yield (
+                _to(x, self.device, self.layout, non_blocking=True),
+                y.to(self.device, non_blocking=True),
+                indices.to(self.device, non_blocking=True),
+            )
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, layers: list[str] | None = None, batch_size: int = 256) -> ModelOutputs:
+        """Eval-mode outputs over the whole dataset in order, read through the same workers."""
+        groups = [torch.arange(i, min(i + batch_size, len(self))) for i in range(0, len(self), batch_size)]
+        was_training = model.training
+        model.eval()
+        parts = [forward_with_features(model, x, layers or []) for x, _, _ in self.batches(groups)]
+        model.train(was_training)
+        return _concatenate(parts, layers or [])
+
+
+def _source(data: TrainingData, device: torch.device, layout: torch.memory_format, workers: int) -> _InMemory | _Streamed:
+    return _InMemory(data, device, layout) if isinstance(data, Mapping) else _Streamed(data, device, layout, workers)
+
+
+def _cache_bytes(teacher: nn.Module, source: _InMemory | _Streamed, layers: list[str]) -> int:
+    """What caching the teacher's logits and ``layers`` features for the whole training set would take."""
+    outputs = predict(teacher, source.first_input(), layers)
+    per_sample = outputs.logits[0].numel() + sum(f[0].numel() for f in outputs.features.values())
+    return per_sample * outputs.logits.element_size() * len(source)
+
+
+def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Stepped once per batch: cosine over the whole run, constant, or x gamma after each milestone epoch."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    if config.schedule == "multistep":
+        milestones = config.milestones
+
+        def factor(step: int) -> float:
+            return config.gamma ** sum(step >= m * steps_per_epoch for m in milestones)
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
+
+
+def train(
+    model: nn.Module,
+    method: DistillationMethod,
+    train_data: TrainingData,
+    val_data: TrainingData,
+    config: TrainConfig,
+    seed: int,
+    teacher: nn.Module | None = None,
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    label: str = "model",
+) -> TrainResult:
+    """Train ``model`` (and the method's own parameters) on ``method``'s summed loss terms.
+
+    ``augment(x, generator)`` gets a generator on the training device (the loop's own on the CPU).
+    The teacher, if any, stays frozen in eval mode under no-grad. Without augmentation its outputs
+    on the training set are computed once and indexed per batch, since they never change (unless
+    they would exceed ``config.teacher_cache_gb``). Models and data move to ``config.device`` for
+    training and come back to the CPU afterwards.
+    """
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    generator = torch.Generator().manual_seed(seed)  # batch order: drawn on the CPU for both data paths
+    # Augmentation draws on the training device: a per-batch copy of CPU draws to a GPU waits for the GPU.
+    augment_generator = generator if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
+    augment = augment or (standard_augmentation() if config.augment == "standard" else None)
+    student_layers, teacher_layers = method.layers(method.config)
+    layout = torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
+    model.to(device, memory_format=layout)
+    method.to(device)
+    train_source = _source(train_data, device, layout, config.workers)
+    val_source = _source(val_data, device, layout, config.workers)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(config, device))
+    forward_model = torch.compile(model) if config.compile and device.type == "cuda" else model
+    rank, world = _process_group()
+    if world > 1:  # launched with torchrun: each process takes its share of every global batch
+        forward_model = DistributedDataParallel(forward_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if teacher is not None:
+        teacher.to(device, memory_format=layout).eval().requires_grad_(False)
+    teacher_cache = _teacher_cache(teacher, train_source, teacher_layers, augment is None, config, label)
+    if teacher_cache is None and teacher is not None and method.needs_teacher_train:
+        method.prepare(train_source.predict(teacher, teacher_layers), train_data)
+    else:
+        method.prepare(teacher_cache, train_data)
+
+    trainable = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
+    optimizer = _optimizer(trainable, config)
+    size = len(train_source)
+    steps_per_epoch = -(-size // config.batch_size)
+    scheduler = _scheduler(optimizer, config, steps_per_epoch)
+
+    history: list[dict[str, float]] = []
+    best_accuracy, best_epoch, best_state = -1.0, 0, None
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        method.train()
+        method.start_epoch(epoch, config.epochs)
+        totals: dict[str, Tensor] = {}
+        order = torch.randperm(size, generator=generator)
+        groups = [order[start : start + config.batch_size] for start in range(0, size, config.batch_size)]
+        # A batch too small to give every process a sample is dropped on all of them.
+        groups = [indices[rank::world] for indices in groups if len(indices) >= world]
+        for inputs, labels, indices in train_source.batches(groups):
+            if augment is not None:
+                inputs = augment(inputs, augment_generator)
+            with autocast:
+                student_out = forward_with_features(model, inputs, student_layers, wrapper=forward_model)
+                teacher_out = None
+                if teacher is not None:
+                    teacher_out = (
+                        _select(teacher_cache, indices) if teacher_cache is not None else predict(teacher, inputs, teacher_layers)
+                    )
+                terms = method(student_out, teacher_out, Batch(inputs, labels, indices))
+                loss = torch.stack([t.float() for t in terms.values()]).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if world > 1:
+                _average_gradients(method)  # DDP averages the student's; the method's parts are averaged here
+            optimizer.step()
+            scheduler.step()
+            for name, value in terms.items():  # summed on the device: no host sync per step
+                totals[name] = totals.get(name, 0.0) + value.detach().float() * len(indices)
+        if world > 1:  # loss terms summed over every process's share of the data
+            for value in totals.values():
+                dist.all_reduce(value)
+        with autocast:
+            val_accuracy = accuracy(val_source.predict(model).logits, val_source.y)
+        row = {"epoch": epoch, **{f"loss_{k}": v.item() / size for k, v in totals.items()}}
+        row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
+        row["val_accuracy"] = val_accuracy
+        history.append(row)
+        if val_accuracy > best_accuracy:
+            best_accuracy, best_epoch = val_accuracy, epoch
+            best_state = _cpu_state(model)
+        log.info(
+            "%s epoch %d/%d %s val_acc=%.4f",
+            label,
+            epoch,
+            config.epochs,
+            " ".join(f"{k[5:]}={v:.4f}" for k, v in row.items() if k.startswith("loss_")),
+            val_accuracy,
+        )
+    last_state = _cpu_state(model)
+    for module in (model, method, teacher):
+        if module is not None:
+            module.to("cpu", memory_format=torch.contiguous_format)
+    return TrainResult(
+        best_state=best_state,
+        last_state=last_state,
+        history=history,
+        best_epoch=best_epoch,
+        wall_time_s=time.perf_counter() - started,
+        method_parameters=sum(p.numel() for p in method.parameters()),
+        summary={"best_val_accuracy": best_accuracy},
+    )
+
+
+def _teacher_cache(
+    teacher: nn.Module | None,
+    source: _InMemory | _Streamed,
+    layers: list[str],
+    fixed_inputs: bool,
+    config: TrainConfig,
+    label: str,
+) -> ModelOutputs | None:
+    """The frozen teacher's outputs on the whole training set, when the inputs never change and they fit."""
+    if teacher is None or not fixed_inputs:
+        return None
+    needed = _cache_bytes(teacher, source, layers)
+    if needed > config.teacher_cache_gb * 2**30:
+        log.info(
+            "%s: teacher outputs recomputed per batch: caching them would take %.1f GiB > teacher_cache_gb %.1f",
+            label, needed / 2**30, config.teacher_cache_gb,
+        )
+        return None
+    return source.predict(teacher, layers)
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    return (logits.argmax(dim=1) == labels).float().mean().item()

@@ -1,0 +1,91 @@
+"""Study grids: methods x hyperparameter settings x student architectures x label fractions.
+
+Each grid point without its seed is an ``Arm``; with a seed it becomes one namespaced pipeline
+``students.<arm key>.seed_<n>``. A study with no sweep has one arm per method, keyed by the method.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.common.names import DEFAULT_STUDENT
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One trained configuration of the study, repeated over seeds."""
+
+    key: str
+    method_key: str
+    setting: dict[str, Any] = field(default_factory=dict)
+    student: str = DEFAULT_STUDENT
+    label_fraction: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for node arguments, histories and MLflow params."""
+        return {
+            "key": self.key,
+            "method_key": self.method_key,
+            "setting": dict(self.setting),
+            "student": self.student,
+            "label_fraction": self.label_fraction,
+        }
+
+
+def _token(value: Any) -> str:
+    """A value as a namespace-safe token: 0.5 -> '0p5', 4.0 -> '4', True -> 'true'."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).replace(".", "p").replace("-", "m")
+
+
+def fraction_token(fraction: float) -> str:
+    """Label fraction as a percentage token: 0.1 -> 'labels_10'."""
+    return f"labels_{_token(round(100 * fraction, 6))}"
+
+
+def sweep_settings(sweep: Mapping[str, Any] | None, where: str) -> list[dict[str, Any]]:
+    """Cartesian product of swept hyperparameter values; ``[{}]`` when nothing is swept."""
+    if not sweep:
+        return [{}]
+    if not isinstance(sweep, Mapping):
+        raise ConfigError(f"{where}: must map hyperparameter names to lists of values")
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.{key}: must be a non-empty list of values, got {values!r}")
+        if len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"{where}.{key}: values must be distinct, got {values}")
+    names = list(sweep)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(sweep[n] for n in names))]
+
+
+def expand_arms(
+    method_sweeps: Mapping[str, list[dict[str, Any]]], students: list[str], label_fractions: list[float]
+) -> list[Arm]:
+    """Every (method setting, student, label fraction) combination, with readable unique keys."""
+    arms = []
+    for method_key, settings in method_sweeps.items():
+        for setting, student, fraction in itertools.product(settings, students, label_fractions):
+            parts = [method_key, *(f"{k}_{_token(v)}" for k, v in setting.items())]
+            if len(students) > 1:
+                parts.append(student)
+            if len(label_fractions) > 1 or fraction != 1.0:
+                parts.append(fraction_token(fraction))
+            arms.append(Arm("__".join(parts), method_key, setting, student, fraction))
+    return arms
+
+
+def check_label_fractions(values: Any, where: str = "grid.label_fractions") -> list[float]:
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: must be a non-empty list of fractions in (0, 1], got {values!r}")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+            raise ConfigError(f"{where}: every fraction must be in (0, 1], got {value!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where}: fractions must be distinct, got {values}")
+    return [float(v) for v in values]

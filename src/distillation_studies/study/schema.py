@@ -1,0 +1,309 @@
+"""The whole study configuration, validated in full before any training starts.
+
+``validate_study(params)`` reads the Kedro parameters tree (plain dicts), checks every key and
+value, builds the teacher and student once to check feature layers and adapter shapes, and returns
+a frozen ``StudyConfig``. Every error is a ``ConfigError`` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from distillation_studies.common.config import parse_dataclass, require_choice, require_non_negative, require_positive
+from distillation_studies.learning.data import (
+    DATASETS,
+    NORMALISATIONS,
+    SplitConfig,
+    dataset_shape,
+    expected_train_size,
+    is_vision,
+)
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.study.grid import DEFAULT_STUDENT, Arm, check_label_fractions, expand_arms, sweep_settings
+from distillation_studies.learning.methods import build_method, method_class, parse_method_config
+from distillation_studies.learning.models import build_model, make_spec
+from distillation_studies.analysis.recommend import Constraints
+from distillation_studies.learning.training import DEVICES, TrainConfig
+from distillation_studies.learning.vision_data import VisionDataConfig
+
+TOP_LEVEL_KEYS = [
+    "data", "teacher", "student", "methods", "seeds", "grid", "evaluation", "comparison", "recommendation", "tracking"
+]
+GRID_KEYS = ["students", "label_fractions"]
+METHOD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, how it is split and normalised.
+
+    Embedded datasets (``mnist5k``, ``digits``) are split three ways by ``val_fraction`` / ``test_fraction``
+    and always normalised with training-split statistics. Torchvision datasets (``mnist``,
+    ``fashion_mnist``, ``cifar10``, ``cifar100``, ``image_folder``) are read from ``root``; their official
+    test split is the test split, validation is a stratified ``val_fraction`` of the official training
+    split, and ``test_fraction`` is ignored. ``image_size`` is for ``image_folder`` only.
+    """
+
+    dataset: str = "mnist5k"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    root: str = "data/01_raw"
+    download: bool = False
+    image_size: int | None = None
+    normalisation: str = "standard"
+    in_memory: bool = True
+
+    def check(self, where: str) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"{where}.dataset: unknown dataset {self.dataset!r}; allowed datasets: {DATASETS}")
+        require_choice(self, where, "normalisation", NORMALISATIONS)
+        if not is_vision(self.dataset):
+            if not self.in_memory:
+                raise ConfigError(
+                    f"{where}.in_memory: false only applies to the torchvision datasets; {self.dataset} is small "
+                    "and always held in memory"
+                )
+            self.split().check(where)
+            if self.download:
+                raise ConfigError(
+                    f"{where}.download: only applies to the torchvision datasets; {self.dataset} ships with the project"
+                )
+            if self.image_size is not None:
+                raise ConfigError(f"{where}.image_size: only applies to dataset: image_folder, got {self.image_size!r}")
+            return
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{where}.val_fraction: must be in (0, 1), got {self.val_fraction}")
+        size = self.image_size
+        if self.dataset == "image_folder":
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ConfigError(
+                    f"{where}.image_size: required for dataset: image_folder, a positive integer "
+                    f"(images are resized to image_size x image_size), got {size!r}"
+                )
+        elif size is not None:
+            raise ConfigError(
+                f"{where}.image_size: only applies to dataset: image_folder; remove it for {self.dataset} "
+                f"(its images keep their published size), got {size!r}"
+            )
+        self.vision().check(where)
+
+    def split(self) -> SplitConfig:
+        return SplitConfig(self.val_fraction, self.test_fraction, self.split_seed)
+
+    def vision(self) -> VisionDataConfig:
+        """The torchvision reader's config (torchvision datasets only)."""
+        return VisionDataConfig(name=self.dataset, root=self.root, download=self.download, image_size=self.image_size)
+
+    def shape(self, where: str = "data") -> tuple[tuple[int, ...], int]:
+        """(per-sample shape, classes) without loading images; image folders count ``root/train/<class>``."""
+        return dataset_shape(self.dataset, self.root, self.image_size, where)
+
+    def train_size(self) -> int:
+        """Training-split size used to size methods at validation (CRD's memory bank).
+
+        Image folders are not listed file by file at validation time, so a nominal size stands in;
+        training builds every method again with the real size.
+        """
+        size = expected_train_size(self.dataset, self.val_fraction, self.test_fraction)
+        return size if size is not None else max(2, self.shape()[1])
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    ece_bins: int = 15
+    latency_repeats: int = 50
+    throughput_batch: int = 256
+    device: str = "auto"  # where test predictions run; latency and throughput are always measured on the CPU
+    workers: int = 0  # DataLoader workers for a test split read from disk (data.in_memory: false)
+
+    def check(self, where: str) -> None:
+        require_positive(self, where, "ece_bins", "latency_repeats", "throughput_batch")
+        require_choice(self, where, "device", DEVICES)
+        require_non_negative(self, where, "workers")
+
+
+CORRECTIONS = ["holm", "bh", "none"]
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    baselines: tuple[str, ...] = ("ce", "kd")
+    confidence: float = 0.95
+    significance: float = 0.05
+    correction: str = "holm"
+
+    def check(self, where: str) -> None:
+        for key in ("confidence", "significance"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise ConfigError(f"{where}.{key}: must be in (0, 1), got {getattr(self, key)}")
+        if not self.baselines:
+            raise ConfigError(f"{where}.baselines: at least one baseline method is required")
+        require_choice(self, where, "correction", CORRECTIONS)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "distillation-studies"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One study arm: a registered method (``method``) with its typed hyperparameters."""
+
+    key: str
+    method: str
+    config: Any
+    raw: dict[str, Any]
+    settings: tuple[dict[str, Any], ...] = ({},)
+
+    def config_for(self, setting: Mapping[str, Any]) -> Any:
+        """The typed config with one swept setting applied (validated like any config)."""
+        return parse_method_config(self.method, {**self.raw, **setting}, f"methods.{self.key}")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    data: DataConfig
+    teacher_spec: dict[str, Any]
+    teacher_training: TrainConfig
+    teacher_seed: int
+    student_spec: dict[str, Any]
+    student_training: TrainConfig
+    methods: tuple[MethodEntry, ...]
+    seeds: tuple[int, ...]
+    student_specs: dict[str, dict[str, Any]]
+    arms: tuple[Arm, ...]
+    evaluation: EvaluationConfig
+    comparison: ComparisonConfig
+    constraints: Constraints
+    tracking: TrackingConfig
+
+
+def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = params.get(key)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: missing or not a mapping (check conf/base/parameters_*.yml)")
+    return value
+
+
+MODEL_SECTION_KEYS = ["model", "training", "seed", "checkpoint"]
+
+
+def parse_model_section(
+    section: Mapping[str, Any], role: str, data_summary: Mapping[str, Any]
+) -> tuple[dict[str, Any], TrainConfig, int]:
+    """A teacher/student section: model spec (sized to the data), training config and its seed."""
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{role}: missing or not a mapping (check conf/base/parameters_*.yml)")
+    unknown = sorted(set(section) - set(MODEL_SECTION_KEYS))
+    if unknown:
+        raise ConfigError(f"{role}.{unknown[0]}: unknown key; allowed keys: {MODEL_SECTION_KEYS}")
+    in_shape, classes = tuple(data_summary["input_shape"]), int(data_summary["num_classes"])
+    spec = make_spec(section.get("model") or {}, in_shape, classes, where=f"{role}.model")
+    training = parse_dataclass(TrainConfig, section.get("training"), f"{role}.training")
+    seed = section.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"{role}.seed: must be a non-negative integer, got {seed!r}")
+    checkpoint = section.get("checkpoint")
+    if checkpoint is not None and (role != "teacher" or not isinstance(checkpoint, str) or not checkpoint):
+        raise ConfigError(f"{role}.checkpoint: only the teacher can be imported, from a file path (got {checkpoint!r})")
+    return spec, training, seed
+
+
+def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
+    where = f"methods.{key}"
+    if not METHOD_NAME.match(str(key)):
+        raise ConfigError(f"{where}: method keys must be identifiers (letters, digits, underscores)")
+    raw = dict(raw or {})
+    name = raw.pop("method", key)
+    sweep = raw.pop("sweep", None)
+    method_class(name, f"{where}.method" if name != key else where)
+    settings = tuple(sweep_settings(sweep, f"{where}.sweep"))
+    for setting in settings:  # every swept value is checked as the method's own config
+        parse_method_config(name, {**raw, **setting}, where)
+    return MethodEntry(key, name, parse_method_config(name, raw, where), raw, settings)
+
+
+def _seeds(raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ConfigError(f"seeds: must be a non-empty list of integers, got {raw!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw):
+        raise ConfigError(f"seeds: every seed must be a non-negative integer, got {list(raw)}")
+    if len(set(raw)) != len(raw):
+        raise ConfigError(f"seeds: seeds must be distinct, got {list(raw)}")
+    return tuple(raw)
+
+
+def _student_specs(
+    students: Mapping[str, Any] | None, default_spec: dict[str, Any], data_summary: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Student architectures swept for capacity, by name; the ``student.model`` alone by default."""
+    if not students:
+        return {DEFAULT_STUDENT: default_spec}
+    if not isinstance(students, Mapping):
+        raise ConfigError("grid.students: must map student names to model sections")
+    in_shape, classes = tuple(data_summary["input_shape"]), int(data_summary["num_classes"])
+    specs = {}
+    for name, model in students.items():
+        if not METHOD_NAME.match(str(name)):
+            raise ConfigError(f"grid.students.{name}: names must be identifiers (letters, digits, underscores)")
+        specs[name] = make_spec(model or {}, in_shape, classes, where=f"grid.students.{name}")
+    return specs
+
+
+def validate_study(params: Mapping[str, Any]) -> StudyConfig:
+    """Check the whole study, including feature layers against the real models, and freeze it."""
+    unknown = sorted(set(params) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown top-level parameter; allowed keys: {TOP_LEVEL_KEYS}")
+    data = parse_dataclass(DataConfig, _section(params, "data"), "data")
+    in_shape, classes = data.shape()
+    data_summary = {"input_shape": in_shape, "num_classes": classes}
+    teacher_spec, teacher_training, teacher_seed = parse_model_section(params.get("teacher"), "teacher", data_summary)
+    student_spec, student_training, _ = parse_model_section(params.get("student"), "student", data_summary)
+    methods_raw = _section(params, "methods")
+    if not methods_raw:
+        raise ConfigError("methods: at least one method is required")
+    methods = tuple(parse_method_entry(key, raw) for key, raw in methods_raw.items())
+    seeds = _seeds(params.get("seeds"))
+    comparison = parse_dataclass(ComparisonConfig, params.get("comparison"), "comparison")
+    for baseline in comparison.baselines:
+        if baseline not in methods_raw:
+            raise ConfigError(
+                f"comparison.baselines: {baseline!r} is not one of the study's methods {list(methods_raw)}"
+            )
+    constraints = parse_dataclass(Constraints, params.get("recommendation"), "recommendation")
+    grid = params.get("grid") or {}
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"grid.{unknown[0]}: unknown key; allowed keys: {GRID_KEYS}")
+    student_specs = _student_specs(grid.get("students"), student_spec, data_summary)
+    fractions = check_label_fractions(grid.get("label_fractions", [1.0]))
+    arms = expand_arms({e.key: list(e.settings) for e in methods}, list(student_specs), fractions)
+    teacher = build_model(teacher_spec)
+    num_train = data.train_size()
+    entries = {e.key: e for e in methods}
+    for arm in arms:
+        entry, student = entries[arm.method_key], build_model(student_specs[arm.student])
+        build_method(entry.method, entry.config_for(arm.setting), student, teacher, num_train, where=f"methods.{entry.key}")
+    return StudyConfig(
+        data=data,
+        teacher_spec=teacher_spec,
+        teacher_training=teacher_training,
+        teacher_seed=teacher_seed,
+        student_spec=student_spec,
+        student_training=student_training,
+        methods=methods,
+        seeds=seeds,
+        student_specs=student_specs,
+        arms=tuple(arms),
+        evaluation=parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation"),
+        comparison=comparison,
+        constraints=constraints,
+        tracking=parse_dataclass(TrackingConfig, params.get("tracking"), "tracking"),
+    )

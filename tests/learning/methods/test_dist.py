@@ -1,0 +1,101 @@
+"""DIST (Huang et al., NeurIPS 2022): inter/intra-class Pearson relations checked by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.learning.methods import METHODS, parse_method_config
+from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.dist import DIST
+from tests.method_checks import assert_gradients_flow, tiny_cnn
+
+STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 0.5], [3.0, 0.0, 0.0, 1.0]]
+TEACHER = [[4.0, 0.0, 1.0, -2.0], [0.5, 0.5, 1.5, 3.0], [6.0, -1.0, 2.0, 0.0]]
+LABELS = [1, 3, 0]
+
+
+def _softmax(row, temperature=1.0):
+    exps = [math.exp(v / temperature) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def _pearson(u, v):
+    mu, mv = sum(u) / len(u), sum(v) / len(v)
+    cov = sum((a - mu) * (b - mv) for a, b in zip(u, v))
+    return cov / math.sqrt(sum((a - mu) ** 2 for a in u) * sum((b - mv) ** 2 for b in v))
+
+
+def _hand_dist(student, teacher, tau):
+    """(L_inter, L_intra) = tau^2 * mean(1 - rho) over rows (samples) and over columns (classes)."""
+    ys = [_softmax(r, tau) for r in student]
+    yt = [_softmax(r, tau) for r in teacher]
+    inter = sum(1 - _pearson(s, t) for s, t in zip(ys, yt)) / len(ys)
+    columns = range(len(ys[0]))
+    intra = sum(1 - _pearson([r[j] for r in ys], [r[j] for r in yt]) for j in columns) / len(ys[0])
+    return tau**2 * inter, tau**2 * intra
+
+
+def _dist(**settings) -> DIST:
+    config = parse_method_config("dist", settings, "methods.dist")
+    return DIST(config, MethodSetup({}, {}, num_classes=4, num_train=len(LABELS)))
+
+
+def _run(method, student=STUDENT, teacher=TEACHER, labels=LABELS):
+    batch = Batch(torch.zeros(len(labels), 1), torch.tensor(labels), torch.arange(len(labels)))
+    return method(
+        ModelOutputs(torch.tensor(student, dtype=torch.float64)),
+        ModelOutputs(torch.tensor(teacher, dtype=torch.float64)),
+        batch,
+    )
+
+
+def test_registered_with_defaults():
+    assert METHODS["dist"] is DIST
+    config = parse_method_config("dist", {}, "methods.dist")
+    assert (config.beta, config.gamma, config.tau, config.ce_weight) == (1.0, 1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(("beta", "gamma", "tau"), [(1.0, 1.0, 1.0), (2.0, 0.5, 4.0)])
+def test_terms_match_hand_formula(beta, gamma, tau):
+    terms = _run(_dist(beta=beta, gamma=gamma, tau=tau))
+    inter, intra = _hand_dist(STUDENT, TEACHER, tau)
+    assert set(terms) == {"ce", "dist_inter", "dist_intra"}
+    assert terms["dist_inter"].item() == pytest.approx(beta * inter, rel=1e-6)
+    assert terms["dist_intra"].item() == pytest.approx(gamma * intra, rel=1e-6)
+    ce = sum(-math.log(_softmax(r)[y]) for r, y in zip(STUDENT, LABELS)) / len(LABELS)
+    assert terms["ce"].item() == pytest.approx(ce, rel=1e-9)
+
+
+def test_zero_when_student_equals_teacher():
+    terms = _run(_dist(tau=2.0), student=TEACHER)
+    assert terms["dist_inter"].item() == pytest.approx(0.0, abs=1e-7)
+    assert terms["dist_intra"].item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_single_sample_batch_is_finite():
+    terms = _run(_dist(), STUDENT[:1], TEACHER[:1], LABELS[:1])
+    assert all(torch.isfinite(t) for t in terms.values())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("tau", 0.0, "must be > 0"),
+        ("beta", -1.0, "must be >= 0"),
+        ("gamma", -1.0, "must be >= 0"),
+        ("ce_weight", -0.1, "must be >= 0"),
+        ("tau", "warm", "expected float"),
+    ],
+)
+def test_bad_values_name_the_key(key, value, message):
+    with pytest.raises(ConfigError, match=rf"methods\.dist\.{key}: {message}"):
+        parse_method_config("dist", {key: value}, "methods.dist")
+
+
+def test_gradients_flow():
+    torch.manual_seed(0)
+    assert_gradients_flow("dist", {}, tiny_cnn(), tiny_cnn((8, 16), 32))

@@ -1,0 +1,107 @@
+"""The dependency layers of the package, held by reading every import.
+
+Lower layers never import higher ones, and each layer imports only the third-party packages of
+its job: the torch code never sees pandas, Kedro or MLflow; the analysis never sees torch or text
+formatting; the report never trains; the study schema never touches Kedro. Only the shell
+(pipelines, hooks, tracking, datasets, settings) ties them to Kedro and MLflow.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+import distillation_studies
+
+PACKAGE = Path(distillation_studies.__file__).parent
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+# layer -> (internal layers it may import, third-party roots it may import)
+LAYERS: dict[str, tuple[set[str], set[str]]] = {
+    "common": (set(), set()),
+    "learning": ({"common"}, {"torch", "torchvision", "numpy", "sklearn", "PIL", "mlxtend"}),
+    "analysis": ({"common"}, {"numpy", "pandas", "scipy"}),
+    "report": ({"common", "analysis"}, {"numpy", "pandas", "matplotlib", "tabulate"}),
+    "study": ({"common", "learning", "analysis"}, {"numpy"}),
+}
+SHELL_FILES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in LAYERS)
+
+
+def layer_of(path: Path) -> str:
+    top = path.relative_to(PACKAGE).parts[0]
+    return top if top in LAYERS else "shell"
+
+
+def imports(source: str) -> set[str]:
+    """Dotted name of every absolute import, including ones nested in functions and import_module calls."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module":
+            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value)
+    return names
+
+
+def violations(source: str, layer: str) -> list[str]:
+    """Imports that a module of ``layer`` may not make."""
+    internal, third_party = LAYERS[layer]
+    found = []
+    for name in sorted(imports(source)):
+        parts = name.split(".")
+        if parts[0] == "distillation_studies":
+            target = parts[1] if len(parts) > 1 else ""
+            if target != layer and target not in internal:
+                found.append(name)
+        elif parts[0] not in STDLIB and parts[0] not in third_party:
+            found.append(name)
+    return found
+
+
+LAYER_FILES = sorted(p for p in PACKAGE.rglob("*.py") if layer_of(p) != "shell")
+
+
+def test_every_layer_has_modules():
+    assert {layer_of(p) for p in LAYER_FILES} == set(LAYERS)
+    assert {"learning/training.py", "learning/methods/kd.py", "analysis/recommend.py", "report/plots.py", "study/schema.py"} <= {
+        p.relative_to(PACKAGE).as_posix() for p in LAYER_FILES
+    }
+
+
+@pytest.mark.parametrize("path", LAYER_FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_module_respects_its_layer(path):
+    assert violations(path.read_text(), layer_of(path)) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "layer"),
+    [
+        ("import kedro", "learning"),
+        ("import pandas as pd", "learning"),
+        ("from distillation_studies.analysis.stats import mean_ci", "learning"),
+        ("def f():\n    import mlflow", "study"),
+        ("importlib.import_module('matplotlib')", "analysis"),
+        ("from distillation_studies.report.plots import pareto_plot", "analysis"),
+        ("from distillation_studies.learning import training", "report"),
+        ("import torch", "report"),
+        ("from distillation_studies.study.grid import Arm", "learning"),
+        ("from distillation_studies import hooks", "study"),
+    ],
+)
+def test_checker_catches_forbidden_imports(source, layer):
+    assert violations(source, layer)
+
+
+@pytest.mark.parametrize(
+    ("source", "layer"),
+    [("import torch.nn as nn", "learning"), ("from distillation_studies.common.errors import ConfigError", "analysis"),
+     ("import json", "report"), ("from distillation_studies.analysis.recommend import recommend", "study")],
+)
+def test_checker_allows_the_layer_below(source, layer):
+    assert violations(source, layer) == []
