@@ -3,8 +3,9 @@ keys they name; everything else is Kedro's default."""
 
 from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.hooks import StudyHooks
+from distillation_studies.progress import ProgressHooks
 
-HOOKS = (StudyHooks(),)
+HOOKS = (StudyHooks(), ProgressHooks())
 CONFIG_LOADER_CLASS = StudyConfigLoader
 
 import warnings
