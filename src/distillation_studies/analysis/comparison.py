@@ -183,10 +183,15 @@ def comparison_table(runs: pd.DataFrame, statistics: Statistics) -> tuple[pd.Dat
 
 
 def baseline_pairs(tests: pd.DataFrame, baselines: tuple[str, ...] | list[str]) -> pd.DataFrame:
-    """The tests the table reads: each arm against each baseline of its cell, oriented arm - baseline."""
+    """The tests the table reads: each arm against each baseline of its cell, oriented arm - baseline;
+    a pair of baselines once (the later against the earlier), since its mirror adds nothing."""
     both = oriented(tests)
-    rows = both[both["reference_method"].isin(list(baselines)) & both["same_cell"] & (both["arm_method"] != both["reference_method"])]
     order = {b: i for i, b in enumerate(baselines)}
+    earlier_baseline = both["arm_method"].map(order).lt(both["reference_method"].map(order))
+    rows = both[
+        both["reference_method"].isin(list(baselines)) & both["same_cell"]
+        & (both["arm_method"] != both["reference_method"]) & ~earlier_baseline
+    ]
     metric_order = {m: i for i, m in enumerate(dict.fromkeys(tests["metric"]))}
     return rows.sort_values(
         ["metric", "reference_method", "arm"],

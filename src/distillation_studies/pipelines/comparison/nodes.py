@@ -128,7 +128,7 @@ def build_report(
         published = [("Reproduced vs published", sections.reference_markdown(reproduced_vs_published, statistics.confidence))]
     parts = [
         (title(recommendation), recommendation_markdown(recommendation)),
-        ("Method comparison", sections.comparison_markdown(comparison_table, paired_tests, teacher_metrics, data_summary, statistics)),
+        ("Comparison", sections.comparison_markdown(comparison_table, paired_tests, teacher_metrics, data_summary, statistics)),
         *published,
         ("Capacity gap", sections.capacity_markdown(capacity_report)),
         ("Hyperparameter settings (validation only)", sections.sensitivity_markdown(sensitivity_table)),
