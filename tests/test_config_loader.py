@@ -45,6 +45,6 @@ def test_each_environment_writes_its_results_under_its_own_paths():
     default, tiny, local = catalog_paths(None), catalog_paths("tiny"), catalog_paths("local")
     assert default["comparison_table"] == "data/08_reporting/default/comparison_table.csv" == local["comparison_table"]
     assert tiny["comparison_table"] == "data/08_reporting/tiny/comparison_table.csv"
-    assert tiny["students.{method}.{seed}.model"] == "data/06_models/tiny/students/{method}/{seed}/model.pt"
+    assert tiny["students.{arm}.seed_{seed}.model"] == "data/06_models/tiny/students/{arm}/seed_{seed}/model.pt"
     shared = {name for name in default if default[name] == tiny[name]}
     assert shared == {"published_reference"}  # an input, read by every CIFAR-100 study

@@ -12,6 +12,7 @@ from distillation_studies.learning.methods import build_method
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import parse_method_entry
+from distillation_studies.study.identity import ArmRun
 from distillation_studies.learning.training import TrainConfig, train
 from distillation_studies.pipelines.teacher.nodes import history_record
 
@@ -42,7 +43,7 @@ def distil_student(
     loss = build_method(entry.method, config, model, teacher_model, train_size, f"methods.{entry.key}")
     teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
     result = train(
-        model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=f"{arm['key']}/seed_{seed}"
+        model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=ArmRun(arm["key"], seed).key
     )
     last = build_model(spec)
     last.load_state_dict(result.last_state)
