@@ -73,7 +73,7 @@ def comparison_table(
     """
     summary = summarise_by_group(runs, QUALITY_METRICS + COST_METRICS, "arm", confidence)
     labels = runs.drop_duplicates("arm").set_index("arm")[[c for c in ARM_LABELS if c != "arm" and c in runs]]
-    table = summary.join(labels, on="arm")
+    table = summary.join(labels, on="arm").join(failure_flags(runs), on="arm")
     tests = _paired_tests_by_cell(runs, baselines, significance, confidence, correction)
     lookup = pd.concat([tests, _mirrored(tests, runs)], ignore_index=True)
     for baseline in baselines:
@@ -84,6 +84,19 @@ def comparison_table(
             table[f"{metric}_p_adjusted_vs_{baseline}"] = table["arm"].map(part["p_adjusted"])
             table[f"{metric}_within_noise_vs_{baseline}"] = table["arm"].map(part["within_noise"])
     return table, tests
+
+
+def failure_flags(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per arm: ``usable`` (no seed flagged at training) and ``failure`` (each flagged seed's reason).
+
+    One diverged or chance-level seed makes the whole arm unusable: its mean would mix in garbage.
+    """
+    flagged = runs["failure"].fillna("").astype(str) if "failure" in runs else pd.Series("", index=runs.index)
+    rows = {}
+    for arm, group in runs.assign(_failure=flagged).groupby("arm", sort=False):
+        reasons = [f"seed {seed}: {reason}" for seed, reason in zip(group["seed"], group["_failure"]) if reason]
+        rows[arm] = {"usable": not reasons, "failure": "; ".join(reasons)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["usable", "failure"])
 
 
 def _mirrored(tests: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -157,6 +170,8 @@ def headline_table(table: pd.DataFrame, baselines: list[str]) -> pd.DataFrame:
             "latency ms": f"{row['latency_ms_mean']:.3f}",
             "train s": f"{row['train_time_s_mean']:.1f}",
         }
+        if not row.get("usable", True):
+            entry["arm"] = f"{row['arm']} (FAILED: not ranked)"
         for baseline in baselines:
             diff = row.get(f"test_accuracy_diff_vs_{baseline}", math.nan)
             entry[f"Δacc vs {baseline} (pp)"] = "" if pd.isna(diff) else f"{100 * diff:+.2f}"

@@ -31,6 +31,7 @@ COST_LIMITS = {
 }
 COSTS_SHOWN = ("parameters", "flops", "latency_ms", "train_time_s")
 MAX_SEEDS = 1000
+FAILED = "training failed:"  # reason prefix of candidates whose training diverged or never beat chance
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,15 @@ class Recommendation:
             "Constraints: " + (", ".join(f"{k} = {_number(v)}" for k, v in limits.items()) if limits else "none") + "."
         )
         lines.append("")
+        failed = [e for e in self.excluded if e.reasons[0].startswith(FAILED)]
         if not self.ranked:
-            lines += ["No candidate meets the constraints.", ""]
+            lines += [
+                "No candidate is usable: every arm failed its training (see below) or broke a constraint, so "
+                "nothing is ranked."
+                if failed
+                else "No candidate meets the constraints.",
+                "",
+            ]
         for entry in self.ranked:
             lines += [f"{entry.rank_label}. **{entry.candidate}**: {entry.reason}", ""]
         if self.ranked:
@@ -152,9 +160,13 @@ class Recommendation:
                 "",
             ]
         lines += [f"**Enough seeds:** {'yes' if self.enough_seeds else 'no'}. {self.seeds_message}", ""]
-        if self.excluded:
+        if failed:
+            lines += ["**Failed training (never ranked):**", ""]
+            lines += [f"- **{entry.candidate}**: {entry.reason}" for entry in failed]
+            lines.append("")
+        if len(failed) < len(self.excluded):
             lines += ["**Excluded by the constraints:**", ""]
-            lines += [f"- **{entry.candidate}**: {entry.reason}" for entry in self.excluded]
+            lines += [f"- **{entry.candidate}**: {entry.reason}" for entry in self.excluded if entry not in failed]
             lines.append("")
         return "\n".join(lines)
 
@@ -208,6 +220,8 @@ def recommend(summary: pd.DataFrame, runs: pd.DataFrame, constraints: Constraint
     for _, row in summary.iterrows():
         candidate = str(row["candidate"])
         reasons = _violations(row, summary, constraints)
+        if "usable" in summary and not _truthy(row["usable"]):  # diverged or chance-level training
+            reasons.insert(0, f"{FAILED} {row.get('failure') or 'flagged unusable'}")
         mean = _float(row[f"{metric}_mean"])
         if math.isnan(mean):
             reasons.append(f"{metric} unknown (no finished runs)")
@@ -447,6 +461,11 @@ def _no_duplicates(df: pd.DataFrame, where: str, keys: list[str]) -> None:
         first = duplicated.iloc[0]
         named = ", ".join(f"{k}={first[k]!r}" for k in keys)
         raise ConfigError(f"{where}: {named} appears more than once; expected one row per {' and '.join(keys)}")
+
+
+def _truthy(value: Any) -> bool:
+    """A ``usable`` cell as read back from CSV or parquet (bool, numpy bool, or 'True'/'False')."""
+    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
 
 
 def _float(value: Any) -> float:

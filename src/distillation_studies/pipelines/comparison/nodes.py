@@ -15,7 +15,7 @@ from distillation_studies.report import plots
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.report.html import HTML, html_report, markdown_to_html
 from distillation_studies.analysis.pareto import pareto_fronts
-from distillation_studies.analysis.recommend import Constraints, recommend
+from distillation_studies.analysis.recommend import FAILED, Constraints, recommend
 from distillation_studies.study.schema import ComparisonConfig
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ def recommend_method(
     runs = runs[runs["candidate"].isin(set(comparison_table["arm"]))]
     result = recommend(comparison_table.rename(columns={"arm": "candidate"}), runs, constraints)
     log.info("Which method should I use?\n%s", result.to_markdown())
+    failed = [e for e in result.excluded if e.reasons[0].startswith(FAILED)]
+    if failed:
+        log.warning("%d arm(s) failed and are not ranked:\n%s", len(failed), "\n".join(f"- {e.candidate}: {e.reason}" for e in failed))
     return {**result.to_dict(), "markdown": result.to_markdown()}
 
 
