@@ -3,9 +3,12 @@ keys they name; everything else is Kedro's default."""
 
 from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.hooks import StudyHooks
+from distillation_studies.preflight import DataFolderHooks
 from distillation_studies.progress import ProgressHooks
 
-HOOKS = (StudyHooks(), ProgressHooks())
+# Pluggy calls the last-registered hook first: DataFolderHooks checks the output folders before the
+# tracking hook opens an MLflow run.
+HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks())
 CONFIG_LOADER_CLASS = StudyConfigLoader
 
 import warnings

@@ -164,7 +164,7 @@ def comparison_table(runs: pd.DataFrame, statistics: Statistics) -> tuple[pd.Dat
     metrics = [m for m in QUALITY_METRICS + COST_METRICS if m in runs.columns]
     summary = summarise_by_group(runs, metrics, "arm", statistics.confidence)
     labels = runs.drop_duplicates("arm").set_index("arm")[[c for c in ARM_LABELS if c != "arm" and c in runs]]
-    table = summary.join(labels, on="arm")
+    table = summary.join(labels, on="arm").join(failure_flags(runs), on="arm")
     tests = pairwise_tests(runs, statistics, [m for m in TESTED_METRICS if m in runs.columns])
     both = oriented(tests)
     for baseline in statistics.baselines:
@@ -180,6 +180,19 @@ def comparison_table(runs: pd.DataFrame, statistics: Statistics) -> tuple[pd.Dat
                 table["method"] == baseline, BASELINE, verdicts.where(verdicts.notna(), NO_BASELINE)
             )
     return table, tests
+
+
+def failure_flags(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per arm: ``usable`` (no seed flagged at training) and ``failure`` (each flagged seed's reason).
+
+    One diverged or chance-level seed makes the whole arm unusable: its mean would mix in garbage.
+    """
+    flagged = runs["failure"].fillna("").astype(str) if "failure" in runs else pd.Series("", index=runs.index)
+    rows = {}
+    for arm, group in runs.assign(_failure=flagged).groupby("arm", sort=False):
+        reasons = [f"seed {seed}: {reason}" for seed, reason in zip(group["seed"], group["_failure"]) if reason]
+        rows[arm] = {"usable": not reasons, "failure": "; ".join(reasons)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["usable", "failure"])
 
 
 def baseline_pairs(tests: pd.DataFrame, baselines: tuple[str, ...] | list[str]) -> pd.DataFrame:

@@ -37,6 +37,7 @@ COSTS_SHOWN = ("parameters", "flops", "latency_ms", "train_time_s")
 MAX_SEEDS = 1000
 # Keys of ``recommendation:`` that moved to the one statistics section, ``comparison:``.
 MOVED_TO_COMPARISON = ("significance", "confidence")
+FAILED = "failed"  # Violation key of a candidate whose training diverged or never beat chance
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,8 @@ def recommend(
     for _, row in summary.iterrows():
         candidate = str(row["candidate"])
         violations = _violations(row, summary, constraints)
+        if "usable" in summary and not _truthy(row["usable"]):  # diverged or chance-level training
+            violations.insert(0, Violation(FAILED, str(row.get("failure") or "flagged unusable"), math.nan, None))
         mean = _float(row[f"{metric}_mean"])
         if math.isnan(mean):
             violations.append(Violation("metric", metric, math.nan, None))
@@ -437,6 +440,16 @@ def _no_duplicates(df: pd.DataFrame, where: str, keys: list[str]) -> None:
         first = duplicated.iloc[0]
         named = ", ".join(f"{k}={first[k]!r}" for k in keys)
         raise ConfigError(f"{where}: {named} appears more than once; expected one row per {' and '.join(keys)}")
+
+
+def _truthy(value: Any) -> bool:
+    """A ``usable`` cell as read back from CSV or parquet (bool, numpy bool, or 'True'/'False')."""
+    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
+
+
+def failed(excluded: Excluded) -> bool:
+    """Whether a candidate was excluded because its training failed (not by a constraint)."""
+    return any(v.key == FAILED for v in excluded.violations)
 
 
 def _float(value: Any) -> float:

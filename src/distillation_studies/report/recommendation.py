@@ -29,6 +29,8 @@ def violation_text(violation: Mapping[str, Any]) -> str:
     key, quantity, value, limit = violation["key"], violation["quantity"], _nan(violation["value"]), violation["limit"]
     if key == "metric":
         return f"{quantity} unknown (no finished runs)"
+    if key == r.FAILED:
+        return f"training failed: {quantity}"
     if math.isnan(value):
         return f"{quantity} unknown, {key} = {number(limit)}"
     relation = "<" if key == "min_accuracy" else ">"
@@ -121,8 +123,15 @@ def recommendation_markdown(record: r.Recommendation | Mapping[str, Any], headin
     statistics, limits = record["statistics"], {k: v for k, v in record["constraints"].items() if k in (*r.COST_LIMITS, "min_accuracy") and v is not None}
     lines = [f"## {title(record)}", ""] if heading else []
     lines += ["Constraints: " + (", ".join(f"{k} = {number(v)}" for k, v in limits.items()) if limits else "none") + ".", ""]
+    failed = [e for e in record["excluded"] if any(v["key"] == r.FAILED for v in e["violations"])]
+    constrained = [e for e in record["excluded"] if e not in failed]
     if not record["ranked"]:
-        lines += ["No candidate meets the constraints.", ""]
+        lines += [
+            "No candidate is usable: every arm failed its training (see below) or broke a constraint, so nothing is ranked."
+            if failed
+            else "No candidate meets the constraints.",
+            "",
+        ]
     for entry in record["ranked"]:
         lines += [f"{entry['rank_label']}. **{entry['candidate']}**: {candidate_text(record, entry)}", ""]
     if record["ranked"]:
@@ -134,8 +143,9 @@ def recommendation_markdown(record: r.Recommendation | Mapping[str, Any], headin
             "",
         ]
     lines += [f"**Enough seeds:** {'yes' if record['enough_seeds'] else 'no'}. {seeds_text(record)}", ""]
-    if record["excluded"]:
-        lines += ["**Excluded by the constraints:**", ""]
-        lines += [f"- **{e['candidate']}**: {'; '.join(violation_text(v) for v in e['violations'])}" for e in record["excluded"]]
-        lines.append("")
+    for heading, entries in (("**Failed training (never ranked):**", failed), ("**Excluded by the constraints:**", constrained)):
+        if entries:
+            lines += [heading, ""]
+            lines += [f"- **{e['candidate']}**: {'; '.join(violation_text(v) for v in e['violations'])}" for e in entries]
+            lines.append("")
     return "\n".join(lines)

@@ -65,8 +65,9 @@ def noise_rows(table: pd.DataFrame, baselines: tuple[str, ...] | list[str], metr
     """One row per arm: its mean, and per baseline the signed difference with its interval and the verdict."""
     rows = []
     for _, row in table.iterrows():
+        usable = row.get("usable", True)
         entry = {
-            "arm": row["arm"],
+            "arm": row["arm"] if usable is True or str(usable).lower() == "true" else f"{row['arm']} (FAILED: not ranked)",
             "seeds": str(int(row["seeds"])),
             f"{reported_metric(metric).label}, {unit(metric)}": with_ci(metric, row[f"{metric}_mean"], row[f"{metric}_ci_low"]),
         }

@@ -12,7 +12,7 @@ from distillation_studies.analysis import comparison as core
 from distillation_studies.analysis import reference
 from distillation_studies.analysis.pareto import pareto_fronts
 from distillation_studies.analysis.pooled import mean_per_class, pool_reliability
-from distillation_studies.analysis.recommend import Constraints, recommend
+from distillation_studies.analysis.recommend import Constraints, failed, recommend
 from distillation_studies.analysis.stats import Statistics
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.report import plots, sections
@@ -78,6 +78,10 @@ def recommend_method(
     record = result.to_dict()
     markdown = recommendation_markdown(record, heading=True)
     log.info("Which method should I use?\n%s", markdown)
+    failures = [e for e in result.excluded if failed(e)]
+    if failures:
+        log.warning("%d arm(s) failed and are not ranked:\n%s", len(failures), "\n".join(
+            f"- {e.candidate}: {e.violations[0].quantity}" for e in failures))
     return {**record, "markdown": markdown}
 
 
