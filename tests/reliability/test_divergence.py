@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from distillation_studies.analysis.comparison import failure_flags, headline_table
-from distillation_studies.analysis.recommend import recommend
+from distillation_studies.analysis.comparison import failure_flags
+from distillation_studies.analysis.recommend import failed, recommend
 from distillation_studies.learning.divergence import (
     EXPLODED_LOSS,
     DivergenceError,
@@ -23,6 +23,8 @@ from distillation_studies.learning.divergence import (
 from distillation_studies.learning.methods import build_method, parse_method_config
 from distillation_studies.learning.methods.base import DistillationMethod
 from distillation_studies.learning.training import TrainConfig, train
+from distillation_studies.report.recommendation import recommendation_markdown, violation_text
+from distillation_studies.report.sections import noise_rows
 from tests.method_checks import tiny_mlp
 
 
@@ -115,9 +117,12 @@ def test_the_recommender_never_ranks_a_failed_arm():
     runs = _runs()
     result = recommend(_summary(runs), runs)
     assert [c.candidate for c in result.ranked] == ["ce"]  # kd's mean 0.47 and rkd's 0.095 are not ranked
-    excluded = {e.candidate: e.reason for e in result.excluded}
-    assert excluded["kd"].startswith("training failed: seed 1: diverged")
-    assert "Failed training (never ranked)" in result.to_markdown()
+    excluded = {e.candidate: e for e in result.excluded}
+    assert failed(excluded["kd"]) and failed(excluded["rkd"])
+    record = result.to_dict()
+    kd = next(e for e in record["excluded"] if e["candidate"] == "kd")
+    assert violation_text(kd["violations"][0]).startswith("training failed: seed 1: diverged")
+    assert "Failed training (never ranked)" in recommendation_markdown(record)
 
 
 def test_no_usable_candidate_is_said_rather_than_ranking_chance_level_students():
@@ -125,7 +130,7 @@ def test_no_usable_candidate_is_said_rather_than_ranking_chance_level_students()
     runs["failure"] = "loss exploded: ..."
     result = recommend(_summary(runs), runs)
     assert result.ranked == () and result.best == []
-    assert "No candidate is usable" in result.to_markdown()
+    assert "No candidate is usable" in recommendation_markdown(result)
 
 
 def test_the_headline_table_marks_failed_arms():
@@ -136,7 +141,7 @@ def test_the_headline_table_marks_failed_arms():
             **{f"{c}_mean": [1.0, 1.0] for c in ("parameters", "training_parameters", "flops", "latency_ms", "train_time_s")},
         }
     )
-    assert list(headline_table(table, [])["arm"]) == ["ce", "kd (FAILED: not ranked)"]
+    assert [row["arm"] for row in noise_rows(table, [])] == ["ce", "kd (FAILED: not ranked)"]
 
 
 def test_a_real_method_diverges_with_a_huge_weight():
