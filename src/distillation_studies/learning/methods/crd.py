@@ -100,6 +100,8 @@ def nce_loss(log_p: Tensor, negatives: int, num_train: int) -> Tensor:
 
 class ContrastiveRepresentationDistillation(LayerPairMethod):
     Config = CRDConfig
+    label_terms = frozenset({"ce"})  # positives are the sample itself (its index), not its class: no label
+    unlabelled = "learn"
 
     def __init__(self, config: CRDConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

@@ -54,6 +54,8 @@ def rkd_angle_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
 class RelationalKD(LayerPairMethod):
     Config = RKDConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
