@@ -29,8 +29,13 @@ COST_METRICS = ["parameters", "training_parameters", "flops", "latency_ms", "thr
 # Paired against the baselines: quality, and training time (the one cost that varies with the seed).
 TESTED_METRICS = ["test_accuracy", "test_nll", "test_ece", "test_teacher_agreement", "train_time_s"]
 SELECTION_METRIC = "best_val_accuracy"
-CELL = ["student", "label_fraction"]
-ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "train_size"]
+CELL = ["student", "label_fraction", "transfer_set", "label_noise"]
+ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "transfer_set", "label_noise", "train_size"]
+
+
+def _cell(runs: pd.DataFrame) -> list[str]:
+    """The cell columns a table has (transfer_set and label_noise are absent from older runs)."""
+    return [c for c in CELL if c in runs.columns]
 
 
 def split_details(student_metrics: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, dict]]:
@@ -52,8 +57,8 @@ def select_settings(runs: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.Da
     summary = summarise_by_group(runs, [SELECTION_METRIC], "arm", confidence)
     labels = runs.drop_duplicates("arm").set_index("arm")
     hp_columns = [c for c in runs.columns if c.startswith("hp_")]
-    summary = summary.join(labels[["method", "setting", *CELL, *hp_columns]], on="arm")
-    best = summary.loc[summary.groupby(["method", *CELL], sort=False)[f"{SELECTION_METRIC}_mean"].idxmax(), "arm"]
+    summary = summary.join(labels[["method", "setting", *_cell(runs), *hp_columns]], on="arm")
+    best = summary.loc[summary.groupby(["method", *_cell(runs)], sort=False)[f"{SELECTION_METRIC}_mean"].idxmax(), "arm"]
     summary["selected"] = summary["arm"].isin(set(best))
     return runs[runs["arm"].isin(set(best))].reset_index(drop=True), summary
 
@@ -101,7 +106,7 @@ def _paired_tests_by_cell(
     runs: pd.DataFrame, baselines: list[str], significance: float, confidence: float, correction: str
 ) -> pd.DataFrame:
     parts = []
-    for _, cell in runs.groupby(CELL, sort=False):
+    for _, cell in runs.groupby(_cell(runs), sort=False):
         arm_of_method = cell.drop_duplicates("method").set_index("method")["arm"]
         present = [arm_of_method[b] for b in baselines if b in arm_of_method]
         if not present:

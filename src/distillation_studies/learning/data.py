@@ -325,6 +325,11 @@ def labelled_mask(split: Split, fraction: float, seed: int) -> Tensor:
     return mask
 
 
+def labelled_part(split: Split, mask: Tensor) -> Split:
+    """The labelled samples of a transfer-set split (``mask`` from :func:`labelled_mask`)."""
+    return _select(split, mask.nonzero().flatten())
+
+
 def corrupt_labels(labels: Tensor, rate: float, num_classes: int, model: str, seed: int) -> tuple[Tensor, Tensor]:
     """(noisy labels, changed flags): exactly ``round(rate * n)`` labels changed, reproducible from ``seed``.
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from distillation_studies.common.config import parse_dataclass
-from distillation_studies.learning.methods import build_method
+from distillation_studies.learning.data import labelled_part
+from distillation_studies.learning.methods import build_method, method_class
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import parse_method_entry
@@ -36,13 +37,15 @@ def distil_student(
     training = parse_dataclass(TrainConfig, student_training, "student.training")
     entry = parse_method_entry(arm["method_key"], method)
     config = entry.config_for(arm["setting"])
+    train_data, labelled = transfer_split(model_input, entry.method, config)
     torch.manual_seed(seed)
     model = build_model(spec)
-    train_size = len(labels_of(model_input["train"]))
+    train_size = len(labels_of(train_data))
     loss = build_method(entry.method, config, model, teacher_model, train_size, f"methods.{entry.key}")
     teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
     result = train(
-        model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=f"{arm['key']}/seed_{seed}"
+        model, loss, train_data, model_input["val"], training, seed, teacher=teacher, label=f"{arm['key']}/seed_{seed}",
+        labelled=labelled,
     )
     last = build_model(spec)
     last.load_state_dict(result.last_state)
@@ -55,8 +58,32 @@ def distil_student(
         "student": arm["student"],
         "label_fraction": arm["label_fraction"],
         "train_size": train_size,
+        **data_factor_record(arm, model_input, labelled, train_size),
         "seed": seed,
         "hyperparameters": {**entry.raw, **arm["setting"]},
         "model": spec,
     }
     return model, last, history_record(result, extra)
+
+
+def transfer_split(model_input: dict, method: str, config: Any) -> tuple[Any, Any]:
+    """(training data, labelled mask or None) of a cell: a transfer-set cell gives the whole training
+    split and its mask, except to a method with nothing to learn from unlabelled samples (``ce``),
+    which trains on the labelled samples alone: the equal-labels baseline."""
+    labelled = model_input.get("labelled")
+    if labelled is None:
+        return model_input["train"], None
+    if method_class(method, "method").unlabelled_use(config)[0] == "skip":
+        return labelled_part(model_input["train"], labelled), None
+    return model_input["train"], labelled
+
+
+def data_factor_record(arm: dict[str, Any], model_input: dict, labelled: Any, train_size: int) -> dict[str, Any]:
+    """The data cell of a run, for histories, metrics and the report: transfer set, noise and label counts."""
+    noise = model_input.get("label_noise") or {}
+    return {
+        "transfer_set": bool(arm.get("transfer_set", False)),
+        "label_noise": float(arm.get("label_noise", 0.0)),
+        "labels_changed": float((noise.get("changed") or {}).get("train", 0.0)),
+        "labelled_size": int(labelled.sum()) if labelled is not None else train_size,
+    }
