@@ -30,7 +30,7 @@ COST_METRICS = ["parameters", "training_parameters", "flops", "latency_ms", "thr
 TESTED_METRICS = ["test_accuracy", "test_nll", "test_ece", "test_teacher_agreement", "train_time_s"]
 SELECTION_METRIC = "best_val_accuracy"
 CELL = ["student", "label_fraction", "transfer_set", "label_noise"]
-ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "transfer_set", "label_noise", "train_size"]
+ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "transfer_set", "label_noise", "labels_changed", "train_size"]
 
 
 def _cell(runs: pd.DataFrame) -> list[str]:

@@ -12,6 +12,7 @@ from distillation_studies.analysis import comparison as core
 from distillation_studies.analysis import reference
 from distillation_studies.learning import diagnostics
 from distillation_studies.report import plots
+from distillation_studies.report.data_factors import data_factor_figures, data_factor_sections
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.report.html import HTML, html_report, markdown_to_html
 from distillation_studies.analysis.pareto import pareto_fronts
@@ -107,9 +108,14 @@ def build_report(
     published = []
     if reproduced_vs_published is not None and not reproduced_vs_published.empty:
         published = [("Reproduced vs published", reference.markdown(reproduced_vs_published, config.confidence))]
+    figures.update(data_factor_figures(comparison_table))
+    data_factors = data_factor_sections(
+        comparison_table, paired_tests, baselines, config.confidence, config.correction, config.significance
+    )
     sections = [
         ("Recommendation", recommendation["markdown"]),
         ("Comparison", comparison_md),
+        *data_factors,
         *published,
         ("Capacity gap", diagnostics.markdown(capacity_report)),
         ("Hyperparameter settings (validation only)", _sensitivity_md(sensitivity_table)),
@@ -143,7 +149,7 @@ def _figures(table: pd.DataFrame, sensitivity: pd.DataFrame, histories: dict, de
         figures[f"sensitivity_{column[3:]}.png"] = plots.sensitivity_curve(
             sensitivity, column, "best_val_accuracy_mean", group_column="method"
         )
-    if table["label_fraction"].nunique() > 1:
+    if table["label_fraction"].nunique() > 1 and not ("transfer_set" in table and table["transfer_set"].any()):
         figures["label_fraction.png"] = plots.label_fraction_curve(table, "label_fraction", group_column="method")
     return figures
 
