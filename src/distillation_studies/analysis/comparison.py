@@ -27,8 +27,13 @@ from distillation_studies.analysis.metrics import (
 )
 from distillation_studies.analysis.stats import Statistics, adjust_p_values, mean_ci, paired_difference, summarise_by_group
 
-CELL = ["student", "label_fraction"]
-ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "train_size"]
+CELL = ["student", "label_fraction", "transfer_set", "label_noise"]  # a data cell; older runs lack the last two
+ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "transfer_set", "label_noise", "labels_changed", "train_size"]
+
+def _cell(runs: pd.DataFrame) -> list[str]:
+    """The cell columns a table has (transfer_set and label_noise are absent from older runs)."""
+    return [c for c in CELL if c in runs.columns]
+
 
 # Verdict codes of one pair (the report puts them in words).
 BASELINE, NO_BASELINE, NOT_TESTABLE, WITHIN_NOISE, BETTER, WORSE = (
@@ -54,8 +59,8 @@ def select_settings(runs: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.Da
     summary = summarise_by_group(runs, [SELECTION_METRIC], "arm", confidence)
     labels = runs.drop_duplicates("arm").set_index("arm")
     hp_columns = [c for c in runs.columns if c.startswith("hp_")]
-    summary = summary.join(labels[["method", "setting", *CELL, *hp_columns]], on="arm")
-    best = summary.loc[summary.groupby(["method", *CELL], sort=False)[f"{SELECTION_METRIC}_mean"].idxmax(), "arm"]
+    summary = summary.join(labels[["method", "setting", *_cell(runs), *hp_columns]], on="arm")
+    best = summary.loc[summary.groupby(["method", *_cell(runs)], sort=False)[f"{SELECTION_METRIC}_mean"].idxmax(), "arm"]
     summary["selected"] = summary["arm"].isin(set(best))
     return runs[runs["arm"].isin(set(best))].reset_index(drop=True), summary
 

@@ -304,3 +304,75 @@ def stratified_subset(split: Split, fraction: float, seed: int) -> Split:
     labels = labels_of(split).numpy()
     keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
     return _select(split, torch.from_numpy(np.sort(keep)))
+
+
+# --- Data size and quality as study factors: transfer-set masks and label noise ---------------------------
+
+NOISE_MODELS = ["symmetric", "pair"]
+
+
+def labelled_mask(split: Split, fraction: float, seed: int) -> Tensor:
+    """Which training samples keep their label in a transfer-set cell: exactly the samples
+    :func:`stratified_subset` keeps for the same ``fraction`` and ``seed`` (so a cell with and one
+    without a transfer set share their labelled samples); the rest are the transfer set."""
+    size = len(labels_of(split))
+    mask = torch.zeros(size, dtype=torch.bool)
+    if fraction >= 1.0:
+        return mask.fill_(True)
+    labels = labels_of(split).numpy()
+    keep, _ = train_test_split(np.arange(size), train_size=fraction, stratify=labels, random_state=seed)
+    mask[torch.from_numpy(np.sort(keep))] = True
+    return mask
+
+
+def labelled_part(split: Split, mask: Tensor) -> Split:
+    """The labelled samples of a transfer-set split (``mask`` from :func:`labelled_mask`)."""
+    return _select(split, mask.nonzero().flatten())
+
+
+def corrupt_labels(labels: Tensor, rate: float, num_classes: int, model: str, seed: int) -> tuple[Tensor, Tensor]:
+    """(noisy labels, changed flags): exactly ``round(rate * n)`` labels changed, reproducible from ``seed``.
+
+    The changed samples are drawn uniformly without replacement. ``symmetric``: each gets a class drawn
+    uniformly from the other ``num_classes - 1`` (Angluin & Laird's uniform class noise, conditioned on
+    a change). ``pair``: class c becomes c + 1 (mod K), the pair-flip of Han et al. 2018 (Co-teaching).
+    Every changed label differs from the original, so the changed fraction is the requested rate
+    (up to rounding to whole samples).
+    """
+    if model not in NOISE_MODELS:
+        raise ConfigError(f"data.label_noise_model: unknown noise model {model!r}; allowed: {NOISE_MODELS}")
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"grid.label_noise: rates must be in [0, 1), got {rate}")
+    rng = np.random.default_rng(seed)
+    original = labels.numpy().astype(np.int64)
+    count = int(round(rate * len(original)))
+    chosen = rng.choice(len(original), size=count, replace=False)
+    noisy = original.copy()
+    if model == "symmetric":
+        shift = rng.integers(1, num_classes, size=count)  # 1..K-1: never the original class
+    else:
+        shift = np.ones(count, dtype=np.int64)
+    noisy[chosen] = (original[chosen] + shift) % num_classes
+    changed = torch.from_numpy(noisy != original)
+    return torch.from_numpy(noisy).to(labels.dtype), changed
+
+
+def noisy_splits(
+    splits: dict[str, Split], rate: float, num_classes: int, model: str, seed: int
+) -> tuple[dict[str, Split], dict[str, float]]:
+    """The splits with corrupted training and validation labels (test labels stay clean), and the
+    fraction of each split's labels that changed.
+
+    Validation follows the training labels' quality, as a team's held-out labels would: its labels
+    are corrupted at the same rate with their own draws (``seed + 1``), so epoch selection sees noisy
+    labels too. Only in-memory splits can be relabelled.
+    """
+    out, changed = dict(splits), {}
+    for offset, part in enumerate(("train", "val")):
+        split = splits[part]
+        if isinstance(split, StreamedSplit):
+            raise ConfigError("grid.label_noise: needs data.in_memory: true (labels of streamed splits are read from disk)")
+        noisy, flags = corrupt_labels(split["y"], rate, num_classes, model, seed + offset)
+        out[part] = {**split, "y": noisy}
+        changed[part] = float(flags.float().mean()) if len(flags) else 0.0
+    return out, changed

@@ -27,7 +27,7 @@ from distillation_studies.common.config import require_choice, require_non_negat
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.divergence import check_finite
 from distillation_studies.learning.features import capture_features
-from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.learning.methods.base import UNLABELLED, Batch, DistillationMethod, ModelOutputs
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.learning.vision_data import IndexedDataset, standard_augmentation
 
@@ -61,10 +61,19 @@ class TrainConfig:
     augment: str = "none"  # standard: random crop (padding 4) + horizontal flip; disables teacher caching
     workers: int = 0  # DataLoader worker processes, for data read from disk (Dataset inputs) only
     teacher_cache_gb: float = 4.0  # largest cache of teacher outputs kept on the device; above, recomputed per batch
+    # Transfer sets only (some samples unlabelled): 0 shuffles labelled and unlabelled samples together,
+    # so a batch holds them in the data's proportion; k > 0 puts exactly k labelled samples (cycled,
+    # reshuffled each pass) beside batch_size - k unlabelled ones, an epoch being one pass over the unlabelled.
+    labelled_per_batch: int = 0
 
     def check(self, where: str) -> None:
         require_positive(self, where, "epochs", "batch_size", "lr")
-        require_non_negative(self, where, "workers", "teacher_cache_gb", "weight_decay")
+        require_non_negative(self, where, "workers", "teacher_cache_gb", "weight_decay", "labelled_per_batch")
+        if self.labelled_per_batch >= self.batch_size:
+            raise ConfigError(
+                f"{where}.labelled_per_batch: must leave room for unlabelled samples (< batch_size={self.batch_size}), "
+                f"got {self.labelled_per_batch}"
+            )
         require_choice(self, where, "optimizer", OPTIMIZERS)
         require_choice(self, where, "schedule", SCHEDULES)
         require_choice(self, where, "device", DEVICES)
@@ -299,8 +308,14 @@ def train(
     teacher: nn.Module | None = None,
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     label: str = "model",
+    labelled: Tensor | None = None,
 ) -> TrainResult:
     """Train ``model`` (and the method's own parameters) on ``method``'s summed loss terms.
+
+    ``labelled`` (bool per training sample, None: all) marks a transfer set: the other samples reach
+    the method with the label ``UNLABELLED``, so its label terms (``method.label_terms``) average over
+    labelled samples only and are dropped from batches without one, while teacher terms see every
+    sample; ``config.labelled_per_batch`` sets the batch mix (:func:`_epoch_groups`).
 
     ``augment(x, generator)`` gets a generator on the training device (the loop's own on the CPU).
     The teacher, if any, stays frozen in eval mode under no-grad. Without augmentation its outputs
@@ -336,7 +351,9 @@ def train(
     trainable = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = _optimizer(trainable, config)
     size = len(train_source)
-    steps_per_epoch = -(-size // config.batch_size)
+    mask = _transfer_mask(labelled, size)
+    mask_on_device = mask.to(device) if mask is not None else None
+    steps_per_epoch = len(_epoch_groups(size, config, torch.Generator(), mask))
     scheduler = _scheduler(optimizer, config, steps_per_epoch)
 
     history: list[dict[str, float]] = []
@@ -346,11 +363,13 @@ def train(
         method.train()
         method.start_epoch(epoch, config.epochs)
         totals: dict[str, Tensor] = {}
-        order = torch.randperm(size, generator=generator)
-        groups = [order[start : start + config.batch_size] for start in range(0, size, config.batch_size)]
+        groups = _epoch_groups(size, config, generator, mask)
         # A batch too small to give every process a sample is dropped on all of them.
         groups = [indices[rank::world] for indices in groups if len(indices) >= world]
-        for inputs, labels, indices in train_source.batches(groups):
+        label_counts = [int(mask[g].sum()) for g in groups] if mask is not None else [len(g) for g in groups]
+        for (inputs, labels, indices), labelled_count in zip(train_source.batches(groups), label_counts):
+            if mask_on_device is not None:
+                labels = labels.masked_fill(~mask_on_device[indices], UNLABELLED)
             if augment is not None:
                 inputs = augment(inputs, augment_generator)
             with autocast:
@@ -361,6 +380,8 @@ def train(
                         _select(teacher_cache, indices) if teacher_cache is not None else predict(teacher, inputs, teacher_layers)
                     )
                 terms = method(student_out, teacher_out, Batch(inputs, labels, indices))
+                if labelled_count == 0:  # a label term averaged over no sample is 0/0
+                    terms = {k: v for k, v in terms.items() if k not in method.label_terms}
                 loss = torch.stack([t.float() for t in terms.values()]).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -369,13 +390,15 @@ def train(
             optimizer.step()
             scheduler.step()
             for name, value in terms.items():  # summed on the device: no host sync per step
-                totals[name] = totals.get(name, 0.0) + value.detach().float() * len(indices)
+                weight = labelled_count if name in method.label_terms else len(indices)
+                totals[name] = totals.get(name, 0.0) + value.detach().float() * weight
         if world > 1:  # loss terms summed over every process's share of the data
             for value in totals.values():
                 dist.all_reduce(value)
         with autocast:
             val_accuracy = accuracy(val_source.predict(model).logits, val_source.y)
-        row = {"epoch": epoch, **{f"loss_{k}": v.item() / size for k, v in totals.items()}}
+        seen = _samples_seen(size, groups, label_counts, world, mask is not None)
+        row = {"epoch": epoch, **{f"loss_{k}": v.item() / seen[k in method.label_terms] for k, v in totals.items()}}
         row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
         check_finite(row, label, seed, history)  # a NaN/inf loss stops this run now, naming the term
         row["val_accuracy"] = val_accuracy
@@ -404,6 +427,45 @@ def train(
         method_parameters=sum(p.numel() for p in method.parameters()),
         summary={"best_val_accuracy": best_accuracy},
     )
+
+
+def _transfer_mask(labelled: Tensor | None, size: int) -> Tensor | None:
+    """The labelled-sample mask on the CPU, or None when every sample is labelled (the plain loop)."""
+    if labelled is None:
+        return None
+    mask = torch.as_tensor(labelled, dtype=torch.bool).cpu()
+    if mask.shape != (size,):
+        raise ValueError(f"labelled: expected one flag per training sample ({size}), got shape {tuple(mask.shape)}")
+    if not mask.any():
+        raise ValueError("labelled: no training sample is labelled")
+    return None if mask.all() else mask
+
+
+def _epoch_groups(size: int, config: TrainConfig, generator: torch.Generator, mask: Tensor | None) -> list[Tensor]:
+    """One epoch's batches as index groups, drawn from ``generator``.
+
+    Without a transfer set, or with ``labelled_per_batch`` 0, a shuffled pass over every sample. With
+    ``labelled_per_batch`` k: the unlabelled samples, shuffled, in chunks of batch_size - k, each
+    joined by the next k labelled samples of a shuffled stream that restarts when exhausted.
+    """
+    per_batch = config.labelled_per_batch if mask is not None else 0
+    if per_batch == 0:
+        order = torch.randperm(size, generator=generator)
+        return [order[start : start + config.batch_size] for start in range(0, size, config.batch_size)]
+    labelled, unlabelled = mask.nonzero().flatten(), (~mask).nonzero().flatten()
+    step = config.batch_size - per_batch
+    chunks = unlabelled[torch.randperm(len(unlabelled), generator=generator)].split(step)
+    needed = per_batch * len(chunks)
+    passes = -(-needed // len(labelled))
+    stream = torch.cat([labelled[torch.randperm(len(labelled), generator=generator)] for _ in range(passes)])
+    return [torch.cat([stream[i * per_batch : (i + 1) * per_batch], chunk]) for i, chunk in enumerate(chunks)]
+
+
+def _samples_seen(size: int, groups: list[Tensor], label_counts: list[int], world: int, masked: bool) -> dict[bool, int]:
+    """Per-epoch denominators of the logged terms: {is a label term: samples it was averaged over}."""
+    if not masked:
+        return {False: size, True: size}
+    return {False: max(1, world * sum(len(g) for g in groups)), True: max(1, world * sum(label_counts))}
 
 
 def _teacher_cache(

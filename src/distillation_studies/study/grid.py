@@ -1,4 +1,5 @@
-"""Study grids: methods x hyperparameter settings x student architectures x label fractions.
+"""Study grids: methods x hyperparameter settings x student architectures x label fractions
+(with or without a transfer set of the unlabelled rest) x label-noise rates.
 
 Each grid point without its seed is an ``Arm``; with a seed it becomes one namespaced pipeline
 ``students.<arm key>.seed_<n>``. A study with no sweep has one arm per method, keyed by the method.
@@ -23,6 +24,8 @@ class Arm:
     setting: dict[str, Any] = field(default_factory=dict)
     student: str = DEFAULT_STUDENT
     label_fraction: float = 1.0
+    transfer_set: bool = False  # the unlabelled rest of the training split is kept for the teacher's terms
+    label_noise: float = 0.0  # fraction of training (and validation) labels corrupted
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for node arguments, histories and MLflow params."""
@@ -32,6 +35,8 @@ class Arm:
             "setting": dict(self.setting),
             "student": self.student,
             "label_fraction": self.label_fraction,
+            "transfer_set": self.transfer_set,
+            "label_noise": self.label_noise,
         }
 
 
@@ -64,19 +69,49 @@ def sweep_settings(sweep: Mapping[str, Any] | None, where: str) -> list[dict[str
     return [dict(zip(names, combo)) for combo in itertools.product(*(sweep[n] for n in names))]
 
 
+def noise_token(rate: float) -> str:
+    """Label-noise rate as a percentage token: 0.2 -> 'noise_20'."""
+    return f"noise_{_token(round(100 * rate, 6))}"
+
+
+TRANSFER_TOKEN = "transfer"
+
+
+def data_cells(
+    label_fractions: list[float], transfer_sets: list[bool], label_noise: list[float]
+) -> list[tuple[float, bool, float]]:
+    """(label fraction, transfer set, noise rate) cells; a transfer set needs unlabelled samples, so
+    full-label cells come without one."""
+    cells = []
+    for fraction, transfer, rate in itertools.product(label_fractions, transfer_sets, label_noise):
+        cell = (fraction, transfer and fraction < 1.0, rate)
+        if cell not in cells:
+            cells.append(cell)
+    return cells
+
+
 def expand_arms(
-    method_sweeps: Mapping[str, list[dict[str, Any]]], students: list[str], label_fractions: list[float]
+    method_sweeps: Mapping[str, list[dict[str, Any]]],
+    students: list[str],
+    label_fractions: list[float],
+    transfer_sets: list[bool] = (False,),
+    label_noise: list[float] = (0.0,),
 ) -> list[Arm]:
-    """Every (method setting, student, label fraction) combination, with readable unique keys."""
+    """Every (method setting, student, data cell) combination, with readable unique keys."""
     arms = []
+    cells = data_cells(list(label_fractions), list(transfer_sets), list(label_noise))
     for method_key, settings in method_sweeps.items():
-        for setting, student, fraction in itertools.product(settings, students, label_fractions):
+        for setting, student, (fraction, transfer, rate) in itertools.product(settings, students, cells):
             parts = [method_key, *(f"{k}_{_token(v)}" for k, v in setting.items())]
             if len(students) > 1:
                 parts.append(student)
             if len(label_fractions) > 1 or fraction != 1.0:
                 parts.append(fraction_token(fraction))
-            arms.append(Arm("__".join(parts), method_key, setting, student, fraction))
+            if transfer:
+                parts.append(TRANSFER_TOKEN)
+            if len(label_noise) > 1 or rate != 0.0:
+                parts.append(noise_token(rate))
+            arms.append(Arm("__".join(parts), method_key, setting, student, fraction, transfer, rate))
     return arms
 
 
@@ -88,4 +123,31 @@ def check_label_fractions(values: Any, where: str = "grid.label_fractions") -> l
             raise ConfigError(f"{where}: every fraction must be in (0, 1], got {value!r}")
     if len(set(values)) != len(values):
         raise ConfigError(f"{where}: fractions must be distinct, got {values}")
+    return [float(v) for v in values]
+
+
+def check_transfer_sets(values: Any, fractions: list[float], where: str = "grid.transfer_set") -> list[bool]:
+    """``[false]`` (default), ``[true]`` or ``[false, true]``; true needs a label fraction below 1."""
+    values = [values] if isinstance(values, bool) else values
+    if not isinstance(values, list) or not values or not all(isinstance(v, bool) for v in values):
+        raise ConfigError(f"{where}: must be a list of booleans ([false], [true] or [false, true]), got {values!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where}: values must be distinct, got {values}")
+    if True in values and all(f >= 1.0 for f in fractions):
+        raise ConfigError(
+            f"{where}: a transfer set is the unlabelled rest of the training split, so it needs a label fraction "
+            f"below 1 in grid.label_fractions (got {fractions})"
+        )
+    return list(values)
+
+
+def check_label_noise(values: Any, where: str = "grid.label_noise") -> list[float]:
+    """Noise rates in [0, 1): the fraction of training (and validation) labels corrupted."""
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: must be a non-empty list of rates in [0, 1), got {values!r}")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ConfigError(f"{where}: every rate must be in [0, 1), got {value!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where}: rates must be distinct, got {values}")
     return [float(v) for v in values]

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from distillation_studies.common.config import parse_dataclass, require_choice, require_non_negative, require_positive
 from distillation_studies.learning.data import (
     DATASETS,
+    NOISE_MODELS,
     NORMALISATIONS,
     SplitConfig,
     dataset_shape,
@@ -22,7 +23,15 @@ from distillation_studies.learning.data import (
 )
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.study import limits
-from distillation_studies.study.grid import DEFAULT_STUDENT, Arm, check_label_fractions, expand_arms, sweep_settings
+from distillation_studies.study.grid import (
+    DEFAULT_STUDENT,
+    Arm,
+    check_label_fractions,
+    check_label_noise,
+    check_transfer_sets,
+    expand_arms,
+    sweep_settings,
+)
 from distillation_studies.learning.methods import build_method, method_class, parse_method_config
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.analysis.recommend import Constraints
@@ -32,7 +41,8 @@ from distillation_studies.learning.vision_data import VisionDataConfig
 TOP_LEVEL_KEYS = [
     "data", "teacher", "student", "methods", "seeds", "grid", "evaluation", "comparison", "recommendation", "tracking"
 ]
-GRID_KEYS = ["students", "label_fractions"]
+GRID_KEYS = ["students", "label_fractions", "transfer_set", "label_noise"]
+TEACHER_LABELS = ["clean", "noisy"]
 METHOD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -56,12 +66,16 @@ class DataConfig:
     image_size: int | None = None
     normalisation: str = "standard"
     in_memory: bool = True
+    label_noise_model: str = "symmetric"  # grid.label_noise: symmetric (uniform other class) or pair (c -> c+1)
+    teacher_labels: str = "clean"  # grid.label_noise: the teacher trains on clean labels, or on the noisy ones
 
     def check(self, where: str) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"{where}.dataset: unknown dataset {self.dataset!r}; allowed datasets: {DATASETS}")
         require_choice(self, where, "normalisation", NORMALISATIONS)
         limits.check_seed_value(self.split_seed, f"{where}.split_seed")
+        require_choice(self, where, "label_noise_model", NOISE_MODELS)
+        require_choice(self, where, "teacher_labels", TEACHER_LABELS)
         if not is_vision(self.dataset):
             if not self.in_memory:
                 raise ConfigError(
@@ -286,6 +300,38 @@ def _check_sizes(
     limits.check_evaluation(evaluation, footprints)
 
 
+def check_data_factors(data: DataConfig, noise: list[float]) -> None:
+    """Label noise relabels in-memory splits, and one teacher per study trains on one set of labels."""
+    noisy_rates = [rate for rate in noise if rate > 0.0]
+    if noisy_rates and not data.in_memory:
+        raise ConfigError("grid.label_noise: needs data.in_memory: true (streamed splits read their labels from disk)")
+    if data.teacher_labels == "noisy" and len(noisy_rates) != 1:
+        raise ConfigError(
+            "data.teacher_labels: noisy trains the study's one teacher on one noisy label set, so grid.label_noise "
+            f"must hold exactly one rate above 0 (got {noise}); use teacher_labels: clean to sweep several"
+        )
+
+
+def teacher_label_noise(study: StudyConfig) -> float:
+    """The noise rate of the labels the teacher trains on (0 unless ``data.teacher_labels: noisy``)."""
+    return max(arm.label_noise for arm in study.arms) if study.data.teacher_labels == "noisy" else 0.0
+
+
+def check_transfer_methods(arms: list[Arm], methods: tuple[MethodEntry, ...]) -> None:
+    """A transfer-set cell refuses methods that need a label on every sample (e.g. DKD), naming them."""
+    entries = {e.key: e for e in methods}
+    for arm in arms:
+        if not arm.transfer_set:
+            continue
+        entry = entries[arm.method_key]
+        use, reason = method_class(entry.method, f"methods.{entry.key}").unlabelled_use(entry.config_for(arm.setting))
+        if use == "refuse":
+            raise ConfigError(
+                f"grid.transfer_set: method {entry.key!r} (methods.{entry.key}) cannot train on unlabelled samples: "
+                f"{reason}; drop it from the study or set grid.transfer_set: [false]"
+            )
+
+
 def validate_study(params: Mapping[str, Any]) -> StudyConfig:
     """Check the whole study, including feature layers against the real models, and freeze it."""
     if not isinstance(params, Mapping):
@@ -318,7 +364,11 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         raise ConfigError(f"grid.{unknown[0]}: unknown key; allowed keys: {GRID_KEYS}")
     student_specs = _student_specs(grid.get("students"), student_spec, data_summary)
     fractions = check_label_fractions(grid.get("label_fractions", [1.0]))
-    arms = expand_arms({e.key: list(e.settings) for e in methods}, list(student_specs), fractions)
+    transfer_sets = check_transfer_sets(grid.get("transfer_set", [False]), fractions)
+    noise = check_label_noise(grid.get("label_noise", [0.0]))
+    check_data_factors(data, noise)
+    arms = expand_arms({e.key: list(e.settings) for e in methods}, list(student_specs), fractions, transfer_sets, noise)
+    check_transfer_methods(arms, methods)
     limits.check_seed_count(seeds, len(arms))
     evaluation = parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation")
     _check_sizes(data, (teacher_spec, teacher_training), student_training, student_specs, evaluation)

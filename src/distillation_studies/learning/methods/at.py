@@ -103,6 +103,8 @@ def at_loss(student: Tensor, teacher: Tensor, p: float = 2.0) -> Tensor:
 
 class AttentionTransfer(DistillationMethod):
     Config = ATConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def __init__(self, config: ATConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

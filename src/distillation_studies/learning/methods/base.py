@@ -3,6 +3,16 @@
 A method is an ``nn.Module``: its own parameters (adapters, projection heads) are trained with the
 student and counted, then dropped from the deployed student. ``forward`` returns named, already
 weighted loss terms; the training loop only sums them and logs each one.
+
+Labels and transfer sets: a sample the study keeps unlabelled (a transfer set) reaches ``forward``
+with the label ``UNLABELLED`` (-100, ``F.cross_entropy``'s default ``ignore_index``), so a label
+term written as ``F.cross_entropy(logits, batch.labels)`` averages over the labelled samples only
+while teacher terms see every sample. A method names its label terms in ``label_terms`` (the loop
+drops them from batches without a labelled sample and logs them per labelled sample) and says in
+``unlabelled_use`` what it does with an unlabelled sample: ``learn`` (its teacher terms use it),
+``skip`` (nothing: it has only label terms, so it trains on the labelled samples alone, e.g. ``ce``)
+or ``refuse`` (a term reads every sample's label in a way that cannot be masked, e.g. DKD's
+target/non-target split; a transfer-set cell with such a method is a ConfigError at config time).
 """
 
 from __future__ import annotations
@@ -15,6 +25,9 @@ from torch import Tensor, nn
 
 from distillation_studies.common.errors import ConfigError
 
+UNLABELLED = -100  # the label an unlabelled (transfer-set) sample carries; F.cross_entropy ignores it
+UNLABELLED_USES = ("learn", "skip", "refuse")
+
 
 @dataclass
 class ModelOutputs:
@@ -26,7 +39,8 @@ class ModelOutputs:
 
 @dataclass
 class Batch:
-    """One training batch: inputs as fed to the student, labels, and the samples' training-set indices."""
+    """One training batch: inputs as fed to the student, labels (``UNLABELLED`` on transfer-set
+    samples), and the samples' training-set indices."""
 
     inputs: Tensor
     labels: Tensor
@@ -57,6 +71,11 @@ class DistillationMethod(nn.Module):
     # prepare() reads the teacher's outputs on the whole training set (computed for it when the loop
     # does not cache them anyway); methods that fit something to them before training set it True.
     needs_teacher_train: ClassVar[bool] = False
+    # The terms computed from labels (averaged over labelled samples only), and what the method does
+    # with an unlabelled sample (module docstring). Most methods: a "ce" term plus teacher terms.
+    label_terms: ClassVar[frozenset[str]] = frozenset({"ce"})
+    unlabelled: ClassVar[str] = "learn"
+    unlabelled_reason: ClassVar[str] = ""  # for "refuse": why, in the ConfigError
 
     def __init__(self, config: Any, setup: MethodSetup) -> None:
         super().__init__()
@@ -73,6 +92,11 @@ class DistillationMethod(nn.Module):
         """Values of the method's own largest per-batch tensors, estimated before it is built, so a
         batch size that cannot fit (RKD's B^3 angles, CRD's negatives) is refused at validation."""
         return 0
+
+    @classmethod
+    def unlabelled_use(cls, config: Any) -> tuple[str, str]:
+        """(``learn`` | ``skip`` | ``refuse``, reason) for this config; composite methods derive it from their parts."""
+        return cls.unlabelled, cls.unlabelled_reason
 
     def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         """Called once before the first epoch with the teacher's outputs on the whole training set

@@ -63,6 +63,8 @@ def cc_loss(student: Tensor, teacher: Tensor, gamma: float, order: int) -> Tenso
 
 class CorrelationCongruence(LayerPairMethod):
     Config = CCConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def __init__(self, config: CCConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

@@ -23,6 +23,8 @@ class CrossEntropy(DistillationMethod):
     """L = CE(y, softmax(z_s))."""
 
     Config = CEConfig
+    label_terms = frozenset({"ce"})
+    unlabelled = "skip"  # only a label term: a transfer-set cell trains it on the labelled samples alone
     needs_teacher = False
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:

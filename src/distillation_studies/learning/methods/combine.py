@@ -116,6 +116,9 @@ class Combine(DistillationMethod):
                 raise ConfigError(f"parts.{part}: {error}") from None
             self.weights[part] = weight
         self.needs_teacher = any(m.needs_teacher for m in self.parts.values())
+        self.label_terms = frozenset(
+            {LABEL_TERM} | {f"{part}.{term}" for part, m in self.parts.items() for term in m.label_terms if term != LABEL_TERM}
+        )
         self.needs_teacher_train = any(m.needs_teacher_train for m in self.parts.values())
 
     @classmethod
@@ -135,6 +138,17 @@ class Combine(DistillationMethod):
         from distillation_studies.learning.methods import method_class
 
         return sum(method_class(name, "combine.parts").batch_elements(c, setup, batch_size) for _p, name, _w, c in config.parts)
+
+    @classmethod
+    def unlabelled_use(cls, config: CombineConfig) -> tuple[str, str]:
+        """``refuse`` if a part refuses, ``learn`` if a part learns from unlabelled samples, else ``skip``."""
+        from distillation_studies.learning.methods import method_class
+
+        uses = {part: method_class(name, "combine.parts").unlabelled_use(c) for part, name, _w, c in config.parts}
+        for part, (use, reason) in uses.items():
+            if use == "refuse":
+                return "refuse", f"part {part!r}: {reason}"
+        return ("learn", "") if any(use == "learn" for use, _ in uses.values()) else ("skip", "")
 
     def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         for method in self.parts.values():

@@ -100,6 +100,8 @@ def nce_loss(log_p: Tensor, negatives: int, num_train: int) -> Tensor:
 
 class ContrastiveRepresentationDistillation(LayerPairMethod):
     Config = CRDConfig
+    label_terms = frozenset({"ce"})  # positives are the sample itself (its index), not its class: no label
+    unlabelled = "learn"
 
     @classmethod
     def batch_elements(cls, config: CRDConfig, setup: MethodSetup, batch_size: int) -> int:

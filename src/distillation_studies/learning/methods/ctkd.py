@@ -79,6 +79,8 @@ def cosine_curriculum(epoch: int, epochs: int, low: float, high: float) -> float
 
 class CurriculumTemperatureKD(DistillationMethod):
     Config = CTKDConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def __init__(self, config: CTKDConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

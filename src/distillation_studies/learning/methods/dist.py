@@ -57,6 +57,8 @@ def intra_class_relation(student_probs: Tensor, teacher_probs: Tensor) -> Tensor
 
 class DIST(DistillationMethod):
     Config = DISTConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         config = self.config

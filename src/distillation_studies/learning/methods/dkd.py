@@ -66,6 +66,9 @@ def dkd_terms(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, te
 
 class DecoupledKD(DistillationMethod):
     Config = DKDConfig
+    label_terms = frozenset({"ce", "tckd", "nckd"})  # both KD terms split the classes at the true label
+    unlabelled = "refuse"
+    unlabelled_reason = "its tckd/nckd terms split the classes at each sample's true label"
 
     def warmup_factor(self) -> float:
         """min(epoch / warmup, 1) for the current (1-based) epoch; 1 without warm-up."""

@@ -67,6 +67,8 @@ def mutual_kl(log_probs: list[Tensor], k: int, temperature: float) -> Tensor:
 
 class DeepMutualLearning(DistillationMethod):
     Config = DMLConfig
+    label_terms = frozenset({"ce", "peer_ce"})  # the mutual KL terms need no label
+    unlabelled = "learn"
     needs_teacher = False
 
     def __init__(self, config: DMLConfig, setup: MethodSetup) -> None:

@@ -30,6 +30,8 @@ class FitNetConfig:
 
 class FitNet(LayerPairMethod):
     Config = FitNetConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def __init__(self, config: FitNetConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

@@ -73,6 +73,8 @@ def fsp_loss(student: list[Tensor], teacher: list[Tensor]) -> Tensor:
 
 class FlowOfSolutionProcedure(DistillationMethod):
     Config = FSPConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def __init__(self, config: FSPConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

@@ -116,6 +116,8 @@ def factor_distance(factor_student: Tensor, factor_teacher: Tensor) -> Tensor:
 
 class FactorTransfer(LayerPairMethod):
     Config = FTConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
     needs_teacher_train = True  # prepare() fits to the teacher's training-set outputs
 
     def __init__(self, config: FTConfig, setup: MethodSetup) -> None:

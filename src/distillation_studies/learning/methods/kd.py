@@ -52,6 +52,8 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
 
 class KnowledgeDistillation(DistillationMethod):
     Config = KDConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         alpha, temperature = self.config.alpha, self.config.temperature

@@ -65,6 +65,8 @@ def mmd2(student: Tensor, teacher: Tensor, degree: int = 2, offset: float = 0.0)
 
 class NeuronSelectivityTransfer(DistillationMethod):
     Config = NSTConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def __init__(self, config: NSTConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

@@ -78,6 +78,8 @@ def partial_l2(source: Tensor, target: Tensor, margin: Tensor) -> Tensor:
 
 class OverhaulFeatureDistillation(DistillationMethod):
     Config = OFDConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
     needs_teacher_train = True  # prepare() fits to the teacher's training-set outputs
 
     def __init__(self, config: OFDConfig, setup: MethodSetup) -> None:

@@ -57,6 +57,8 @@ def pkt_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
 class ProbabilisticKnowledgeTransfer(LayerPairMethod):
     Config = PKTConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:

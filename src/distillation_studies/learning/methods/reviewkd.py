@@ -99,6 +99,8 @@ class ABF(nn.Module):
 
 class ReviewKD(DistillationMethod):
     Config = ReviewKDConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def __init__(self, config: ReviewKDConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

@@ -55,6 +55,8 @@ def rkd_angle_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
 class RelationalKD(LayerPairMethod):
     Config = RKDConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     @classmethod
     def batch_elements(cls, config: RKDConfig, setup: MethodSetup, batch_size: int) -> int:

@@ -49,6 +49,8 @@ def sp_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
 class SimilarityPreserving(LayerPairMethod):
     Config = SPConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:

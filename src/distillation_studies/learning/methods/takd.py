@@ -87,6 +87,9 @@ class _KDFromCachedLogits(DistillationMethod):
 
 class TeacherAssistantKD(DistillationMethod):
     Config = TAKDConfig
+    label_terms = frozenset({"ce"})
+    unlabelled = "refuse"
+    unlabelled_reason = "its assistant is trained in prepare() on the labels of every training sample"
     needs_teacher_train = True  # prepare() fits to the teacher's training-set outputs
 
     def __init__(self, config: TAKDConfig, setup: MethodSetup) -> None:

@@ -66,6 +66,8 @@ class TwoStageConfig:
 
 class TwoStage(DistillationMethod):
     Config = TwoStageConfig
+    label_terms = frozenset({"ce"})  # phase 2; phase 1 reads the teacher's classes, never a label
+    unlabelled = "learn"
 
     def __init__(self, config: TwoStageConfig, setup: MethodSetup) -> None:
         from distillation_studies.learning.methods import method_class
@@ -90,6 +92,16 @@ class TwoStage(DistillationMethod):
 
         name, sub_config = config.distill
         return method_class(name, "two_stage.distill").layers(sub_config)
+
+    @classmethod
+    def unlabelled_use(cls, config: TwoStageConfig) -> tuple[str, str]:
+        """``learn``, unless the sub-method refuses unlabelled samples (kept conservative: phase 1 hides
+        the labels, but a sub-method's ``prepare`` may still read them)."""
+        from distillation_studies.learning.methods import method_class
+
+        name, sub_config = config.distill
+        use, reason = method_class(name, "two_stage.distill").unlabelled_use(sub_config)
+        return ("refuse", f"distill method {name!r}: {reason}") if use == "refuse" else ("learn", "")
 
     def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         self.distill.prepare(teacher_train, train_data)

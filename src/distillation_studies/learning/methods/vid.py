@@ -107,6 +107,8 @@ class VIDPair(nn.Module):
 
 class VariationalInformationDistillation(DistillationMethod):
     Config = VIDConfig
+    label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
+    unlabelled = "learn"
 
     def __init__(self, config: VIDConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from distillation_studies.analysis import comparison as core
 from distillation_studies.analysis import reference
+from distillation_studies.report.data_factors import data_factor_figures, data_factor_sections
 from distillation_studies.analysis.pareto import pareto_fronts
 from distillation_studies.analysis.pooled import mean_per_class, pool_reliability
 from distillation_studies.analysis.recommend import Constraints, failed, recommend
@@ -130,9 +131,14 @@ def build_report(
     published = []
     if reproduced_vs_published is not None and not reproduced_vs_published.empty:
         published = [("Reproduced vs published", sections.reference_markdown(reproduced_vs_published, statistics.confidence))]
+    figures.update(data_factor_figures(comparison_table))
+    data_factors = data_factor_sections(
+        comparison_table, paired_tests, list(statistics.baselines), statistics.confidence, statistics.correction, statistics.significance
+    )
     parts = [
         (title(recommendation), recommendation_markdown(recommendation)),
         ("Comparison", sections.comparison_markdown(comparison_table, paired_tests, teacher_metrics, data_summary, statistics)),
+        *data_factors,
         *published,
         ("Capacity gap", sections.capacity_markdown(capacity_report)),
         ("Hyperparameter settings (validation only)", sections.sensitivity_markdown(sensitivity_table)),
@@ -184,6 +190,6 @@ def _figures(table: pd.DataFrame, sensitivity: pd.DataFrame, histories: dict, de
         figures[f"sensitivity_{column[3:]}.png"] = plots.sensitivity_curve(
             sensitivity, column, "best_val_accuracy_mean", group_column="method"
         )
-    if table["label_fraction"].nunique() > 1:
+    if table["label_fraction"].nunique() > 1 and not ("transfer_set" in table and table["transfer_set"].any()):
         figures["label_fraction.png"] = plots.label_fraction_curve(table, "label_fraction", group_column="method")
     return figures

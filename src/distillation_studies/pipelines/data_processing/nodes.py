@@ -35,3 +35,22 @@ def label_subset(model_input: dict, data: dict[str, Any], *, fraction: float) ->
     """The splits with only a stratified ``fraction`` of the training split (validation and test kept whole)."""
     config = parse_dataclass(DataConfig, data, "data")
     return {**model_input, "train": core.stratified_subset(model_input["train"], fraction, config.split_seed)}
+
+
+def noisy_input(model_input: dict, data_summary: dict, data: dict[str, Any], *, rate: float) -> dict:
+    """The splits with ``rate`` of the training and validation labels corrupted (test labels clean).
+
+    Seeded by ``data.split_seed``, so every method of a cell trains on the same corrupted labels; the
+    fractions actually changed are kept under ``label_noise`` for the histories and the report.
+    """
+    config = parse_dataclass(DataConfig, data, "data")
+    splits = {part: model_input[part] for part in ("train", "val", "test")}
+    noisy, changed = core.noisy_splits(splits, rate, int(data_summary["num_classes"]), config.label_noise_model, config.split_seed)
+    return {**model_input, **noisy, "label_noise": {"rate": rate, "model": config.label_noise_model, "changed": changed}}
+
+
+def transfer_input(model_input: dict, data: dict[str, Any], *, fraction: float) -> dict:
+    """The whole training split with a ``labelled`` mask: the stratified ``fraction`` that
+    :func:`label_subset` keeps is labelled, the rest is the transfer set (images without labels)."""
+    config = parse_dataclass(DataConfig, data, "data")
+    return {**model_input, "labelled": core.labelled_mask(model_input["train"], fraction, config.split_seed)}

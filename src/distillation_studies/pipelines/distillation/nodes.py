@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from distillation_studies.common.config import parse_dataclass
-from distillation_studies.learning.methods import build_method
+from distillation_studies.learning.data import labelled_part
+from distillation_studies.learning.methods import build_method, method_class
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import parse_method_entry
@@ -41,16 +42,18 @@ def distil_student(
     training = parse_dataclass(TrainConfig, student_training, "student.training")
     entry = parse_method_entry(arm["method_key"], method)
     config = entry.config_for(arm["setting"])
+    train_data, labelled = transfer_split(model_input, entry.method, config)
     torch.manual_seed(seed)
     model = build_model(spec)
-    train_size = len(labels_of(model_input["train"]))
+    train_size = len(labels_of(train_data))
     loss = build_method(entry.method, config, model, teacher_model, train_size, f"methods.{entry.key}")
     teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     chance = chance_accuracy(labels_of(model_input["val"]))
     try:
         result = train(
-            model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=ArmRun(arm["key"], seed).key
+            model, loss, train_data, model_input["val"], training, seed, teacher=teacher, label=ArmRun(arm["key"], seed).key,
+            labelled=labelled,
         )
         failure = failure_reason(result.history, chance)
     except DivergenceError as error:  # this arm stops; the study goes on and reports it as failed
@@ -72,6 +75,7 @@ def distil_student(
         "student": arm["student"],
         "label_fraction": arm["label_fraction"],
         "train_size": train_size,
+        **data_factor_record(arm, model_input, labelled, train_size),
         "seed": seed,
         "hyperparameters": {**entry.raw, **arm["setting"]},
         "model": spec,
@@ -95,3 +99,26 @@ def _diverged_result(model: nn.Module, error: DivergenceError, val: Any, method:
         method_parameters=sum(p.numel() for p in method.parameters()),
         summary={"best_val_accuracy": val_accuracy, "diverged_epoch": error.epoch},
     )
+
+
+def transfer_split(model_input: dict, method: str, config: Any) -> tuple[Any, Any]:
+    """(training data, labelled mask or None) of a cell: a transfer-set cell gives the whole training
+    split and its mask, except to a method with nothing to learn from unlabelled samples (``ce``),
+    which trains on the labelled samples alone: the equal-labels baseline."""
+    labelled = model_input.get("labelled")
+    if labelled is None:
+        return model_input["train"], None
+    if method_class(method, "method").unlabelled_use(config)[0] == "skip":
+        return labelled_part(model_input["train"], labelled), None
+    return model_input["train"], labelled
+
+
+def data_factor_record(arm: dict[str, Any], model_input: dict, labelled: Any, train_size: int) -> dict[str, Any]:
+    """The data cell of a run, for histories, metrics and the report: transfer set, noise and label counts."""
+    noise = model_input.get("label_noise") or {}
+    return {
+        "transfer_set": bool(arm.get("transfer_set", False)),
+        "label_noise": float(arm.get("label_noise", 0.0)),
+        "labels_changed": float((noise.get("changed") or {}).get("train", 0.0)),
+        "labelled_size": int(labelled.sum()) if labelled is not None else train_size,
+    }

@@ -1,6 +1,7 @@
 """One namespaced pipeline per (arm, seed), all built from one template and sharing one teacher.
 
-An arm is a (method setting, student architecture, label fraction) point of the study grid.
+An arm is a (method setting, student architecture, label fraction, transfer set, label-noise rate)
+point of the study grid.
 """
 
 from functools import partial, update_wrapper
@@ -45,7 +46,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     "teacher_model": "teacher_model",
                     "data_summary": "data_summary",
-                    "model_input": model_input_name(arm.label_fraction),
+                    "model_input": model_input_name(arm.label_fraction, arm.transfer_set, arm.label_noise),
                 },
                 parameters={
                     "params:student_model": student_model_param(arm),

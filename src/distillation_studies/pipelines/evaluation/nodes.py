@@ -14,6 +14,7 @@ from distillation_studies.learning.models import make_spec
 from distillation_studies.study.schema import EvaluationConfig, parse_method_entry
 
 DEFAULT_TEMPERATURES = [1.0, 4.0]
+DATA_FACTOR_LABELS = ("transfer_set", "label_noise", "labels_changed", "labelled_size")
 
 
 def evaluate_student(
@@ -33,6 +34,7 @@ def evaluate_student(
     summary = history["summary"]
     metrics = evaluate_model(model, last_model, model_input["test"], teacher_model, summary, **vars(config))
     labels = {key: summary[key] for key in ("arm", "method", "registered_method", "student", "label_fraction", "train_size", "seed")}
+    labels.update({key: summary[key] for key in DATA_FACTOR_LABELS if key in summary})  # transfer sets, label noise
     labels["setting"] = ", ".join(f"{k}={v}" for k, v in summary["setting"].items()) or "default"
     labels.update({f"hp_{k}": v for k, v in summary["setting"].items()})
     failure = summary.get("failure") or ""

@@ -1,14 +1,19 @@
 from kedro.pipeline import Pipeline, node
 
+from distillation_studies.study.identity import model_input_name
+from distillation_studies.study.schema import teacher_label_noise
+from distillation_studies.study_params import study_config
+
 from .nodes import protocol_card, train_teacher
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    teacher_input = model_input_name(1.0, False, teacher_label_noise(study_config()))  # data.teacher_labels
     return Pipeline(
         [
             node(
                 train_teacher,
-                ["model_input", "data_summary", "params:teacher"],
+                [teacher_input, "data_summary", "params:teacher"],
                 ["teacher_model", "teacher_last_model", "teacher_history"],
                 name="train_teacher",
             ),
