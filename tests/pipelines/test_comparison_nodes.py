@@ -122,7 +122,9 @@ def test_deprecated_recommendation_significance_still_works_with_a_message_namin
 
 
 def test_headings_have_one_level_each_and_no_title_repeats(outputs):
-    markdown = outputs[3]
+    markdown, page = outputs[3], outputs[4]
+    assert page.count("<h1>") == 1 and page.count("<h2>Recommendation") == 1
+    assert re.findall(r"<h(\d)>", page)[:4] == ["1", "2", "2", "3"]  # title, recommendation, comparison, its first table
     headings = [line for line in markdown.splitlines() if line.startswith("#")]
     assert [h for h in headings if h.startswith("# ")] == ["# Distillation study report"]
     assert headings[0] == "# Distillation study report"
