@@ -17,6 +17,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow import MlflowClient
+
 from distillation_studies.study.identity import ArmRun
 
 from tests.conftest import ROOT, copy_project, kedro_run
