@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 from kedro.io.core import Version  # noqa: E402
 from kedro_datasets.matplotlib import MatplotlibDataset  # noqa: E402
 
@@ -180,3 +181,10 @@ def test_plot_links_resolve_on_disk_and_in_the_mlflow_layout(outputs, tmp_path: 
     assert disk_links[0].startswith("../../study_plots/")
     for link in disk_links[:2]:
         assert (saved.parent / link).is_file(), link
+
+
+def test_the_catalog_points_the_report_at_the_plots_it_saves():
+    catalog = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf" / "base" / "catalog.yml").read_text())
+    report, plots = catalog["study_report_md"], catalog["study_plots"]
+    assert report["type"] == "distillation_studies.datasets.MarkdownReportDataset"
+    assert report["plots_filepath"] == plots["filepath"] and report["versioned"] and plots["versioned"]
