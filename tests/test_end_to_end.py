@@ -18,6 +18,8 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow import MlflowClient
 
+from distillation_studies.study.identity import ArmRun
+
 from tests.conftest import ROOT, copy_project, kedro_run
 TIMING_METRICS = {"latency_ms", "throughput_per_s", "train_time_s"}
 ARMS = {f"{m}/seed_{s}" for m in ("ce", "kd", "fitnet", "rkd") for s in (0, 1)}
@@ -108,11 +110,12 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
 
 
 def test_same_seeds_give_identical_metrics(project):
-    first = {arm: load(project, f"students.{arm.replace('/', '.')}.metrics") for arm in ("kd/seed_0", "fitnet/seed_1")}
+    runs = (ArmRun("kd", 0), ArmRun("fitnet", 1))
+    first = {run: load(project, run.dataset("metrics")) for run in runs}
     result = kedro_run(project)
     assert result.returncode == 0, result.stderr[-3000:]
-    for arm, metrics in first.items():
-        again = load(project, f"students.{arm.replace('/', '.')}.metrics")
+    for run, metrics in first.items():
+        again = load(project, run.dataset("metrics"))
         assert {k: v for k, v in again.items() if k not in TIMING_METRICS} == {
             k: v for k, v in metrics.items() if k not in TIMING_METRICS
         }

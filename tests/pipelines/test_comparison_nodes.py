@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 from kedro.io.core import Version  # noqa: E402
 from kedro_datasets.matplotlib import MatplotlibDataset  # noqa: E402
 
@@ -122,7 +123,9 @@ def test_deprecated_recommendation_significance_still_works_with_a_message_namin
 
 
 def test_headings_have_one_level_each_and_no_title_repeats(outputs):
-    markdown = outputs[3]
+    markdown, page = outputs[3], outputs[4]
+    assert page.count("<h1>") == 1 and page.count("<h2>Recommendation") == 1
+    assert re.findall(r"<h(\d)>", page)[:4] == ["1", "2", "2", "3"]  # title, recommendation, comparison, its first table
     headings = [line for line in markdown.splitlines() if line.startswith("#")]
     assert [h for h in headings if h.startswith("# ")] == ["# Distillation study report"]
     assert headings[0] == "# Distillation study report"
@@ -178,3 +181,10 @@ def test_plot_links_resolve_on_disk_and_in_the_mlflow_layout(outputs, tmp_path: 
     assert disk_links[0].startswith("../../study_plots/")
     for link in disk_links[:2]:
         assert (saved.parent / link).is_file(), link
+
+
+def test_the_catalog_points_the_report_at_the_plots_it_saves():
+    catalog = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf" / "base" / "catalog.yml").read_text())
+    report, plots = catalog["study_report_md"], catalog["study_plots"]
+    assert report["type"] == "distillation_studies.datasets.MarkdownReportDataset"
+    assert report["plots_filepath"] == plots["filepath"] and report["versioned"] and plots["versioned"]
