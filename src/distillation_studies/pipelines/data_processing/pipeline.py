@@ -18,4 +18,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         subset = update_wrapper(partial(label_subset, fraction=fraction), label_subset)
         name = model_input_name(fraction)
         nodes.append(node(subset, ["model_input", "params:data"], name, name=f"make_{name}"))
-    return Pipeline(nodes)
+    return Pipeline(nodes, tags="data")
