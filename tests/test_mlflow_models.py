@@ -25,7 +25,13 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning import data
 from distillation_studies.learning.evaluation import evaluate_model
 from distillation_studies.learning.export import first_images
-from distillation_studies.mlflow_models import RECOMMENDED_ALIAS, log_classifier, logged_model_id, register_recommended
+from distillation_studies.mlflow_models import (
+    RECOMMENDED_ALIAS,
+    log_classifier,
+    logged_model_id,
+    register_recommended,
+    registry_runs,
+)
 from distillation_studies.pipelines.data_processing.nodes import split_images
 from distillation_studies.pipelines.teacher.nodes import train_teacher
 from distillation_studies.study.schema import TrackingConfig
@@ -146,3 +152,17 @@ def test_register_key_names_a_valid_registered_model():
     for bad in ("a/b", "run:1", " padded", "", 3):
         with pytest.raises(ConfigError, match=r"^tracking\.register: "):
             parse_dataclass(TrackingConfig, {"register": bad}, "tracking")
+
+
+def test_each_candidate_is_registered_through_its_best_validation_seed_and_the_first_ranked_is_recommended():
+    recommendation = {
+        "ranked": [
+            {"candidate": "kd", "run_ids": ["kd0", "kd1", "kd2"]},
+            {"candidate": "ce", "run_ids": ["ce0", "ce1"]},
+            {"candidate": "untracked", "run_ids": []},
+        ]
+    }
+    val = {"kd0": 0.91, "kd1": 0.95, "kd2": 0.93, "ce0": 0.90, "ce1": 0.89}
+    assert registry_runs(recommendation, val) == ("kd1", ["kd1", "ce0"])
+    with pytest.raises(ValueError, match="tracking.register"):
+        registry_runs({"ranked": [{"candidate": "kd", "run_ids": []}]}, val)

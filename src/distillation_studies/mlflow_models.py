@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import mlflow
 import mlflow.pytorch
@@ -118,6 +118,23 @@ def logged_model_id(client: MlflowClient, run_id: str, name: str = "model") -> s
     if not named:
         raise MlflowException(f"run {run_id} logged no model named {name!r} (log it with log_classifier first)")
     return max(named, key=lambda model_id: steps[model_id])
+
+
+def registry_runs(recommendation: dict[str, Any], best_val_accuracy: Mapping[str, float]) -> tuple[str, list[str]]:
+    """(recommended run, candidate runs) to register: one run per ranked candidate of ``recommendation``.
+
+    A candidate is a method (arm) with one run per seed; the run registered is its seed with the best
+    validation accuracy (``best_val_accuracy``: run id -> value), never chosen on test. The recommended
+    run is the first ranked candidate's. Raises ValueError when no candidate has a run id (tracking off).
+    """
+    chosen = [
+        max(candidate["run_ids"], key=lambda run_id: best_val_accuracy.get(run_id, float("-inf")))
+        for candidate in recommendation.get("ranked", [])
+        if candidate.get("run_ids")
+    ]
+    if not chosen:
+        raise ValueError("tracking.register: the recommendation names no MLflow run (is tracking enabled?)")
+    return chosen[0], chosen
 
 
 def register_recommended(
