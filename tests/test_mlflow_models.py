@@ -113,6 +113,7 @@ def test_logged_model_is_a_ready_model_of_its_run_with_signature_and_example(stu
     mlmodel = yaml.safe_load(Path(logged.artifact_location.removeprefix("file://"), "MLmodel").read_text())
     assert mlmodel["flavors"]["pytorch"]["model_data"] == "data"
     assert mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.pytorch"
+    assert mlmodel["flavors"]["python_function"]["model_config"] == {"device": "cpu"}  # loads on GPU machines too
     assert json.loads(mlmodel["signature"]["inputs"]) == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 1, 8, 8]}}]
     assert mlmodel["metadata"]["normalisation"] == study["summary"]["normalisation"]
     assert mlmodel["metadata"]["classes"] == [str(d) for d in range(10)]

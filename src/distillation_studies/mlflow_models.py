@@ -89,6 +89,10 @@ def log_classifier(
                 # Given, not inferred: inference would reload the model in a subprocess for every arm.
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
             )
+            # The exported weights live on the CPU, and MLflow refuses to load an exported program on another
+            # device (its pyfunc default is CUDA when present): predict on the CPU unless the user overrides it.
+            description.flavors["python_function"]["model_config"] = {"device": "cpu"}
+            description.save(str(path / "MLmodel"))
             client.log_model_artifacts(logged.model_id, str(path))
     except BaseException:
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
