@@ -90,7 +90,7 @@ def log_classifier(
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
             )
             # The exported weights live on the CPU, and MLflow refuses to load an exported program on another
-            # device (its pyfunc default is CUDA when present): predict on the CPU unless the user overrides it.
+            # device (its pyfunc default is CUDA when present), so the model predicts on the CPU everywhere.
             description.flavors["python_function"]["model_config"] = {"device": "cpu"}
             description.save(str(path / "MLmodel"))
             client.log_model_artifacts(logged.model_id, str(path))
