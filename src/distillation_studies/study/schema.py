@@ -169,6 +169,18 @@ class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "distillation-studies"
     enabled: bool = True
+    register: str | None = None  # registered model name: candidates become versions, the pick gets @recommended
+
+    def check(self, where: str) -> None:
+        if self.register is None:
+            return
+        if not isinstance(self.register, str) or not self.register.strip():
+            raise ConfigError(f"{where}.register: expected a registered model name (a non-empty string), got {self.register!r}")
+        if any(c in self.register for c in "/:") or self.register.strip() != self.register:
+            raise ConfigError(
+                f"{where}.register: {self.register!r} is not a valid MLflow registered model name "
+                "(no '/', ':' or surrounding spaces)"
+            )
 
 
 @dataclass(frozen=True)

@@ -28,4 +28,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         source, name = model_input_name(1.0, False, rate), model_input_name(fraction, transfer, rate)
         make = _bound(transfer_input if transfer else label_subset, fraction=fraction)
         nodes.append(node(make, [source, "params:data"], name, name=f"make_{name}"))
-    return Pipeline(nodes)
+    return Pipeline(nodes, tags="data")

@@ -32,7 +32,8 @@ def student_template(arm: Arm, seed: int) -> Pipeline:
                 ["model", "last_model", "history"],
                 name="distil_student",
             )
-        ]
+        ],
+        tags="students",
     )
 
 

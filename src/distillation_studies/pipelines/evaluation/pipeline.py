@@ -20,7 +20,8 @@ def student_evaluation_template() -> Pipeline:
                 "metrics",
                 name="evaluate_student",
             )
-        ]
+        ],
+        tags="students",
     )
 
 
@@ -48,7 +49,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "capacity_report",
                 name="diagnose_capacity_gap",
             ),
-        ]
+        ],
+        tags="teacher",
     )
     template = student_evaluation_template()
     students = [

@@ -18,5 +18,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="train_teacher",
             ),
             node(protocol_card, ["data_summary", "teacher_model", "parameters"], "protocol_card", name="protocol_card"),
-        ]
+        ],
+        tags="teacher",
     )

@@ -1,0 +1,169 @@
+"""Trained classifiers as MLflow models that work outside the project, and the registry entry of a study.
+
+A model logged by :func:`log_classifier` is a ``torch.export`` program (MLflow's ``pt2`` format) of the
+classifier behind its input normalisation (:class:`~distillation_studies.learning.export.RawImageClassifier`),
+so in any Python with torch and mlflow::
+
+    probabilities = mlflow.pyfunc.load_model("models:/<model_id>").predict(raw_images)  # (N, K)
+    classes = probabilities.argmax(axis=1)
+
+where ``raw_images`` is a float32 array (N, C, H, W) of the dataset's raw pixels (in [0, 1] for the
+embedded datasets, 0..255 for the torchvision ones). No project code is needed to load or predict.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import mlflow
+import mlflow.pytorch
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, infer_signature
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+from distillation_studies.learning.export import for_raw_images, raw_pixel_max, to_raw
+
+RECOMMENDED_ALIAS = "recommended"
+EXAMPLE_COUNT = 4  # > 1: torch.export keeps the batch dimension dynamic only for an example batch above 1
+
+
+@contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``uri`` for the calls of MLflow that read it instead of a client's."""
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def log_classifier(
+    client: MlflowClient,
+    run_id: str,
+    model: torch.nn.Module,
+    data_summary: dict[str, Any],
+    examples: torch.Tensor,
+    name: str = "model",
+) -> str:
+    """Log ``model`` to run ``run_id`` as an MLflow model reading raw pixels; returns ``models:/<model_id>``.
+
+    ``data_summary`` is the study's ``data_summary`` dataset: its ``normalisation`` (training-split or
+    published statistics) goes inside the logged module, ``dataset`` sets the raw pixel scale and
+    ``classes`` is recorded in the model's metadata. ``examples`` are a few images of a ``model_input``
+    split (normalised, as the model reads them; :func:`~distillation_studies.learning.export.first_images`);
+    they are turned back into raw pixels for the input example and the signature.
+
+    Everything goes through ``client`` (its tracking URI, the run's experiment), never through
+    MLflow's global tracking URI or active run, so arms logging at once in threads or processes are safe.
+    """
+    pixel_max = raw_pixel_max(str(data_summary["dataset"]))
+    normalisation = data_summary["normalisation"]
+    packaged = for_raw_images(model, normalisation, pixel_max)
+    raw = to_raw(examples[:EXAMPLE_COUNT], normalisation, pixel_max)
+    with torch.no_grad():
+        probabilities = packaged(raw)
+    example = raw.numpy()
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id, name=name, source_run_id=run_id, params=dict(run.data.params), model_type="classifier"
+    )
+    description = Model(artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id, model_uuid=logged.model_id)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model"
+            mlflow.pytorch.save_model(
+                packaged,
+                path,
+                mlflow_model=description,
+                serialization_format="pt2",
+                signature=infer_signature(example, probabilities.numpy()),
+                input_example=example,
+                metadata=_metadata(example.shape[1:], pixel_max, normalisation, data_summary, probabilities.shape[1]),
+                # Given, not inferred: inference would reload the model in a subprocess for every arm.
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+            )
+            # The exported weights live on the CPU, and MLflow refuses to load an exported program on another
+            # device (its pyfunc default is CUDA when present), so the model predicts on the CPU everywhere.
+            description.flavors["python_function"]["model_config"] = {"device": "cpu"}
+            description.save(str(path / "MLmodel"))
+            client.log_model_artifacts(logged.model_id, str(path))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return f"models:/{logged.model_id}"
+
+
+def _metadata(
+    sample_shape: tuple[int, ...], pixel_max: float, normalisation: dict, data_summary: dict, num_classes: int
+) -> dict[str, Any]:
+    """What a user of the model needs to call it, recorded in its MLmodel file."""
+    return {
+        "input": f"raw pixels, float32 (N, {', '.join(map(str, sample_shape))}) in [0, {pixel_max:g}]",
+        "output": "class probabilities (N, num_classes); argmax is the predicted class",
+        "normalisation": {"mean": list(normalisation["mean"]), "std": list(normalisation["std"])},
+        "classes": [str(c) for c in (data_summary.get("classes") or range(num_classes))],
+    }
+
+
+def logged_model_id(client: MlflowClient, run_id: str, name: str = "model") -> str:
+    """The id of the model called ``name`` that run ``run_id`` logged (the latest if it logged several)."""
+    outputs = client.get_run(run_id).outputs
+    steps = {output.model_id: output.step for output in (outputs.model_outputs if outputs else [])}
+    named = [model_id for model_id in steps if client.get_logged_model(model_id).name == name]
+    if not named:
+        raise MlflowException(f"run {run_id} logged no model named {name!r} (log it with log_classifier first)")
+    return max(named, key=lambda model_id: steps[model_id])
+
+
+def registry_runs(recommendation: dict[str, Any], best_val_accuracy: Mapping[str, float]) -> tuple[str, list[str]]:
+    """(recommended run, candidate runs) to register: one run per ranked candidate of ``recommendation``.
+
+    A candidate is a method (arm) with one run per seed; the run registered is its seed with the best
+    validation accuracy (``best_val_accuracy``: run id -> value), never chosen on test. The recommended
+    run is the first ranked candidate's. Raises ValueError when no candidate has a run id (tracking off).
+    """
+    chosen = [
+        max(candidate["run_ids"], key=lambda run_id: best_val_accuracy.get(run_id, float("-inf")))
+        for candidate in recommendation.get("ranked", [])
+        if candidate.get("run_ids")
+    ]
+    if not chosen:
+        raise ValueError("tracking.register: the recommendation names no MLflow run (is tracking enabled?)")
+    return chosen[0], chosen
+
+
+def register_recommended(
+    client: MlflowClient,
+    registry_name: str,
+    recommended_run_id: str,
+    candidate_run_ids: list[str],
+    name: str = "model",
+) -> dict[str, str]:
+    """Register each candidate run's model as a version of ``registry_name``; alias the recommended one.
+
+    The recommended run is registered too when it is not among the candidates. Returns
+    ``{run_id: version}``; ``models:/<registry_name>@recommended`` then loads the recommended model.
+    """
+    try:
+        client.create_registered_model(registry_name, description="Students of a distillation study; @recommended is the study's pick.")
+    except MlflowException as error:
+        if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    versions: dict[str, str] = {}
+    for run_id in dict.fromkeys([*candidate_run_ids, recommended_run_id]):
+        model_id = logged_model_id(client, run_id, name)
+        # MLflow's sqlite registry resolves a ``models:/<id>`` source through the *global* tracking URI.
+        with _global_tracking_uri(client.tracking_uri):
+            version = client.create_model_version(registry_name, f"models:/{model_id}", run_id=run_id, model_id=model_id)
+        versions[run_id] = str(version.version)
+    client.set_registered_model_alias(registry_name, RECOMMENDED_ALIAS, versions[recommended_run_id])
+    return versions

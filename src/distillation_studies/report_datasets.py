@@ -1,0 +1,86 @@
+"""Report datasets that kedro-viz can preview in its side panel: what a reader opens, not the raw files.
+
+They load and save exactly like the kedro-datasets classes they extend; only ``preview()`` is added
+(kedro-viz calls it and picks the renderer from its return annotation: ``HTMLPreview``, ``ImagePreview``,
+``TablePreview``). Previews read the latest saved version, so they show the last run's results.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from kedro.io.core import get_filepath_str  # noqa: E402
+from kedro_datasets._typing import HTMLPreview, ImagePreview, TablePreview  # noqa: E402
+from kedro_datasets.matplotlib import MatplotlibDataset  # noqa: E402
+from kedro_datasets.pandas import CSVDataset  # noqa: E402
+from kedro_datasets.text import TextDataset  # noqa: E402
+
+from distillation_studies import datasets  # noqa: E402
+from distillation_studies.report.sections import cost_rows, noise_rows  # noqa: E402
+from distillation_studies.report.html import markdown_to_html  # noqa: E402
+
+_BASELINE_COLUMN = re.compile(r"^test_accuracy_diff_vs_(.+)$")
+_PLOTS_SECTION = re.compile(r"\n## Plots\n.*\Z", re.DOTALL)
+
+
+class HTMLReportDataset(TextDataset):
+    """The self-contained HTML study report; kedro-viz shows the page itself."""
+
+    def preview(self) -> HTMLPreview:
+        return HTMLPreview(self.load())
+
+
+class MarkdownReportDataset(datasets.MarkdownReportDataset):
+    """The Markdown study report (links pointed at the saved plots); previewed rendered (its plots are
+    previewed with ``study_plots``)."""
+
+    def preview(self) -> HTMLPreview:
+        # The plots section links PNG files beside the report, which the side panel cannot reach.
+        return HTMLPreview(markdown_to_html(_PLOTS_SECTION.sub("\n", self.load()), heading_offset=0))
+
+
+class ComparisonTableDataset(CSVDataset):
+    """The comparison table (every statistic, for the analysis) previewed as the report's headline table."""
+
+    def preview(self, nrows: int = 30) -> TablePreview:
+        table = self.load()
+        baselines = [m.group(1) for c in table.columns if (m := _BASELINE_COLUMN.match(c))]
+        head = table.head(nrows)
+        noise, costs = pd.DataFrame(noise_rows(head, baselines)), pd.DataFrame(cost_rows(head))
+        return TablePreview(noise.merge(costs, on="arm", how="left").to_dict(orient="split"))
+
+
+class PlotFolderDataset(MatplotlibDataset):
+    """A folder of plots (a dict of figures); previewed as one contact sheet of all of them."""
+
+    def preview(self, columns: int = 2) -> ImagePreview:
+        folder = get_filepath_str(self._get_load_path(), self._protocol)
+        paths = sorted(self._fs.glob(f"{folder}/*.png"))
+        return ImagePreview(base64.b64encode(_contact_sheet(self._fs, paths, columns)).decode("ascii"))
+
+
+def _contact_sheet(fs, paths: list[str], columns: int) -> bytes:
+    """The PNGs at ``paths`` on a grid, each titled with its file name, as PNG bytes."""
+    rows = max(1, math.ceil(len(paths) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.5 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, path in zip(axes.flat, paths):
+        with fs.open(path, "rb") as file:
+            axis.imshow(mpimg.imread(file, format="png"))
+        axis.set_title(str(path).rsplit("/", 1)[-1], fontsize=11)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return buffer.getvalue()

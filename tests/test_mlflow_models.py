@@ -1,0 +1,169 @@
+"""Logged students are MLflow models a user can load without the project, and the registry marks the pick.
+
+A tiny student is trained by the project's own loop, evaluated by the project's own evaluation, and
+logged into a temporary sqlite store. A separate Python (``-I -S``: no PYTHONPATH, no site .pth files, so
+not even the project's editable install) then loads it with ``mlflow.pyfunc.load_model`` and must get the
+logged test accuracy back from the *raw* test images, which it normalises nowhere itself.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from distillation_studies.common.config import parse_dataclass
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.learning import data
+from distillation_studies.learning.evaluation import evaluate_model
+from distillation_studies.learning.export import first_images
+from distillation_studies.mlflow_models import (
+    RECOMMENDED_ALIAS,
+    log_classifier,
+    logged_model_id,
+    register_recommended,
+    registry_runs,
+)
+from distillation_studies.pipelines.data_processing.nodes import split_images
+from distillation_studies.pipelines.teacher.nodes import train_teacher
+from distillation_studies.study.schema import TrackingConfig
+
+DATA = {"dataset": "digits", "val_fraction": 0.1, "test_fraction": 0.2, "split_seed": 0, "normalisation": "train"}
+STUDENT = {"seed": 0, "model": {"name": "mlp", "hidden": [32]}, "training": {"epochs": 6, "batch_size": 32, "lr": 0.01}}
+
+# Runs in the bare interpreter: only what site-packages holds (torch, mlflow), read without .pth files.
+LOAD_AND_SCORE = """
+import json, sys
+site_packages, uri, run_id, model_uri, raw_path = sys.argv[1:]
+sys.path.append(site_packages)
+try:
+    import distillation_studies
+    project_importable = True
+except ImportError:
+    project_importable = False
+import numpy as np, mlflow
+mlflow.set_tracking_uri(uri)
+raw = np.load(raw_path)
+probabilities = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(raw["x"])
+by_id = mlflow.pyfunc.load_model(model_uri).predict(raw["x"][:5])
+accuracy = float((probabilities.argmax(axis=1) == raw["y"]).mean())
+logged = mlflow.MlflowClient(uri).get_run(run_id).data.metrics["test/accuracy"]
+print(json.dumps({"project_importable": project_importable, "accuracy": accuracy, "logged": logged,
+                  "shape": list(probabilities.shape), "same_by_id": bool(np.allclose(by_id, probabilities[:5], atol=1e-6)), "row_sums": probabilities.sum(axis=1).round(5).tolist()[:3]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A temp tracking store with one run holding a trained student as an MLflow model and its test accuracy."""
+    root = tmp_path_factory.mktemp("mlflow_models")
+    images = data.load_embedded("digits")
+    model_input, summary = split_images(images, DATA)
+    best, last, history = train_teacher(model_input, summary, STUDENT)
+    metrics = evaluate_model(best, last, model_input["test"], None, history["summary"], latency_repeats=1, throughput_batch=8)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("students", artifact_location=(root / "artifacts").as_uri())
+    run_id = client.create_run(experiment, run_name="ce/seed_0").info.run_id
+    client.log_metric(run_id, "test/accuracy", metrics["test_accuracy"])
+    model_uri = log_classifier(client, run_id, best, summary, first_images(model_input["val"], 8))
+    # The raw test split: the same stratified split of the un-normalised images (data.load_embedded).
+    raw_test = data.stratified_split(images, data.SplitConfig(DATA["val_fraction"], DATA["test_fraction"], DATA["split_seed"]))["test"]
+    raw_path = root / "raw_test.npz"
+    np.savez(raw_path, x=raw_test["x"].numpy(), y=raw_test["y"].numpy())
+    return {"root": root, "uri": uri, "client": client, "experiment": experiment, "run_id": run_id,
+            "model_uri": model_uri, "metrics": metrics, "raw_path": raw_path, "model": best, "summary": summary,
+            "model_input": model_input}
+
+
+def test_logged_student_predicts_from_raw_images_without_the_project(study):
+    site_packages = sysconfig.get_paths()["purelib"]
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", LOAD_AND_SCORE, site_packages, study["uri"], study["run_id"], study["model_uri"], str(study["raw_path"])],
+        cwd=study["root"], capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scored = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scored["project_importable"] is False
+    assert scored["shape"] == [study["summary"]["sizes"]["test"], 10]
+    assert scored["same_by_id"]
+    assert scored["row_sums"] == [1.0, 1.0, 1.0]  # class probabilities
+    assert scored["accuracy"] == pytest.approx(study["metrics"]["test_accuracy"], abs=1e-9)
+    assert scored["logged"] == pytest.approx(scored["accuracy"], abs=1e-9)
+    assert scored["accuracy"] > 0.5  # trained, so the comparison above is not between two chance levels
+
+
+def test_logged_model_is_a_ready_model_of_its_run_with_signature_and_example(study):
+    client, run_id = study["client"], study["run_id"]
+    model_id = study["model_uri"].removeprefix("models:/")
+    logged = client.get_logged_model(model_id)
+    assert (logged.name, logged.source_run_id, logged.experiment_id) == ("model", run_id, study["experiment"])
+    assert str(logged.status) in ("READY", "LoggedModelStatus.READY")
+    assert [m.model_id for m in client.get_run(run_id).outputs.model_outputs] == [model_id]
+    artifacts = {a.path for a in client.list_logged_model_artifacts(model_id)}
+    assert {"MLmodel", "input_example.json", "data"} <= artifacts
+    mlmodel = yaml.safe_load(Path(logged.artifact_location.removeprefix("file://"), "MLmodel").read_text())
+    assert mlmodel["flavors"]["pytorch"]["model_data"] == "data"
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.pytorch"
+    assert mlmodel["flavors"]["python_function"]["model_config"] == {"device": "cpu"}  # loads on GPU machines too
+    assert json.loads(mlmodel["signature"]["inputs"]) == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 1, 8, 8]}}]
+    assert mlmodel["metadata"]["normalisation"] == study["summary"]["normalisation"]
+    assert mlmodel["metadata"]["classes"] == [str(d) for d in range(10)]
+
+def test_recommended_student_gets_the_alias_and_every_candidate_a_version(study):
+    client, experiment = study["client"], study["experiment"]
+    summary, model, examples = study["summary"], study["model"], first_images(study["model_input"]["val"], 4)
+    runs = [study["run_id"]]
+    for name in ("kd/seed_0", "dkd/seed_0"):
+        run_id = client.create_run(experiment, run_name=name).info.run_id
+        log_classifier(client, run_id, model, summary, examples)
+        runs.append(run_id)
+    versions = register_recommended(client, "digits-students", recommended_run_id=runs[1], candidate_run_ids=runs)
+    assert versions == {runs[0]: "1", runs[1]: "2", runs[2]: "3"}
+    picked = client.get_model_version_by_alias("digits-students", RECOMMENDED_ALIAS)
+    assert (str(picked.version), picked.run_id) == ("2", runs[1])
+    assert picked.source == f"models:/{logged_model_id(client, runs[1])}"
+    assert {client.get_model_version("digits-students", v).source for v in versions.values()} == {
+        f"models:/{logged_model_id(client, run)}" for run in runs
+    }
+    # A later study adds versions to the same registered model and moves the alias.
+    again = register_recommended(client, "digits-students", recommended_run_id=runs[2], candidate_run_ids=[runs[2]])
+    assert again == {runs[2]: "4"}
+    assert str(client.get_model_version_by_alias("digits-students", RECOMMENDED_ALIAS).version) == "4"
+
+
+def test_registering_a_run_without_a_model_names_the_run(study):
+    client = study["client"]
+    bare = client.create_run(study["experiment"], run_name="no-model").info.run_id
+    with pytest.raises(MlflowException, match=f"run {bare} logged no model named 'model'"):
+        register_recommended(client, "digits-students-bare", recommended_run_id=bare, candidate_run_ids=[bare])
+
+
+def test_register_key_names_a_valid_registered_model():
+    assert parse_dataclass(TrackingConfig, {"register": "digits-students"}, "tracking").register == "digits-students"
+    assert parse_dataclass(TrackingConfig, {}, "tracking").register is None
+    for bad in ("a/b", "run:1", " padded", "", 3):
+        with pytest.raises(ConfigError, match=r"^tracking\.register: "):
+            parse_dataclass(TrackingConfig, {"register": bad}, "tracking")
+
+
+def test_each_candidate_is_registered_through_its_best_validation_seed_and_the_first_ranked_is_recommended():
+    recommendation = {
+        "ranked": [
+            {"candidate": "kd", "run_ids": ["kd0", "kd1", "kd2"]},
+            {"candidate": "ce", "run_ids": ["ce0", "ce1"]},
+            {"candidate": "untracked", "run_ids": []},
+        ]
+    }
+    val = {"kd0": 0.91, "kd1": 0.95, "kd2": 0.93, "ce0": 0.90, "ce1": 0.89}
+    assert registry_runs(recommendation, val) == ("kd1", ["kd1", "ce0"])
+    with pytest.raises(ValueError, match="tracking.register"):
+        registry_runs({"ranked": [{"candidate": "kd", "run_ids": []}]}, val)
