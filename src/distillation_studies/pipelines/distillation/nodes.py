@@ -14,6 +14,7 @@ from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import parse_method_entry
 from distillation_studies.learning.training import TrainConfig, train
 from distillation_studies.pipelines.teacher.nodes import history_record
+from distillation_studies.tracking import epoch_logger
 
 
 def distil_student(
@@ -41,8 +42,9 @@ def distil_student(
     train_size = len(labels_of(model_input["train"]))
     loss = build_method(entry.method, config, model, teacher_model, train_size, f"methods.{entry.key}")
     teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
+    label = f"{arm['key']}/seed_{seed}"
     result = train(
-        model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=f"{arm['key']}/seed_{seed}"
+        model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=label, on_epoch=epoch_logger(label)
     )
     last = build_model(spec)
     last.load_state_dict(result.last_state)
