@@ -32,12 +32,15 @@ def explode(x: float) -> float:
     raise ValueError("loss is nan at epoch 3")
 
 
-def study_like(student=double) -> Pipeline:
-    """teacher -> two arms (train + evaluate each) -> a comparison, named as the study names them."""
-    arm = Pipeline([node(student, "teacher_model", "model", name="distil"), node(double, "model", "metrics", name="evaluate")])
-    arms = [
-        Pipeline(arm, namespace=f"students.{key}.seed_0", inputs={"teacher_model"}) for key in ("ce", "kd")
-    ]
+def study_like(failing: str | None = None) -> Pipeline:
+    """teacher -> two arms (train + evaluate each) -> a comparison, named as the study names them;
+    the ``failing`` arm's training raises."""
+
+    def arm(key: str) -> Pipeline:
+        train = explode if key == failing else double
+        return Pipeline([node(train, "teacher_model", "model", name="distil"), node(double, "model", "metrics", name="evaluate")])
+
+    arms = [Pipeline(arm(key), namespace=f"students.{key}.seed_0", inputs={"teacher_model"}) for key in ("ce", "kd")]
     return Pipeline(
         [
             node(double, "raw", "teacher_model", name="train_teacher"),
@@ -61,8 +64,9 @@ def test_each_arm_is_one_task_after_the_teacher_and_before_the_comparison():
         "students.kd.seed_0": {"train_teacher"},
         "compare": {"students.ce.seed_0", "students.kd.seed_0"},
     }
-    # models are trained on the workers (teacher_model is not an arm dataset here, its name is made up)
-    assert [name for name, nodes in groups.items() if runs_on_workers(nodes)] == ["students.ce.seed_0", "students.kd.seed_0"]
+    # tasks writing the teacher's or an arm's outputs go to the workers, the comparison stays in the driver
+    on_workers = [name for name, nodes in groups.items() if runs_on_workers(nodes)]
+    assert on_workers == ["train_teacher", "students.ce.seed_0", "students.kd.seed_0"]
     assert describe("students.kd.seed_0") == "arm kd/seed_0" and describe("compare") == "node compare"
 
 
@@ -104,11 +108,7 @@ def test_a_study_shaped_pipeline_runs_on_two_worker_processes(cluster):
 
 
 def test_a_failing_arm_is_named_and_the_other_arms_finish(cluster):
-    pipeline = study_like()
-    failing = Pipeline(
-        [n for n in pipeline.nodes if n.name != "students.kd.seed_0.distil"]
-        + [node(explode, "teacher_model", "students.kd.seed_0.model", name="students.kd.seed_0.distil")]
-    )
+    failing = study_like(failing="kd")
     catalog = catalog_for(failing)
     with pytest.raises(StudyTaskError, match=r"arm kd/seed_0: ValueError: loss is nan at epoch 3") as raised:
         DaskRunner(address=cluster).run(failing, catalog)
