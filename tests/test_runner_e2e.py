@@ -152,6 +152,23 @@ def test_a_killed_worker_fails_the_study_naming_the_arm_then_resume_finishes_it(
     assert len(cited) == 4
 
 
+def test_an_arm_whose_worker_is_killed_is_retried_on_another_worker(tmp_path):
+    copy_project(tmp_path)
+    slow = ["--params", "seeds=[0],student.training.epochs=30"]
+    study = start(tmp_path, DASK, *slow)  # allowed_failures: 1 (conf/base/runner.yml)
+    victim = running_arm(tmp_path)
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+    output, _ = study.communicate(timeout=900)
+    assert study.returncode == 0, output[-3000:]
+    found = runs(tmp_path)
+    attempts = [r for r in found if r.data.tags.get("arm") == victim["arm"]]
+    assert sorted(r.info.status for r in attempts) == ["FINISHED", "KILLED"]
+    assert all(r.info.status != "RUNNING" for r in found)
+    assert len(versions(tmp_path)[f"data/06_models/students/{victim['arm']}/model.pt"]) == 1
+    cited = {run for entry in load(tmp_path, "recommendation")["ranked"] for run in entry["run_ids"]}
+    assert next(r.info.run_id for r in attempts if r.info.status == "FINISHED") in cited
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_study_leaves_no_run_running(tmp_path, stop):
     copy_project(tmp_path)

@@ -44,7 +44,9 @@ def test_protocol_card_becomes_searchable_tags():
     assert tags == {"protocol.dataset": "mnist5k", "protocol.seeds": "[0, 1, 2]", "protocol.git_commit": "abc"}
 
 
-@pytest.mark.parametrize("uri", ["mlflow.db", "sqllite:///mlflow.db", "ftp://host/x", "file:///tmp/mlruns"])
+@pytest.mark.parametrize(
+    "uri", ["mlflow.db", "sqllite:///mlflow.db", "ftp://host/x", "file:///tmp/mlruns", "sqlite:////no/such/folder/mlflow.db"]
+)
 def test_a_tracking_uri_mlflow_cannot_use_names_the_key(uri):
     with pytest.raises(ConfigError, match=r"^tracking\.uri: "):
         check_store(uri)

@@ -17,10 +17,16 @@ import sqlite3
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent first runs there are not guarded
+    fcntl = None
 
 import torch
 from mlflow import MlflowClient
@@ -32,6 +38,7 @@ from distillation_studies.datasets import model_payload
 
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 5000
+SEARCH_LIMIT = 50000  # MLflow's largest page: more runs than any study has
 URI_SCHEMES = ("sqlite", "http", "https", "databricks", "postgresql", "mysql", "mssql", "file")
 
 
@@ -76,7 +83,11 @@ def check_store(uri: str) -> None:
             "use sqlite:///mlflow.db or a tracking server"
         )
     database = sqlite_file(uri)
-    if database is None or not database.exists():
+    if database is None:
+        return
+    if not database.parent.is_dir():
+        raise ConfigError(f"tracking.uri: {uri!r}: the folder {database.parent} does not exist")
+    if not database.exists():
         return
     try:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
@@ -131,19 +142,39 @@ def _params(params: dict[str, str]) -> list[Param]:
     return [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in params.items()]
 
 
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Serialise creating the SQLite database and the experiment: two ``kedro run`` started together in
+    one project folder would otherwise both create the tables, or the experiment, and one would fail."""
+    database = sqlite_file(uri)
+    if database is None or fcntl is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class StudyTracker:
     """The driver's side: the experiment, the study run, orphans, and the end of the study."""
 
     def __init__(self, uri: str, experiment: str, project_path: Path) -> None:
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
         artifact_root = project_path / "mlruns" / experiment
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root.as_uri())
-        else:
-            self.experiment_id = found.experiment_id
-            _check_artifacts_belong_here(found.artifact_location, project_path, experiment, uri)
+        with _creation_lock(uri):
+            self.client = MlflowClient(tracking_uri=uri)
+            try:
+                found = self.client.get_experiment_by_name(experiment)
+            except Exception as error:  # an unreachable server, a database MLflow cannot open or migrate
+                raise ConfigError(f"tracking.uri: MLflow cannot use {uri}: {type(error).__name__}: {error}"[:2000]) from error
+            if found is None:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root.as_uri())
+                return
+        self.experiment_id = found.experiment_id
+        _check_artifacts_belong_here(found.artifact_location, project_path, experiment, uri)
 
     def start(self, name: str, params: dict[str, Any], tags: dict[str, str], save_version: str) -> StudyRun:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, **_process_tags(), "role": "study"})
@@ -172,7 +203,8 @@ class StudyTracker:
         the runs whose saved outputs a resumed ``kedro run --only-missing-outputs`` reuses."""
         found: dict[str, str] = {}
         query = f"tags.config_hash = '{study.config_hash}' and attributes.status = 'FINISHED' and tags.role = 'arm'"
-        for run in self.client.search_runs([self.experiment_id], query, order_by=["attributes.start_time DESC"]):
+        runs = self.client.search_runs([self.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"])
+        for run in runs:
             if run.data.tags.get("study_run") != study.run_id:
                 found.setdefault(run.data.tags.get("arm", ""), run.info.run_id)
         found.pop("", None)
@@ -230,7 +262,7 @@ def _error_text(error: BaseException) -> str:
 
 def running_children(client: MlflowClient, experiment_id: str, study_run_id: str) -> list[str]:
     query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{study_run_id}' and attributes.status = 'RUNNING'"
-    return [run.info.run_id for run in client.search_runs([experiment_id], query)]
+    return [run.info.run_id for run in client.search_runs([experiment_id], query, max_results=SEARCH_LIMIT)]
 
 
 def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
@@ -251,7 +283,7 @@ def arm_runs(study: StudyRun, status: str | None = "FINISHED") -> dict[str, str]
         query = f"tags.{tag} = '{study.run_id}' and tags.role = 'arm'"
         if status:
             query += f" and attributes.status = '{status}'"
-        for run in client.search_runs([study.experiment_id], query, order_by=["attributes.start_time DESC"]):
+        for run in client.search_runs([study.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"]):
             found.setdefault(run.data.tags["arm"], run.info.run_id)
     return found
 
