@@ -47,17 +47,23 @@ def runs(project: Path) -> list:
     return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"]) if experiment else []
 
 
-def running_arm(project: Path, timeout_s: float = 600) -> dict[str, str]:
+def experiment_created(project: Path) -> bool:
+    """Read-only: an MlflowClient on a database still being created would create its tables too."""
+    try:
+        with sqlite3.connect(f"file:{project / 'mlflow.db'}?mode=ro", uri=True) as db:
+            return bool(db.execute("SELECT 1 FROM experiments WHERE name = 'distillation-studies'").fetchone())
+    except sqlite3.Error:
+        return False
+
+
+def running_arm(project: Path, timeout_s: float = 900) -> dict[str, str]:
     """Wait until a student's nested run is RUNNING; its tags (arm, pid of the process training it)."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        if (project / "mlflow.db").exists():
-            try:
-                for found in runs(project):
-                    if found.info.status == "RUNNING" and found.data.tags.get("arm", "teacher") != "teacher":
-                        return found.data.tags
-            except Exception:  # the database is being created
-                pass
+        if experiment_created(project):
+            for found in runs(project):
+                if found.info.status == "RUNNING" and found.data.tags.get("arm", "teacher") != "teacher":
+                    return found.data.tags
         time.sleep(0.3)
     raise AssertionError("no student started training")
 
