@@ -1,14 +1,26 @@
-"""Pure helpers of the MLflow tracking: which run a dataset belongs to, URIs, flattened params."""
+"""MLflow tracking of a study: names, URIs, a store MLflow cannot use, a copied project, orphans, the
+runs found by their tags, and several processes writing one SQLite database at once."""
 
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from distillation_studies.hooks import arm_of, protocol_tags
-from distillation_studies.tracking import flatten, resolve_uri
+import pytest
+from mlflow import MlflowClient
+
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.hooks import ArmDataset, arm_of, protocol_tags
+from distillation_studies.tracking import ArmRun, StudyTracker, arm_runs, check_store, end_study, flatten, resolve_uri
 
 
 def test_datasets_map_to_their_nested_run():
-    assert arm_of("teacher_metrics") == ("teacher", "metrics")
-    assert arm_of("students.kd__temperature_2.seed_1.history") == ("kd__temperature_2/seed_1", "history")
+    assert arm_of("teacher_metrics") == ArmDataset("teacher", "metrics", None)
+    assert arm_of("students.kd__temperature_2.seed_1.history") == ArmDataset("kd__temperature_2/seed_1", "history", 1)
     assert arm_of("comparison_table") is None
     assert arm_of("model_input") is None
 
@@ -30,3 +42,144 @@ def test_nested_config_becomes_dotted_string_params():
 def test_protocol_card_becomes_searchable_tags():
     tags = protocol_tags({"dataset": "mnist5k", "seeds": [0, 1, 2], "git_commit": "abc", "package_versions": {}})
     assert tags == {"protocol.dataset": "mnist5k", "protocol.seeds": "[0, 1, 2]", "protocol.git_commit": "abc"}
+
+
+@pytest.mark.parametrize(
+    "uri", ["mlflow.db", "sqllite:///mlflow.db", "ftp://host/x", "file:///tmp/mlruns", "sqlite:////no/such/folder/mlflow.db"]
+)
+def test_a_tracking_uri_mlflow_cannot_use_names_the_key(uri):
+    with pytest.raises(ConfigError, match=r"^tracking\.uri: "):
+        check_store(uri)
+
+
+def test_a_truncated_database_is_named(tmp_path):
+    database = tmp_path / "mlflow.db"
+    StudyTracker(f"sqlite:///{database}", "e", tmp_path)  # a real MLflow database ...
+    database.write_bytes(database.read_bytes()[:1000])  # ... cut short
+    with pytest.raises(ConfigError, match=rf"{database}: the MLflow database cannot be read"):
+        check_store(f"sqlite:///{database}")
+    (tmp_path / "random.db").write_bytes(b"\x00not sqlite at all" * 100)
+    with pytest.raises(ConfigError, match="random.db: the MLflow database cannot be read"):
+        check_store(f"sqlite:///{tmp_path / 'random.db'}")
+
+
+def test_a_copied_project_does_not_write_into_the_original(tmp_path):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    original.mkdir()
+    StudyTracker(f"sqlite:///{original / 'mlflow.db'}", "study", original)
+    shutil.copytree(original, copy)  # what `cp -a` does: the copied mlflow.db still points into original/mlruns
+    with pytest.raises(ConfigError, match=rf"stores its artifacts in {original}/mlruns/study, outside this project"):
+        StudyTracker(f"sqlite:///{copy / 'mlflow.db'}", "study", copy)
+    assert StudyTracker(f"sqlite:///{original / 'mlflow.db'}", "study", original).experiment_id  # the original still works
+
+
+def _tracker(tmp_path: Path) -> StudyTracker:
+    return StudyTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "study", tmp_path)
+
+
+def test_arm_runs_are_found_by_their_tags_own_and_adopted(tmp_path):
+    tracker = _tracker(tmp_path)
+    earlier = tracker.start("earlier", {}, {"config_hash": "h"}, "v1")
+    kd = ArmRun.open(earlier, "kd/seed_0", 0, {"role": "student"})
+    kd.finish()
+    unfinished = ArmRun.open(earlier, "ce/seed_0", 0, {})  # its process died: never reused
+    end_study(earlier, "KILLED")
+    study = tracker.start("later", {}, {"config_hash": "h"}, "v2")
+    adopted = tracker.earlier_arm_runs(study)
+    assert adopted == {"kd/seed_0": kd.run_id}
+    tracker.adopt(study, adopted)
+    ce = ArmRun.open(study, "ce/seed_0", 0, {})
+    ce.finish()
+    assert arm_runs(study) == {"kd/seed_0": kd.run_id, "ce/seed_0": ce.run_id}
+    client = MlflowClient(tracker.uri)
+    assert client.get_run(unfinished.run_id).info.status == "KILLED"
+    assert client.get_run(kd.run_id).data.tags["resumed_by"] == study.run_id
+    assert client.get_run(ce.run_id).data.tags["mlflow.parentRunId"] == study.run_id
+
+
+def test_a_retried_arm_closes_its_earlier_attempt(tmp_path):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    first = ArmRun.open(study, "kd/seed_0", 0, {})  # its worker was killed mid-arm
+    second = ArmRun.open(study, "kd/seed_0", 0, {})
+    client = MlflowClient(study.tracking_uri)
+    assert client.get_run(first.run_id).info.status == "KILLED"
+    assert "retried" in client.get_run(first.run_id).data.tags["error"]
+    second.finish()
+    assert arm_runs(study) == {"kd/seed_0": second.run_id}
+
+
+def test_epochs_are_logged_as_they_end_with_real_timestamps(tmp_path):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    run = ArmRun.open(study, "kd/seed_0", 0, {})
+    before = int(time.time() * 1000)
+    run.log_epoch({"epoch": 1, "loss_ce": 0.5, "val_accuracy": 0.25})
+    time.sleep(0.05)
+    run.log_epoch({"epoch": 2, "loss_ce": 0.4, "val_accuracy": 0.5})
+    run.finish()
+    history = MlflowClient(study.tracking_uri).get_metric_history(run.run_id, "epoch_val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.5)]
+    assert before <= history[0].timestamp < history[1].timestamp <= int(time.time() * 1000)
+    info = MlflowClient(study.tracking_uri).get_run(run.run_id).info
+    assert info.start_time <= history[0].timestamp and history[1].timestamp <= info.end_time
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_orphans_of_this_config_are_closed_live_runs_are_not(tmp_path):
+    tracker = _tracker(tmp_path)
+    orphan = tracker.start("orphan", {}, {"config_hash": "h"}, "v1")
+    child = ArmRun.open(orphan, "kd/seed_0", 0, {})
+    client = MlflowClient(tracker.uri)
+    for run_id in (orphan.run_id, child.run_id):
+        client.set_tag(run_id, "pid", str(_dead_pid()))  # as if written by a process that was killed (kill -9)
+    live = tracker.start("live", {}, {"config_hash": "h"}, "v2")  # this process: alive
+    other = tracker.start("other", {}, {"config_hash": "other"}, "v3")
+    client.set_tag(other.run_id, "pid", str(_dead_pid()))
+    assert set(tracker.close_orphans("h")) == {orphan.run_id, child.run_id}
+    assert client.get_run(orphan.run_id).info.status == "KILLED"
+    assert client.get_run(child.run_id).info.status == "KILLED"
+    assert "orphan" in client.get_run(orphan.run_id).data.tags["error"]
+    assert client.get_run(live.run_id).info.status == "RUNNING"
+    assert client.get_run(other.run_id).info.status == "RUNNING"  # another config: not this run's business
+
+
+def test_ending_a_study_closes_every_run_left_running(tmp_path):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    done, lost = ArmRun.open(study, "ce/seed_0", 0, {}), ArmRun.open(study, "kd/seed_0", 0, {})
+    done.finish()
+    end_study(study, "KILLED", KeyboardInterrupt("study interrupted (SIGINT)"))
+    client = MlflowClient(study.tracking_uri)
+    assert client.get_run(done.run_id).info.status == "FINISHED"
+    assert client.get_run(lost.run_id).info.status == "KILLED"
+    parent = client.get_run(study.run_id)
+    assert parent.info.status == "KILLED" and "SIGINT" in parent.data.tags["error"]
+
+
+def _write_arm(args: tuple) -> str:
+    """One worker process: an arm run with params, 20 epochs, metrics and an artifact, as a worker does."""
+    study, key = args
+    run = ArmRun.open(study, key, 0, {"role": "student", "hyperparameters": {"t": 4.0}})
+    for epoch in range(1, 21):
+        run.log_epoch({"epoch": epoch, "loss_ce": 1.0 / epoch, "val_accuracy": epoch / 20})
+    run.log_metrics({"test_accuracy": 0.5})
+    run.log_history({"epochs": [], "summary": {}})
+    run.finish()
+    return run.run_id
+
+
+def test_several_processes_write_one_sqlite_database_at_once(tmp_path):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    keys = [f"m{i}/seed_0" for i in range(6)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        run_ids = pool.map(_write_arm, [(study, key) for key in keys])
+    client = MlflowClient(study.tracking_uri)
+    assert arm_runs(study) == dict(zip(keys, run_ids))
+    for run_id in run_ids:
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == 0.5
+        assert [m.step for m in client.get_metric_history(run_id, "epoch_loss_ce")] == list(range(1, 21))
+        assert [a.path for a in client.list_artifacts(run_id)] == ["history.json"]

@@ -1,26 +1,46 @@
 """Kedro hooks: record the study parameters for the registry, and track the study in MLflow.
 
-Nodes stay pure; these hooks read what they produced (models, histories, metrics, the report)
-and log it, one nested MLflow run per arm (``teacher`` and ``<method>/seed_<n>``).
+Nodes stay pure; these hooks log what they produced (models, histories, metrics, the report). The
+driver's pipeline hooks open and close the study run and put its :class:`~tracking.StudyRun` into the
+catalog (``study_run``). Node and dataset hooks run in whichever process runs the node (the driver,
+or a Dask worker that received the catalog): they read the study from the catalog, open the arm's
+nested run when its training starts, log each epoch as it ends, and close the run once the node's
+outputs are saved. No hook keeps state from one node to the next, so any process can rebuild it.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import signal
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kedro.framework.hooks import hook_impl
 
 from distillation_studies import study_params
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.provenance import config_hash, git_commit, package_versions
-from distillation_studies.tracking import StudyTracker, resolve_uri
+from distillation_studies.tracking import (
+    ArmRun,
+    StudyLog,
+    StudyRun,
+    StudyTracker,
+    arm_runs,
+    check_store,
+    end_study,
+    resolve_uri,
+    set_live,
+)
 
 log = logging.getLogger(__name__)
 
+STUDY_RUN = "study_run"  # the catalog entry holding the StudyRun; absent when tracking is off
+PROJECT_RUNNER = "distillation_studies.runner.DaskRunner"
 ARTIFACTS = {"model": "model", "last_model": "last_model"}
 REPORT_ARTIFACTS = {
     "comparison_table": "comparison_table.csv",
@@ -43,19 +63,54 @@ def protocol_tags(card: dict[str, Any]) -> dict[str, str]:
     return {f"protocol.{key}": str(card[key])[:5000] for key in keys if key in card}
 
 
-def arm_of(dataset: str) -> tuple[str, str] | None:
-    """(arm, kind) for datasets that belong to an arm: ``teacher_metrics`` -> ("teacher", "metrics")."""
+class ArmDataset(NamedTuple):
+    key: str  # the nested run's name: "teacher" or "<arm>/seed_<n>"
+    kind: str  # model, last_model, history, metrics
+    seed: int | None
+
+
+def arm_of(dataset: str) -> ArmDataset | None:
+    """The arm a dataset belongs to: ``students.kd.seed_1.history`` -> ("kd/seed_1", "history", 1).
+
+    The one place where dataset names are parsed into nested-run names (``study.identity`` builds them).
+    """
     if dataset.startswith("teacher_"):
-        return "teacher", dataset[len("teacher_") :]
+        return ArmDataset("teacher", dataset[len("teacher_") :], None)
     parts = dataset.split(".")
-    if len(parts) == 4 and parts[0] == "students":
-        return f"{parts[1]}/{parts[2]}", parts[3]
+    if len(parts) == 4 and parts[0] == "students" and parts[2].startswith("seed_"):
+        return ArmDataset(f"{parts[1]}/{parts[2]}", parts[3], int(parts[2][len("seed_") :]))
     return None
+
+
+def _trained_arm(node) -> ArmDataset | None:
+    """The arm whose training this node is (it writes the arm's history), if any."""
+    for output in node.outputs:
+        arm = arm_of(output)
+        if arm is not None and arm.kind == "history":
+            return arm
+    return None
+
+
+def _study_of(catalog) -> StudyRun | None:
+    return catalog.load(STUDY_RUN) if STUDY_RUN in catalog else None
+
+
+@dataclass
+class _NodeTracking:
+    """What one running node logs into: looked up by node name by the dataset hooks of the same process."""
+
+    study: StudyRun
+    arm: ArmRun | None = None
+    key: str = ""
+    unsaved: set[str] = field(default_factory=set)
+
+
+_running: dict[str, _NodeTracking] = {}
+_running_lock = threading.Lock()
 
 
 class StudyHooks:
     def __init__(self) -> None:
-        self.tracker: StudyTracker | None = None
         self.params: dict[str, Any] = {}
         self.project_path = Path.cwd()
         self.env = "local"
@@ -67,72 +122,100 @@ class StudyHooks:
         self.project_path = Path(context.project_path)
         self.env = context.env or "local"
         study_params.remember(self.params)
+        from distillation_studies import runner  # the runner's settings live in conf/<env>/runner.yml
+
+        runner.remember_settings(runner.settings_from(context.config_loader))
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        if "ParallelRunner" in str(run_params.get("runner")):
+            raise ConfigError(
+                "--runner=ParallelRunner cannot run this project: it forks worker processes after torch has "
+                "started its thread pool (the forked workers hang in their first torch operation) and it would "
+                f"lose the study's MLflow tracking. Run the arms in parallel with --runner={PROJECT_RUNNER} "
+                "(settings in conf/base/runner.yml)."
+            )
         tracking = self.params.get("tracking") or {}
-        self.tracker = None
         resuming = bool(run_params.get("only_missing_outputs"))
         if resuming:
             self._check_resumable(catalog)
         if not tracking.get("enabled", True):
             return
-        uri = resolve_uri(tracking.get("uri", "sqlite:///mlflow.db"), self.project_path)
-        # Artifacts live beside the database under the project, whatever the working directory.
-        artifact_root = self.project_path / "mlruns"
-        self.tracker = StudyTracker(uri, tracking.get("experiment", "distillation-studies"), artifact_root)
+        uri = resolve_uri(str(tracking.get("uri", "sqlite:///mlflow.db")), self.project_path)
+        check_store(uri)
+        tracker = StudyTracker(uri, str(tracking.get("experiment", "distillation-studies")), self.project_path)
+        digest = config_hash(self.params)
+        orphans = tracker.close_orphans(digest)
+        if orphans:
+            log.warning("Closed %d MLflow runs left RUNNING by an earlier, ended run of this config: %s", len(orphans), orphans)
+        save_version = str(run_params.get("run_id") or run_params.get("session_id") or "")
         tags = {
             "git_commit": git_commit(self.project_path),
-            "config_hash": config_hash(self.params),
+            "config_hash": digest,
             "kedro_env": self.env,
-            "kedro_run_id": str(run_params.get("run_id") or run_params.get("session_id") or ""),
+            "kedro_run_id": save_version,
             **{f"version.{name}": version for name, version in package_versions().items()},
         }
         name = f"study-{self.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_id = self.tracker.start(name, self.params, tags)
-        log.info("MLflow study run %s (%s) at %s", name, run_id, uri)
-        if resuming:  # outputs reused from earlier runs keep their runs, which receive what is still missing
-            adopted = self.tracker.adopt(self.tracker.earlier_children(tags["config_hash"]))
+        study = tracker.start(name, self.params, tags, save_version)
+        catalog[STUDY_RUN] = study
+        _close_on_exit(study)
+        log.info("MLflow study run %s (%s) at %s", name, study.run_id, uri)
+        if resuming:  # outputs reused from earlier runs keep their runs, cited as this study's evidence
+            adopted = tracker.earlier_arm_runs(study)
+            tracker.adopt(study, adopted)
             log.info("Resuming: %d nested runs of earlier runs of this config are reused: %s", len(adopted), sorted(adopted))
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        """Hand the recommendation the MLflow run id of every (arm, seed), as its evidence."""
-        if "mlflow_run_ids" in inputs and self.tracker is not None:
-            return {"mlflow_run_ids": {k: v for k, v in self.tracker.children.items() if k != "teacher"}}
+        study = _study_of(catalog)
+        if study is None:
+            return None
+        tracking = _NodeTracking(study, unsaved=set(node.outputs))
+        arm = _trained_arm(node)
+        if arm is not None:
+            role = "teacher" if arm.key == "teacher" else "student"
+            params = {"role": role, **(inputs.get("params:teacher") or {})} if role == "teacher" else {"role": role}
+            tracking.arm, tracking.key = ArmRun.open(study, arm.key, arm.seed, params), arm.key
+            set_live(arm.key, tracking.arm)
+        with _running_lock:
+            _running[node.name] = tracking
+        if "mlflow_run_ids" in inputs:  # the recommendation's evidence: every arm's run, found by its tags
+            return {"mlflow_run_ids": {k: v for k, v in arm_runs(study).items() if k != "teacher"}}
         return None
 
     @hook_impl
-    def after_node_run(self, node, catalog, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-        if self.tracker is None:
+    def on_node_error(self, error: Exception, node, catalog, inputs: dict[str, Any]) -> None:
+        tracking = _pop(node.name)
+        if tracking is not None and tracking.arm is not None:
+            set_live(tracking.key, None)
+            tracking.arm.fail(error)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node) -> None:
+        with _running_lock:
+            tracking = _running.get(node.name)
+        if tracking is None:
             return
-        for dataset, value in outputs.items():
-            if dataset in REPORT_ARTIFACTS:
-                self._log_report(dataset, value)
-                continue
-            arm = arm_of(dataset)
-            if arm is None:
-                continue
-            key, kind = arm
-            history = outputs.get(dataset.removesuffix(kind) + "history")
-            run_id = self.tracker.child(key, self._arm_params(key, history))
-            if kind == "history":
-                self.tracker.log_history(run_id, value)
-            elif kind == "metrics":
-                self.tracker.log_metrics(run_id, value)
-            elif kind in ARTIFACTS:
-                self.tracker.log_model(run_id, value, ARTIFACTS[kind])
+        _log_saved(tracking, dataset_name, data)
+        tracking.unsaved.discard(dataset_name)
+        if not tracking.unsaved:  # every output saved: the node is done, and so is its arm's run
+            _pop(node.name)
+            if tracking.arm is not None:
+                set_live(tracking.key, None)
+                tracking.arm.finish()
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], run_result, pipeline, catalog) -> None:
-        if self.tracker is not None:
-            self.tracker.finish("FINISHED")
+        study = _study_of(catalog)
+        if study is not None:
+            _end_study(study, "FINISHED")
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline, catalog) -> None:
-        if self.tracker is not None:
-            self.tracker.set_tags(self.tracker.parent_id, {"error": f"{type(error).__name__}: {error}"[:5000]})
-            self.tracker.finish("FAILED")
+        study = _study_of(catalog)
+        if study is not None:
+            _end_study(study, "FAILED", error)
 
     def _check_resumable(self, catalog) -> None:
         """``--only-missing-outputs`` reuses saved outputs: refuse, before any work, when they come from
@@ -147,30 +230,99 @@ class StudyHooks:
                 "--only-missing-outputs to run this config in full, or restore the config of the saved outputs."
             )
 
-    def _arm_params(self, key: str, history: dict[str, Any] | None) -> dict[str, Any]:
-        """Parameters of a nested run, from the history its node wrote (what really ran)."""
-        summary = (history or {}).get("summary", {})
-        if key == "teacher":
-            return {"role": "teacher", "model": summary.get("model"), **(self.params.get("teacher") or {})}
-        wanted = ("method", "registered_method", "setting", "student", "label_fraction", "train_size", "seed", "hyperparameters", "model")
-        return {"role": "student", "arm": key.split("/")[0], **{k: summary[k] for k in wanted if k in summary}}
 
-    def _log_report(self, dataset: str, value: Any) -> None:
-        parent = self.tracker.parent_id
-        if dataset == "comparison_table":
-            self.tracker.log_text(parent, value.to_csv(index=False), "report/comparison_table.csv")
-            metrics = {f"{row['arm']}.test_accuracy_mean": row["test_accuracy_mean"] for _, row in value.iterrows()}
-            self.tracker.log_metrics(parent, metrics)  # the study run alone shows the outcome
-        elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published"):
-            self.tracker.log_text(parent, value.to_csv(index=False), f"report/{dataset}.csv")
-        elif dataset == "comparison_plot":
-            self.tracker.log_figure(parent, value, "report/comparison_plot.png")
-        elif dataset == "study_plots":
-            for name, figure in value.items():
-                self.tracker.log_figure(parent, figure, f"report/plots/{name}")
-        elif dataset in ("study_report_md", "study_report_html"):
-            self.tracker.log_text(parent, value, f"report/{REPORT_ARTIFACTS[dataset]}")
-        else:  # JSON records: protocol card, capacity report, recommendation
-            self.tracker.log_text(parent, json.dumps(value, indent=1, default=str), f"report/{dataset}.json")
-            if dataset == "protocol_card":
-                self.tracker.set_tags(parent, protocol_tags(value))
+def _pop(node_name: str) -> _NodeTracking | None:
+    with _running_lock:
+        return _running.pop(node_name, None)
+
+
+def _log_saved(tracking: _NodeTracking, dataset: str, value: Any) -> None:
+    """Log one saved output: report artifacts into the study run, an arm's outputs into its run."""
+    if dataset in REPORT_ARTIFACTS:
+        _log_report(StudyLog(tracking.study), dataset, value)
+        return
+    arm = arm_of(dataset)
+    if arm is None:
+        return
+    run = tracking.arm if tracking.arm is not None and tracking.key == arm.key else ArmRun.find(tracking.study, arm.key)
+    if run is None:
+        log.warning("No MLflow run of %s in study %s: %s not logged", arm.key, tracking.study.run_id, dataset)
+        return
+    if arm.kind == "history":
+        run.log_params(_arm_params(arm.key, value))
+        run.log_history(value)
+        failure = (value.get("summary") or {}).get("failure")
+        if failure:
+            run.set_tags({"failure": str(failure)})
+    elif arm.kind == "metrics":
+        run.log_metrics(value)
+    elif arm.kind in ARTIFACTS:
+        run.log_model(value, ARTIFACTS[arm.kind])
+
+
+def _arm_params(key: str, history: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of a nested run, from the history its node wrote (what really ran)."""
+    summary = history.get("summary", {})
+    if key == "teacher":
+        return {"model": summary.get("model")}
+    wanted = ("method", "registered_method", "setting", "student", "label_fraction", "train_size", "seed", "hyperparameters", "model")
+    return {"arm": summary.get("arm", key.split("/")[0]), **{k: summary[k] for k in wanted if k in summary}}
+
+
+def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
+    if dataset == "comparison_table":
+        study.log_text(value.to_csv(index=False), "report/comparison_table.csv")
+        study.log_metrics({f"{row['arm']}.test_accuracy_mean": row["test_accuracy_mean"] for _, row in value.iterrows()})
+    elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published"):
+        study.log_text(value.to_csv(index=False), f"report/{dataset}.csv")
+    elif dataset == "comparison_plot":
+        study.log_figure(value, "report/comparison_plot.png")
+    elif dataset == "study_plots":
+        for name, figure in value.items():
+            study.log_figure(figure, f"report/plots/{name}")
+    elif dataset in ("study_report_md", "study_report_html"):
+        study.log_text(value, f"report/{REPORT_ARTIFACTS[dataset]}")
+    else:  # JSON records: protocol card, capacity report, recommendation
+        study.log_text(json.dumps(value, indent=1, default=str), f"report/{dataset}.json")
+        if dataset == "protocol_card":
+            study.set_tags(protocol_tags(value))
+
+
+# ---- the end of a study: normal, failed, or interrupted (SIGINT, SIGTERM) --------------------------------
+
+_exit_handlers: dict[str, Any] = {}
+
+
+def _close_on_exit(study: StudyRun) -> None:
+    """Make SIGTERM unwind like Ctrl-C, and close the study's open runs as KILLED at interpreter exit if
+    the study did not end normally (``on_pipeline_error`` never sees KeyboardInterrupt or SystemExit)."""
+    received: list[str] = []
+
+    def interrupted(signum: int, frame) -> None:
+        received.append(signal.Signals(signum).name)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    def close_if_open() -> None:
+        try:
+            if study.client().get_run(study.run_id).info.status == "RUNNING":
+                end_study(study, "KILLED", KeyboardInterrupt(f"study interrupted ({received[0] if received else 'process exit'})"))
+        except Exception as error:  # exiting anyway: say what is left open
+            log.error("Could not close MLflow study run %s: %s", study.run_id, error)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, interrupted)
+    atexit.register(close_if_open)
+    _exit_handlers[study.run_id] = (close_if_open, previous)
+
+
+def _end_study(study: StudyRun, status: str, error: BaseException | None = None) -> None:
+    close_if_open, previous = _exit_handlers.pop(study.run_id, (None, {}))
+    if close_if_open is not None:
+        atexit.unregister(close_if_open)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    end_study(study, status, error)

@@ -1,5 +1,6 @@
-"""Project settings: the study-tracking hooks and a config loader whose ``--params`` change only the
-keys they name; everything else is Kedro's default."""
+"""Project settings: the study-tracking hooks, a config loader whose ``--params`` change only the keys
+they name, and ``runner.yml`` (the Dask runner's settings) as a config file of its own, so that changing
+the workers never changes the study's config hash; everything else is Kedro's default."""
 
 from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.hooks import StudyHooks
@@ -10,6 +11,11 @@ from distillation_studies.progress import ProgressHooks
 # tracking hook opens an MLflow run.
 HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks())
 CONFIG_LOADER_CLASS = StudyConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {"runner": ["runner*", "runner*/**"]},
+}
 
 import warnings
 

@@ -1,6 +1,9 @@
-"""MLflow bookkeeping for a study: a parent run per ``kedro run`` and nested runs per arm.
+"""MLflow bookkeeping for a study: one study (parent) run per ``kedro run``, one nested run per arm.
 
-Kept out of the nodes: the hooks in ``hooks.py`` call this with what nodes produced. Runs are
+Everything a process needs to log into a study is a :class:`StudyRun` (tracking URI, experiment,
+study run id, config hash, save version), handed to it with the catalog: a Dask worker or a resumed
+run rebuilds the rest from MLflow by run tags, never from state held by another process. Each arm's
+nested run is opened, filled and closed by the process that trains it (:class:`ArmRun`). Runs are
 created with ``MlflowClient`` and an explicit ``mlflow.parentRunId`` tag, so nesting never depends
 on a global "active run".
 """
@@ -8,18 +11,35 @@ on a global "active run".
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sqlite3
 import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
+from urllib.parse import urlparse
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent first runs there are not guarded
+    fcntl = None
 
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from distillation_studies.common.errors import ConfigError
 from distillation_studies.datasets import model_payload
 
 MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 5000
+SEARCH_LIMIT = 50000  # MLflow's largest page: more runs than any study has
+URI_SCHEMES = ("sqlite", "http", "https", "databricks", "postgresql", "mysql", "mssql", "file")
 
 
 def resolve_uri(uri: str, project_path: Path) -> str:
@@ -40,100 +60,350 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: json.dumps(tree) if isinstance(tree, (list, tuple)) else str(tree)}
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (absolute), None for other stores."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def check_store(uri: str) -> None:
+    """One clear error, naming ``tracking.uri`` or the database file, for a store MLflow cannot use.
+
+    Called before any work: a typo'd URI or a truncated ``mlflow.db`` otherwise fails deep inside
+    MLflow (or SQLAlchemy) with a message naming neither.
+    """
+    scheme = urlparse(uri).scheme.split("+")[0]
+    if scheme not in URI_SCHEMES:
+        raise ConfigError(
+            f"tracking.uri: {uri!r} is not a tracking URI MLflow can use; use sqlite:///mlflow.db (the default), "
+            "a tracking server (http://host:5000) or a database URL (postgresql://...), or set tracking.enabled: false"
+        )
+    if scheme == "file":
+        raise ConfigError(
+            f"tracking.uri: {uri!r}: MLflow 3 no longer supports the file store for this project's tracking; "
+            "use sqlite:///mlflow.db or a tracking server"
+        )
+    database = sqlite_file(uri)
+    if database is None:
+        return
+    if not database.parent.is_dir():
+        raise ConfigError(f"tracking.uri: {uri!r}: the folder {database.parent} does not exist")
+    if not database.exists():
+        return
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
+            connection.execute("PRAGMA schema_version").fetchone()
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise ConfigError(
+            f"{database}: the MLflow database cannot be read ({error}); it is truncated or not an SQLite file. "
+            "Move it aside (nothing else in the project depends on it) to start a new one, or set tracking.uri"
+        ) from error
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """What any process needs to log into one study: small and picklable, passed with the catalog."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str  # the study (parent) run
+    config_hash: str
+    save_version: str  # Kedro's run id: every dataset of the run is saved under it
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+
+def _process_tags() -> dict[str, str]:
+    """Where a run is being written from: lets a later run tell an orphan from a live run."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def _metrics(values: dict[str, Any], step: int = 0, timestamp_ms: int | None = None) -> list[Metric]:
+    stamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+    return [
+        Metric(k, float(v), stamp, step) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+
+
+def _log_batch(client: MlflowClient, run_id: str, metrics=(), params=(), tags=()) -> None:
+    """``log_batch`` within MLflow's limits (1000 metrics, 100 params, 100 tags per call)."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    for start in range(0, max(len(metrics), len(params), len(tags)), 100):
+        client.log_batch(
+            run_id,
+            metrics=metrics[start : start + 100],
+            params=params[start : start + 100],
+            tags=tags[start : start + 100],
+        )
+
+
+def _params(params: dict[str, str]) -> list[Param]:
+    return [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+
+
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Serialise creating the SQLite database and the experiment: two ``kedro run`` started together in
+    one project folder would otherwise both create the tables, or the experiment, and one would fail."""
+    database = sqlite_file(uri)
+    if database is None or fcntl is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class StudyTracker:
-    """One parent run and its nested runs, keyed by arm name ("teacher", "kd/seed_0", ...)."""
+    """The driver's side: the experiment, the study run, orphans, and the end of the study."""
 
-    def __init__(self, uri: str, experiment: str, artifact_root: Path) -> None:
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = (
-            found.experiment_id
-            if found
-            else self.client.create_experiment(experiment, artifact_location=(artifact_root / experiment).as_uri())
-        )
-        self.parent_id: str | None = None
-        self.children: dict[str, str] = {}
+    def __init__(self, uri: str, experiment: str, project_path: Path) -> None:
+        self.uri = uri
+        artifact_root = project_path / "mlruns" / experiment
+        with _creation_lock(uri):
+            self.client = MlflowClient(tracking_uri=uri)
+            try:
+                found = self.client.get_experiment_by_name(experiment)
+            except Exception as error:  # an unreachable server, a database MLflow cannot open or migrate
+                raise ConfigError(f"tracking.uri: MLflow cannot use {uri}: {type(error).__name__}: {error}"[:2000]) from error
+            if found is None:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root.as_uri())
+                return
+        self.experiment_id = found.experiment_id
+        _check_artifacts_belong_here(found.artifact_location, project_path, experiment, uri)
 
-    def start(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        self.parent_id = run.info.run_id
-        self.log_params(self.parent_id, flatten(params))
-        return self.parent_id
+    def start(self, name: str, params: dict[str, Any], tags: dict[str, str], save_version: str) -> StudyRun:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, **_process_tags(), "role": "study"})
+        _log_batch(self.client, run.info.run_id, params=_params(flatten(params)))
+        return StudyRun(self.uri, self.experiment_id, run.info.run_id, tags.get("config_hash", ""), save_version)
 
-    def earlier_children(self, config_hash: str) -> dict[str, str]:
-        """{arm key: run id} of the nested runs of earlier study runs with this config hash, newest first.
-
-        A nested run is created only once its node's outputs are saved, so these are the runs whose
-        outputs a resumed ``kedro run --only-missing-outputs`` reuses instead of recomputing.
-        """
-        parents = self.client.search_runs(
-            [self.experiment_id], f"tags.config_hash = '{config_hash}'", order_by=["attributes.start_time DESC"]
-        )
-        found: dict[str, str] = {}
-        for parent in parents:
-            if parent.info.run_id == self.parent_id:
+    def close_orphans(self, config_hash: str) -> list[str]:
+        """Close, as KILLED, the RUNNING study runs of this config whose process is gone, and their
+        RUNNING nested runs. Runs written from another host are left alone (their process cannot be seen)."""
+        closed = []
+        for parent in self.client.search_runs(
+            [self.experiment_id], f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING' and tags.role = 'study'"
+        ):
+            if not _process_is_gone(parent.data.tags):
                 continue
-            for run in self.client.search_runs([self.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'"):
+            reason = f"orphan: process {parent.data.tags.get('pid')} on {parent.data.tags.get('host')} ended without closing it"
+            for child in running_children(self.client, self.experiment_id, parent.info.run_id):
+                close_run(self.client, child, "KILLED", reason)
+                closed.append(child)
+            close_run(self.client, parent.info.run_id, "KILLED", reason)
+            closed.append(parent.info.run_id)
+        return closed
+
+    def earlier_arm_runs(self, study: StudyRun) -> dict[str, str]:
+        """{arm key: run id} of the FINISHED nested runs of earlier study runs of this config, newest first:
+        the runs whose saved outputs a resumed ``kedro run --only-missing-outputs`` reuses."""
+        found: dict[str, str] = {}
+        query = f"tags.config_hash = '{study.config_hash}' and attributes.status = 'FINISHED' and tags.role = 'arm'"
+        runs = self.client.search_runs([self.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"])
+        for run in runs:
+            if run.data.tags.get("study_run") != study.run_id:
                 found.setdefault(run.data.tags.get("arm", ""), run.info.run_id)
         found.pop("", None)
         return found
 
-    def adopt(self, runs: dict[str, str]) -> dict[str, str]:
-        """Make earlier nested runs this study run's own: later outputs of their arms are logged there,
-        and each is tagged with the run that resumed it."""
+    def adopt(self, study: StudyRun, runs: dict[str, str]) -> None:
+        """Earlier nested runs become this study's own evidence, tagged with the run that resumed them."""
         for run_id in runs.values():
-            self.set_tags(run_id, {"resumed_by": self.parent_id})
-        self.set_tags(self.parent_id, {"resumed_runs": ",".join(sorted(runs.values()))[:5000]})
-        self.children.update(runs)
-        return runs
+            set_tags(self.client, run_id, {"resumed_by": study.run_id})
+        set_tags(self.client, study.run_id, {"resumed_runs": ",".join(sorted(runs.values()))[:MAX_TAG_LENGTH]})
 
-    def child(self, key: str, params: dict[str, Any]) -> str:
-        """The nested run of an arm, created with its parameters on first use."""
-        if key not in self.children:
-            tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, MLFLOW_RUN_NAME: key, "arm": key}
-            run = self.client.create_run(self.experiment_id, run_name=key, tags=tags)
-            self.children[key] = run.info.run_id
-            self.log_params(run.info.run_id, flatten(params))
-        return self.children[key]
 
-    def log_params(self, run_id: str, params: dict[str, str]) -> None:
-        entries = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in params.items()]
-        for start in range(0, len(entries), 100):
-            self.client.log_batch(run_id, params=entries[start : start + 100])
+def end_study(study: StudyRun, status: str, error: BaseException | None = None) -> None:
+    """Close the study run, and any of its nested runs still RUNNING: their process died (a killed worker
+    whose arm was retried elsewhere) or the study itself was interrupted or failed."""
+    client = study.client()
+    reason = _error_text(error) if error is not None else "left RUNNING: the process training it ended without closing it"
+    for child in running_children(client, study.experiment_id, study.run_id):
+        close_run(client, child, "KILLED" if status == "FINISHED" else status, reason)
+    if error is not None:
+        set_tags(client, study.run_id, {"error": _error_text(error)})
+    if client.get_run(study.run_id).info.status == "RUNNING":
+        client.set_terminated(study.run_id, status)
 
-    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int = 0) -> None:
-        entries = [
-            Metric(k, float(v), 0, step) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-        ]
-        for start in range(0, len(entries), 500):
-            self.client.log_batch(run_id, metrics=entries[start : start + 500])
 
-    def log_history(self, run_id: str, history: dict[str, Any]) -> None:
-        """Every per-epoch loss term and validation accuracy as a metric series (step = epoch)."""
-        entries = [
-            Metric(f"epoch_{k}", float(v), 0, int(row["epoch"])) for row in history["epochs"] for k, v in row.items() if k != "epoch"
-        ]
-        for start in range(0, len(entries), 500):
-            self.client.log_batch(run_id, metrics=entries[start : start + 500])
-        self.log_text(run_id, json.dumps(history, indent=1), "history.json")
+def _check_artifacts_belong_here(location: str, project_path: Path, experiment: str, uri: str) -> None:
+    """A copied project (``cp -a``) shares the original's ``mlflow.db``, whose experiment stores an absolute
+    artifact path into the original's ``mlruns/``: stop rather than write results into another project."""
+    if not location.startswith("file:"):
+        return  # a server's or a bucket's artifact store is meant to be shared
+    path = Path(urlparse(location).path).resolve()
+    if not path.is_relative_to(project_path.resolve()):
+        raise ConfigError(
+            f"tracking: experiment {experiment!r} in {uri} stores its artifacts in {path}, outside this project "
+            f"({project_path}); this project looks copied from another. Remove the copied mlflow.db and mlruns/ here "
+            "to start fresh, or set tracking.experiment to a new name"
+        )
 
-    def log_model(self, run_id: str, model: torch.nn.Module, name: str) -> None:
+
+def _process_is_gone(tags: dict[str, str]) -> bool:
+    if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
+        return False
+    try:
+        os.kill(int(tags["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:MAX_TAG_LENGTH]
+
+
+def running_children(client: MlflowClient, experiment_id: str, study_run_id: str) -> list[str]:
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{study_run_id}' and attributes.status = 'RUNNING'"
+    return [run.info.run_id for run in client.search_runs([experiment_id], query, max_results=SEARCH_LIMIT)]
+
+
+def close_run(client: MlflowClient, run_id: str, status: str, reason: str) -> None:
+    set_tags(client, run_id, {"error": reason[:MAX_TAG_LENGTH]})
+    client.set_terminated(run_id, status)
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    _log_batch(client, run_id, tags=[RunTag(k, str(v)[:MAX_TAG_LENGTH]) for k, v in tags.items()])
+
+
+def arm_runs(study: StudyRun, status: str | None = "FINISHED") -> dict[str, str]:
+    """{arm key: run id} of a study's nested runs, found by their tags: its own, and the earlier ones it
+    adopted when resuming. The newest run of an arm wins (a retried arm has one run per attempt)."""
+    client = study.client()
+    found: dict[str, str] = {}
+    for tag in ("study_run", "resumed_by"):
+        query = f"tags.{tag} = '{study.run_id}' and tags.role = 'arm'"
+        if status:
+            query += f" and attributes.status = '{status}'"
+        for run in client.search_runs([study.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"]):
+            found.setdefault(run.data.tags["arm"], run.info.run_id)
+    return found
+
+
+class ArmRun:
+    """One arm's nested run, opened by the process that trains the arm: start and end times are its own,
+    epochs are logged as they end."""
+
+    def __init__(self, study: StudyRun, run_id: str) -> None:
+        self.study, self.run_id = study, run_id
+        self.client = study.client()
+
+    @classmethod
+    def open(cls, study: StudyRun, key: str, seed: int | None, params: dict[str, Any]) -> ArmRun:
+        """A new nested run of ``key`` under the study; an earlier attempt of the same arm in this study still
+        RUNNING (its worker was killed and the task retried) is closed as KILLED first."""
+        client = study.client()
+        for run_id in _attempts(client, study, key):
+            close_run(client, run_id, "KILLED", "superseded: the arm was retried after its process was lost")
+        tags = {
+            MLFLOW_PARENT_RUN_ID: study.run_id,
+            MLFLOW_RUN_NAME: key,
+            "role": "arm",
+            "arm": key,
+            "study_run": study.run_id,
+            "config_hash": study.config_hash,
+            "save_version": study.save_version,
+            **({"seed": str(seed)} if seed is not None else {}),
+            **_process_tags(),
+        }
+        run = client.create_run(study.experiment_id, run_name=key, tags=tags)
+        arm = cls(study, run.info.run_id)
+        arm.log_params(params)
+        return arm
+
+    @classmethod
+    def find(cls, study: StudyRun, key: str) -> ArmRun | None:
+        """The arm's run in this study (or adopted by it), whatever its status."""
+        run_id = arm_runs(study, status=None).get(key)
+        return cls(study, run_id) if run_id else None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        existing = self.client.get_run(self.run_id).data.params
+        fresh = {k: v for k, v in flatten(params).items() if k not in existing}
+        _log_batch(self.client, self.run_id, params=_params(fresh))
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        """One epoch's loss terms and validation accuracy, stamped now (step = epoch)."""
+        values = {f"epoch_{k}": v for k, v in row.items() if k != "epoch"}
+        _log_batch(self.client, self.run_id, metrics=_metrics(values, step=int(row["epoch"])))
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        _log_batch(self.client, self.run_id, metrics=_metrics(metrics))
+
+    def log_history(self, history: dict[str, Any]) -> None:
+        self.client.log_text(self.run_id, json.dumps(history, indent=1), "history.json")
+
+    def log_model(self, model: torch.nn.Module, name: str) -> None:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"{name}.pt"
             torch.save(model_payload(model), path)
-            self.client.log_artifact(run_id, str(path), artifact_path="model")
+            self.client.log_artifact(self.run_id, str(path), artifact_path="model")
 
-    def log_text(self, run_id: str, text: str, file_name: str) -> None:
-        self.client.log_text(run_id, text, file_name)
+    def set_tags(self, tags: dict[str, str]) -> None:
+        set_tags(self.client, self.run_id, tags)
 
-    def log_figure(self, run_id: str, figure: Any, file_name: str) -> None:
-        self.client.log_figure(run_id, figure, file_name)
+    def finish(self) -> None:
+        self.client.set_terminated(self.run_id, "FINISHED")
 
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    def fail(self, error: BaseException) -> None:
+        close_run(self.client, self.run_id, "FAILED", _error_text(error))
 
-    def finish(self, status: str) -> None:
-        for run_id in self.children.values():
-            self.client.set_terminated(run_id, status)
-        if self.parent_id:
-            self.client.set_terminated(self.parent_id, status)
+
+def _attempts(client: MlflowClient, study: StudyRun, key: str) -> list[str]:
+    query = f"tags.study_run = '{study.run_id}' and tags.arm = '{key}' and attributes.status = 'RUNNING'"
+    return [run.info.run_id for run in client.search_runs([study.experiment_id], query)]
+
+
+class StudyLog:
+    """Report artifacts of the study run (tables, plots, the report)."""
+
+    def __init__(self, study: StudyRun) -> None:
+        self.client, self.run_id = study.client(), study.run_id
+
+    def log_text(self, text: str, file_name: str) -> None:
+        self.client.log_text(self.run_id, text, file_name)
+
+    def log_figure(self, figure: Any, file_name: str) -> None:
+        self.client.log_figure(self.run_id, figure, file_name)
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        _log_batch(self.client, self.run_id, metrics=_metrics(metrics))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        set_tags(self.client, self.run_id, tags)
+
+
+# The arm runs open in this process, by arm key: the training loop's per-epoch callback finds its run
+# here. Filled and emptied by the node hooks of the same process around one node; never shipped.
+_live: dict[str, ArmRun] = {}
+_live_lock = threading.Lock()
+
+
+def set_live(key: str, run: ArmRun | None) -> None:
+    with _live_lock:
+        if run is None:
+            _live.pop(key, None)
+        else:
+            _live[key] = run
+
+
+def epoch_logger(key: str) -> Callable[[dict[str, float]], None]:
+    """A ``train(on_epoch=...)`` callback logging each epoch into the arm's live run in this process
+    (a no-op when tracking is off or the arm has no open run)."""
+
+    def log_epoch(row: dict[str, float]) -> None:
+        with _live_lock:
+            run = _live.get(key)
+        if run is not None:
+            run.log_epoch(row)
+
+    return log_epoch
+

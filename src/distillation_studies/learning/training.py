@@ -309,6 +309,7 @@ def train(
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     label: str = "model",
     labelled: Tensor | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` (and the method's own parameters) on ``method``'s summed loss terms.
 
@@ -321,7 +322,8 @@ def train(
     The teacher, if any, stays frozen in eval mode under no-grad. Without augmentation its outputs
     on the training set are computed once and indexed per batch, since they never change (unless
     they would exceed ``config.teacher_cache_gb``). Models and data move to ``config.device`` for
-    training and come back to the CPU afterwards.
+    training and come back to the CPU afterwards. ``on_epoch(row)``, if given, receives each epoch's
+    history row as soon as the epoch ends (e.g. to track a long run live).
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
@@ -403,6 +405,8 @@ def train(
         check_finite(row, label, seed, history)  # a NaN/inf loss stops this run now, naming the term
         row["val_accuracy"] = val_accuracy
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         if val_accuracy > best_accuracy:
             best_accuracy, best_epoch = val_accuracy, epoch
             best_state = _cpu_state(model)

@@ -18,6 +18,7 @@ from distillation_studies.study.identity import ArmRun
 from distillation_studies.learning.divergence import DivergenceError, chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
 from distillation_studies.pipelines.teacher.nodes import history_record
+from distillation_studies.tracking import epoch_logger
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,11 @@ def distil_student(
     teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     chance = chance_accuracy(labels_of(model_input["val"]))
+    label = ArmRun(arm["key"], seed).key
     try:
         result = train(
-            model, loss, train_data, model_input["val"], training, seed, teacher=teacher, label=ArmRun(arm["key"], seed).key,
-            labelled=labelled,
+            model, loss, train_data, model_input["val"], training, seed, teacher=teacher, label=label,
+            labelled=labelled, on_epoch=epoch_logger(label),
         )
         failure = failure_reason(result.history, chance)
     except DivergenceError as error:  # this arm stops; the study goes on and reports it as failed

@@ -15,6 +15,7 @@ from distillation_studies.study.schema import parse_model_section
 from distillation_studies.learning.checkpoints import load_weights
 from distillation_studies.learning.training import TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
+from distillation_studies.tracking import epoch_logger
 
 
 def history_record(result: TrainResult, extra: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def train_teacher(model_input: dict, data_summary: dict, teacher: dict[str, Any]
     if teacher.get("checkpoint"):
         return _imported_teacher(model, teacher["checkpoint"], model_input["val"], seed)
     method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(labels_of(model_input["train"])))
-    result = train(model, method, model_input["train"], model_input["val"], training, seed, label="teacher")
+    result = train(model, method, model_input["train"], model_input["val"], training, seed, label="teacher", on_epoch=epoch_logger("teacher"))
     last = build_model(spec)
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)

@@ -1,0 +1,368 @@
+"""Run a study's arms in parallel on Dask: ``kedro run --runner=distillation_studies.runner.DaskRunner``.
+
+Written against Kedro 1.x's ``AbstractRunner`` and ``Task`` (Kedro's documented DaskRunner calls APIs
+Kedro 1.0 removed). Nodes are grouped into tasks: each (arm, seed) namespace ``students.<arm>.seed_<n>``
+is one task (its training and its evaluation, on one worker), every other node is a task of its own.
+The driver starts a task once the tasks producing its inputs are done: the teacher runs once, the arms
+then run side by side, and the comparison runs when all arms are done. Tasks that train or evaluate a
+model go to the Dask workers; the light ones (data preparation, comparison, report) run in the driver.
+
+Each task receives the datasets it reads and writes (the catalog's own objects, so every output is saved
+under the run's one save version, on a filesystem or fsspec URL the workers share) and the study's
+``StudyRun``; it runs its nodes through Kedro's ``Task`` with the project's hooks in the worker, so each
+arm's MLflow run is opened, filled and closed where the arm trains. Outputs kept in memory are sent
+back to the driver. Settings: ``conf/<env>/runner.yml`` (``dask:``), overridden by the environment
+variable ``DASK_SCHEDULER_ADDRESS`` and by ``--runner-params``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any, Iterator
+
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.io.core import AbstractVersionedDataset
+from kedro.pipeline import Pipeline
+from kedro.pipeline.node import Node
+from kedro.runner import AbstractRunner
+from kedro.runner.task import Task
+
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.hooks import STUDY_RUN, arm_of
+
+log = logging.getLogger(__name__)
+
+PACKAGE = __name__.split(".")[0]
+
+
+@dataclass(frozen=True)
+class DaskSettings:
+    """How the study's tasks are spread (``conf/base/runner.yml``, key ``dask``)."""
+
+    address: str | None = None  # a running scheduler (tcp://host:8786); None starts a local cluster
+    workers: int = 2  # local cluster: worker processes
+    torch_threads: int = 1  # torch intra-op threads of each task (one task at a time per worker)
+    gpus_per_worker: int = 0  # local cluster: 1 = one GPU per worker (needs dask-cuda's LocalCUDACluster)
+    allowed_failures: int = 1  # local cluster: times a task is retried elsewhere after its worker died
+    dashboard: bool = False  # local cluster: serve Dask's dashboard on port 8787 (needs bokeh)
+
+    def check(self) -> None:
+        for name in ("workers", "torch_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"runner.dask.{name}: must be an integer >= 1, got {value!r}")
+        for name in ("gpus_per_worker", "allowed_failures"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"runner.dask.{name}: must be an integer >= 0, got {value!r}")
+        if self.gpus_per_worker > 1:
+            raise ConfigError("runner.dask.gpus_per_worker: 0 or 1 (a task trains one model on one GPU)")
+
+
+_configured: dict[str, Any] = {}
+
+
+def settings_from(config_loader) -> dict[str, Any]:
+    """The ``dask`` section of ``conf/<env>/runner.yml`` (empty when there is none)."""
+    try:
+        return dict((config_loader["runner"] or {}).get("dask") or {})
+    except Exception:  # MissingConfigException: no runner.yml in this conf source
+        return {}
+
+
+def remember_settings(settings: dict[str, Any]) -> None:
+    """Called when Kedro creates its context: the runner is built by the CLI before any config is read."""
+    _configured.clear()
+    _configured.update(settings)
+
+
+def resolve_settings(configured: dict[str, Any], overrides: dict[str, Any]) -> DaskSettings:
+    """Defaults < ``runner.yml`` < ``DASK_SCHEDULER_ADDRESS`` (Dask's own config) < ``--runner-params``."""
+    import dask
+
+    known = {f.name for f in fields(DaskSettings)}
+    unknown = sorted((set(configured) | set(overrides)) - known)
+    if unknown:
+        raise ConfigError(f"runner.dask: unknown key(s) {unknown}; allowed: {sorted(known)}")
+    merged = {**configured}
+    address = dask.config.get("scheduler-address", None)
+    if address:
+        merged["address"] = address
+    merged.update(overrides)
+    settings = DaskSettings(**merged)
+    settings.check()
+    return settings
+
+
+def task_groups(pipeline: Pipeline) -> dict[str, list[Node]]:
+    """Nodes per task, in run order: one task per (arm, seed) namespace, one per other node.
+
+    Falls back to one task per node if grouping would make the tasks depend on each other in a cycle.
+    """
+    groups: dict[str, list[Node]] = {}
+    for node in pipeline.nodes:  # topologically sorted
+        groups.setdefault(_group_name(node), []).append(node)
+    try:
+        TopologicalSorter(group_dependencies(groups)).prepare()
+    except CycleError:
+        return {node.name: [node] for node in pipeline.nodes}
+    return groups
+
+
+def _group_name(node: Node) -> str:
+    namespace = node.namespace or ""
+    parts = namespace.split(".")
+    return ".".join(parts[:3]) if parts[0] == "students" and len(parts) >= 3 else node.name
+
+
+def group_dependencies(groups: dict[str, list[Node]]) -> dict[str, set[str]]:
+    producer = {output: name for name, nodes in groups.items() for node in nodes for output in node.outputs}
+    return {
+        name: {producer[i] for node in nodes for i in node.inputs if i in producer and producer[i] != name}
+        for name, nodes in groups.items()
+    }
+
+
+def describe(group: str) -> str:
+    """A task as a user knows it: ``arm kd/seed_0`` for an arm's namespace, else ``node <name>``."""
+    arm = arm_of(f"{group}.history")
+    return f"arm {arm.key}" if arm is not None else f"node {group}"
+
+
+class StudyTaskError(RuntimeError):
+    """One or more of the study's tasks failed; the message names them (arms by arm and seed)."""
+
+
+class DaskRunner(AbstractRunner):
+    """Runs a Kedro pipeline's tasks on a Dask cluster (local by default), with the project's hooks
+    running where each task runs."""
+
+    def __init__(self, is_async: bool = False, **settings: Any) -> None:
+        super().__init__(is_async=is_async)
+        self._overrides = settings
+
+    def _get_executor(self, max_workers: int) -> None:
+        return None  # tasks go to Dask; see _run
+
+    def _run(self, pipeline: Pipeline, catalog, hook_manager=None, run_id: str | None = None) -> None:
+        settings = resolve_settings(_configured, self._overrides)
+        groups = task_groups(pipeline)
+        needs = group_dependencies(groups)
+        with _connect(settings) as client:
+            self._logger.info("Dask: %d tasks on %s (%s)", len(groups), client.scheduler.address, _describe_cluster(settings))
+            self._schedule(client, groups, needs, catalog, hook_manager, run_id, settings)
+
+    def _schedule(self, client, groups, needs, catalog, hook_manager, run_id, settings: DaskSettings) -> None:
+        """Submit each task once its inputs are done; run the light ones here, in the driver."""
+        from distributed import as_completed
+
+        done: set[str] = set()
+        todo = set(groups)
+        local: list[str] = []
+        running = as_completed()
+        names: dict[Any, str] = {}
+        failures: list[tuple[str, BaseException]] = []
+        try:
+            while True:
+                if not failures:
+                    for name in sorted(g for g in todo if needs[g] <= done):
+                        todo.discard(name)
+                        if not runs_on_workers(groups[name]):
+                            local.append(name)
+                            continue
+                        future = client.submit(
+                            run_task,
+                            groups[name],
+                            _task_catalog(catalog, groups[name]),
+                            run_id,
+                            settings.torch_threads,
+                            self._is_async,
+                            key=f"{name}-{run_id}",
+                            pure=False,
+                        )
+                        names[future] = name
+                        running.add(future)
+                if local and not failures:
+                    name = local.pop(0)
+                    try:
+                        for node in groups[name]:
+                            Task(node=node, catalog=catalog, hook_manager=hook_manager, is_async=self._is_async, run_id=run_id).execute()
+                    except Exception as error:  # noqa: BLE001 - reported with the others below
+                        failures.append((name, error))
+                        continue
+                    self._completed(name, done, len(groups))
+                    continue
+                if not names:
+                    break
+                future = next(running)
+                name = names.pop(future)
+                try:
+                    outputs = future.result()
+                except Exception as error:  # noqa: BLE001 - collected, reported together below
+                    self._logger.error("Dask task %s failed: %s: %s", describe(name), type(error).__name__, error)
+                    failures.append((name, error))
+                    continue
+                for dataset, value in outputs.items():  # outputs kept in memory come back to the driver
+                    catalog.save(dataset, value)
+                self._completed(name, done, len(groups))
+        except BaseException:
+            client.cancel(list(names))
+            raise
+        if failures:
+            raise _failure(failures, len(done), len(groups)) from failures[0][1]
+        if todo:
+            raise StudyTaskError(f"tasks could not be scheduled (their inputs are never produced): {sorted(todo)}")
+
+    def _completed(self, name: str, done: set[str], total: int) -> None:
+        done.add(name)
+        self._logger.info("Completed %s (%d of %d tasks)", describe(name), len(done), total)
+
+
+def runs_on_workers(nodes: list[Node]) -> bool:
+    """Tasks that train or evaluate a model (they write a teacher's or an arm's outputs) go to the workers,
+    where the GPUs are; data preparation and the comparison and report run in the driver."""
+    return any(arm_of(output) is not None for node in nodes for output in node.outputs)
+
+
+def _failure(failures: list[tuple[str, BaseException]], done: int, total: int) -> StudyTaskError:
+    from distributed import KilledWorker
+
+    lines = []
+    for name, error in failures:
+        if isinstance(error, KilledWorker):
+            lines.append(f"{describe(name)}: its worker process died while running it (retries exhausted: {error})")
+        else:
+            lines.append(f"{describe(name)}: {type(error).__name__}: {error}")
+    return StudyTaskError(
+        f"{len(failures)} study task(s) failed ({done} of {total} done and saved):\n  "
+        + "\n  ".join(lines)
+        + "\nFix the cause, then finish the study without redoing finished work: "
+        "kedro run --only-missing-outputs (same --env, --params and --runner)"
+    )
+
+
+def _describe_cluster(settings: DaskSettings) -> str:
+    if settings.address:
+        return "existing cluster"
+    return f"local cluster, {settings.workers} workers x {settings.torch_threads} torch threads" + (
+        ", one GPU each" if settings.gpus_per_worker else ""
+    )
+
+
+@contextmanager
+def _connect(settings: DaskSettings) -> Iterator[Any]:
+    """A client of the configured scheduler, or of a local cluster started (and stopped) for this run."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if settings.address:
+        try:
+            client = Client(settings.address, timeout="30s")
+        except OSError as error:
+            raise ConfigError(
+                f"runner.dask.address (or DASK_SCHEDULER_ADDRESS): no Dask scheduler at {settings.address}: {error}"
+            ) from error
+        with client:
+            yield client
+        return
+    options = dict(
+        n_workers=settings.workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":8787" if settings.dashboard else None,
+        preload=[__name__],  # workers import the project while the driver prepares the data
+    )
+    with dask.config.set({"distributed.scheduler.allowed-failures": settings.allowed_failures}):
+        if settings.gpus_per_worker:
+            try:
+                from dask_cuda import LocalCUDACluster
+            except ImportError as error:
+                raise ConfigError(
+                    "runner.dask.gpus_per_worker: 1 needs dask-cuda (pip install 'distillation_studies[cuda]')"
+                ) from error
+            cluster = LocalCUDACluster(**{k: v for k, v in options.items() if k != "processes"})
+        else:
+            cluster = LocalCluster(**options)
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def _task_catalog(catalog, nodes: list[Node]) -> DataCatalog:
+    """The datasets a task reads and writes (and the study's tracking handle), to ship to its worker."""
+    names = {name for node in nodes for name in (*node.inputs, *node.outputs)}
+    if STUDY_RUN in catalog:
+        names.add(STUDY_RUN)
+    return DataCatalog(datasets={name: catalog.get(name, fallback_to_runtime_pattern=True) for name in names})
+
+
+# ---- on the worker ------------------------------------------------------------------------------------
+
+_worker_hooks: Any = None
+
+
+def run_task(nodes: list[Node], catalog: DataCatalog, run_id: str | None, torch_threads: int, is_async: bool) -> dict[str, Any]:
+    """Run one task's nodes in order on this worker; return the outputs that live in memory only."""
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    hook_manager = _hook_manager()
+    for node in nodes:
+        _discard_earlier_attempt(node, catalog)
+        Task(node=node, catalog=catalog, hook_manager=hook_manager, is_async=is_async, run_id=run_id).execute()
+    return {
+        name: catalog.load(name)
+        for node in nodes
+        for name in node.outputs
+        if isinstance(catalog.get(name), MemoryDataset)
+    }
+
+
+def dask_setup(worker=None) -> None:
+    """Dask preload (``dask worker --preload distillation_studies.runner``): import the project's nodes and
+    hooks when the worker starts, not inside its first task."""
+    import importlib
+
+    for pipeline in ("data_processing", "teacher", "distillation", "evaluation", "comparison"):
+        importlib.import_module(f"{PACKAGE}.pipelines.{pipeline}.nodes")
+    _hook_manager()
+
+
+def _hook_manager():
+    """The project's hooks, registered once per worker process (Kedro's hook manager cannot be pickled)."""
+    global _worker_hooks
+    if _worker_hooks is None:
+        from kedro.framework.hooks.manager import _create_hook_manager, _register_hooks
+        from kedro.framework.project import configure_project, settings
+
+        configure_project(PACKAGE)
+        _worker_hooks = _create_hook_manager()
+        _register_hooks(_worker_hooks, settings.HOOKS)
+    return _worker_hooks
+
+
+def _discard_earlier_attempt(node: Node, catalog: DataCatalog) -> None:
+    """Remove what an earlier attempt of this very task wrote under this run's save version before its
+    worker died: a retry must be able to save, and the save version is this run's alone."""
+    for name in node.outputs:
+        dataset = catalog.get(name)
+        version = getattr(dataset, "_version", None)
+        if not isinstance(dataset, AbstractVersionedDataset) or version is None or not version.save:
+            continue
+        path = dataset._get_versioned_path(version.save)
+        if not dataset._exists_function(str(path)):
+            continue
+        log.warning("%s: removing %s, written by an earlier attempt of this task whose worker died", node.name, path)
+        filesystem = getattr(dataset, "_fs", None)
+        if filesystem is not None:
+            filesystem.rm(str(path), recursive=True)
+        elif Path(path).is_dir():
+            shutil.rmtree(path)
+        else:
+            Path(path).unlink()
+

@@ -1,0 +1,117 @@
+"""The Dask runner on small pipelines: how nodes become tasks, where they run, its settings, outputs kept
+in memory coming back from the workers, and a failing task named by its arm."""
+
+from __future__ import annotations
+
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline, node
+
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.runner import (
+    DaskRunner,
+    DaskSettings,
+    StudyTaskError,
+    describe,
+    group_dependencies,
+    resolve_settings,
+    runs_on_workers,
+    task_groups,
+)
+
+
+def double(x: float) -> float:
+    return 2 * x
+
+
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+def explode(x: float) -> float:
+    raise ValueError("loss is nan at epoch 3")
+
+
+def study_like(failing: str | None = None) -> Pipeline:
+    """teacher -> two arms (train + evaluate each) -> a comparison, named as the study names them;
+    the ``failing`` arm's training raises."""
+
+    def arm(key: str) -> Pipeline:
+        train = explode if key == failing else double
+        return Pipeline([node(train, "teacher_model", "model", name="distil"), node(double, "model", "metrics", name="evaluate")])
+
+    arms = [Pipeline(arm(key), namespace=f"students.{key}.seed_0", inputs={"teacher_model"}) for key in ("ce", "kd")]
+    return Pipeline(
+        [
+            node(double, "raw", "teacher_model", name="train_teacher"),
+            *arms,
+            node(add, ["students.ce.seed_0.metrics", "students.kd.seed_0.metrics"], "comparison_table", name="compare"),
+        ]
+    )
+
+
+def test_each_arm_is_one_task_after_the_teacher_and_before_the_comparison():
+    groups = task_groups(study_like())
+    assert {name: [n.name for n in nodes] for name, nodes in groups.items()} == {
+        "train_teacher": ["train_teacher"],
+        "students.ce.seed_0": ["students.ce.seed_0.distil", "students.ce.seed_0.evaluate"],
+        "students.kd.seed_0": ["students.kd.seed_0.distil", "students.kd.seed_0.evaluate"],
+        "compare": ["compare"],
+    }
+    assert group_dependencies(groups) == {
+        "train_teacher": set(),
+        "students.ce.seed_0": {"train_teacher"},
+        "students.kd.seed_0": {"train_teacher"},
+        "compare": {"students.ce.seed_0", "students.kd.seed_0"},
+    }
+    # tasks writing the teacher's or an arm's outputs go to the workers, the comparison stays in the driver
+    on_workers = [name for name, nodes in groups.items() if runs_on_workers(nodes)]
+    assert on_workers == ["train_teacher", "students.ce.seed_0", "students.kd.seed_0"]
+    assert describe("students.kd.seed_0") == "arm kd/seed_0" and describe("compare") == "node compare"
+
+
+def test_settings_precedence_and_errors(monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    assert resolve_settings({}, {}) == DaskSettings()
+    assert resolve_settings({"workers": 4, "torch_threads": 2}, {"workers": 3}) == DaskSettings(workers=3, torch_threads=2)
+    import dask
+
+    with dask.config.set({"scheduler-address": "tcp://10.0.0.5:8786"}):  # what DASK_SCHEDULER_ADDRESS sets
+        assert resolve_settings({"address": "tcp://other:1"}, {}).address == "tcp://10.0.0.5:8786"
+    with pytest.raises(ConfigError, match=r"runner.dask: unknown key\(s\) \['worker'\]"):
+        resolve_settings({"worker": 2}, {})
+    with pytest.raises(ConfigError, match=r"runner.dask.workers: must be an integer >= 1, got 0"):
+        resolve_settings({"workers": 0}, {})
+    with pytest.raises(ConfigError, match=r"runner.dask.gpus_per_worker: 0 or 1"):
+        resolve_settings({"gpus_per_worker": 2}, {})
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as local:
+        yield local.scheduler_address
+
+
+def catalog_for(pipeline: Pipeline) -> DataCatalog:
+    return DataCatalog(datasets={"raw": MemoryDataset(1.0)})
+
+
+def test_a_study_shaped_pipeline_runs_on_two_worker_processes(cluster):
+    pipeline = study_like()
+    catalog = catalog_for(pipeline)
+    DaskRunner(address=cluster).run(pipeline, catalog)
+    # raw 1 -> teacher 2 -> each arm 4 then 8 -> comparison 16; the arms' outputs came back from the workers
+    assert catalog.load("comparison_table") == 16.0
+    assert catalog.load("students.kd.seed_0.model") == 4.0
+
+
+def test_a_failing_arm_is_named_and_the_other_arms_finish(cluster):
+    failing = study_like(failing="kd")
+    catalog = catalog_for(failing)
+    with pytest.raises(StudyTaskError, match=r"arm kd/seed_0: ValueError: loss is nan at epoch 3") as raised:
+        DaskRunner(address=cluster).run(failing, catalog)
+    assert "--only-missing-outputs" in str(raised.value)
+    assert catalog.load("students.ce.seed_0.metrics") == 8.0  # the other arm ran to the end
+    assert "comparison_table" not in catalog or not catalog.exists("comparison_table")
