@@ -16,7 +16,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,8 +25,11 @@ from kedro.framework.hooks import hook_impl
 from distillation_studies import study_params
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.provenance import config_hash, git_commit, package_versions
+from distillation_studies.learning.export import first_images
+from distillation_studies.mlflow_models import log_classifier, register_recommended, registry_runs
+from distillation_studies.study.identity import ArmRun
 from distillation_studies.tracking import (
-    ArmRun,
+    NestedRun,
     StudyLog,
     StudyRun,
     StudyTracker,
@@ -40,6 +43,7 @@ from distillation_studies.tracking import (
 log = logging.getLogger(__name__)
 
 STUDY_RUN = "study_run"  # the catalog entry holding the StudyRun; absent when tracking is off
+EXAMPLE_IMAGES = 8
 PROJECT_RUNNER = "distillation_studies.runner.DaskRunner"
 ARTIFACTS = {"model": "model", "last_model": "last_model"}
 REPORT_ARTIFACTS = {
@@ -70,16 +74,13 @@ class ArmDataset(NamedTuple):
 
 
 def arm_of(dataset: str) -> ArmDataset | None:
-    """The arm a dataset belongs to: ``students.kd.seed_1.history`` -> ("kd/seed_1", "history", 1).
-
-    The one place where dataset names are parsed into nested-run names (``study.identity`` builds them).
-    """
-    if dataset.startswith("teacher_"):
-        return ArmDataset("teacher", dataset[len("teacher_") :], None)
-    parts = dataset.split(".")
-    if len(parts) == 4 and parts[0] == "students" and parts[2].startswith("seed_"):
-        return ArmDataset(f"{parts[1]}/{parts[2]}", parts[3], int(parts[2][len("seed_") :]))
-    return None
+    """The arm a dataset belongs to: ``students.kd.seed_1.history`` -> ("kd/seed_1", "history", 1),
+    parsed by the one identity type (``study.identity.ArmRun``) that builds those names."""
+    parsed = ArmRun.parse(dataset)
+    if parsed is None:
+        return None
+    run, kind = parsed
+    return ArmDataset(run.key, kind, run.seed)
 
 
 def _trained_arm(node) -> ArmDataset | None:
@@ -100,8 +101,10 @@ class _NodeTracking:
     """What one running node logs into: looked up by node name by the dataset hooks of the same process."""
 
     study: StudyRun
-    arm: ArmRun | None = None
+    arm: NestedRun | None = None
     key: str = ""
+    data_summary: dict[str, Any] | None = None  # for the logged MLflow model: its input normalisation
+    examples: Any = None  # a few validation images: the logged model's input example
     unsaved: set[str] = field(default_factory=set)
 
 
@@ -157,7 +160,7 @@ class StudyHooks:
             **{f"version.{name}": version for name, version in package_versions().items()},
         }
         name = f"study-{self.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-        study = tracker.start(name, self.params, tags, save_version)
+        study = replace(tracker.start(name, self.params, tags, save_version), register=tracking.get("register"))
         catalog[STUDY_RUN] = study
         _close_on_exit(study)
         log.info("MLflow study run %s (%s) at %s", name, study.run_id, uri)
@@ -175,13 +178,15 @@ class StudyHooks:
         arm = _trained_arm(node)
         if arm is not None:
             role = "teacher" if arm.key == "teacher" else "student"
-            params = {"role": role, **(inputs.get("params:teacher") or {})} if role == "teacher" else {"role": role}
-            tracking.arm, tracking.key = ArmRun.open(study, arm.key, arm.seed, params), arm.key
+            # method=teacher: "Group by method" in the MLflow UI gives the teacher its own group.
+            params = {"role": role, "method": "teacher", **(inputs.get("params:teacher") or {})} if role == "teacher" else {"role": role}
+            tracking.arm, tracking.key = NestedRun.open(study, arm.key, arm.seed, params), arm.key
+            tracking.data_summary, tracking.examples = _export_inputs(inputs)
             set_live(arm.key, tracking.arm)
         with _running_lock:
             _running[node.name] = tracking
         if "mlflow_run_ids" in inputs:  # the recommendation's evidence: every arm's run, found by its tags
-            return {"mlflow_run_ids": {k: v for k, v in arm_runs(study).items() if k != "teacher"}}
+            return {"mlflow_run_ids": {k: v for k, v in arm_runs(study).items() if not ArmRun.from_key(k).is_teacher}}
         return None
 
     @hook_impl
@@ -240,11 +245,13 @@ def _log_saved(tracking: _NodeTracking, dataset: str, value: Any) -> None:
     """Log one saved output: report artifacts into the study run, an arm's outputs into its run."""
     if dataset in REPORT_ARTIFACTS:
         _log_report(StudyLog(tracking.study), dataset, value)
+        if dataset == "recommendation" and tracking.study.register:
+            _register(tracking.study, value)
         return
     arm = arm_of(dataset)
     if arm is None:
         return
-    run = tracking.arm if tracking.arm is not None and tracking.key == arm.key else ArmRun.find(tracking.study, arm.key)
+    run = tracking.arm if tracking.arm is not None and tracking.key == arm.key else NestedRun.find(tracking.study, arm.key)
     if run is None:
         log.warning("No MLflow run of %s in study %s: %s not logged", arm.key, tracking.study.run_id, dataset)
         return
@@ -258,15 +265,50 @@ def _log_saved(tracking: _NodeTracking, dataset: str, value: Any) -> None:
         run.log_metrics(value)
     elif arm.kind in ARTIFACTS:
         run.log_model(value, ARTIFACTS[arm.kind])
+        if arm.kind == "model" and tracking.data_summary is not None:
+            _log_mlflow_model(run, value, tracking)
+
+
+def _register(study: StudyRun, recommendation: dict[str, Any]) -> None:
+    """tracking.register: every ranked candidate (its best-validation seed) becomes a version of the
+    registered model, the recommended one with the alias ``recommended``."""
+    client = study.client()
+    runs = [run_id for candidate in recommendation.get("ranked", []) for run_id in candidate.get("run_ids", [])]
+    best_val = {run_id: client.get_run(run_id).data.metrics.get("best_val_accuracy", float("-inf")) for run_id in runs}
+    if not best_val:
+        log.warning("tracking.register: no ranked candidate has an MLflow run, nothing registered")
+        return
+    recommended, candidates = registry_runs(recommendation, best_val)
+    versions = register_recommended(client, study.register, recommended, candidates)
+    log.info("Registered %d version(s) of %s; models:/%s@recommended is run %s", len(versions), study.register, study.register, recommended)
+
+
+def _export_inputs(inputs: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+    """The data summary and a few validation images of a training node's inputs (its model_input)."""
+    summary = inputs.get("data_summary")
+    split = next((value for name, value in inputs.items() if name.split(".")[-1].startswith("model_input")), None)
+    if summary is None or not isinstance(split, dict) or "val" not in split:
+        return None, None
+    return summary, first_images(split["val"], EXAMPLE_IMAGES)
+
+
+def _log_mlflow_model(run: NestedRun, model: Any, tracking: _NodeTracking) -> None:
+    """The best-on-validation model as an MLflow model on raw pixels; a model torch.export cannot
+    trace is only warned about: its checkpoint is logged all the same."""
+    try:
+        log_classifier(run.client, run.run_id, model, tracking.data_summary, tracking.examples)
+    except Exception as error:  # noqa: BLE001 - logging a model never fails a trained arm
+        log.warning("%s: not logged as an MLflow model (%s: %s); its checkpoint is in model/", tracking.key, type(error).__name__, error)
 
 
 def _arm_params(key: str, history: dict[str, Any]) -> dict[str, Any]:
     """Parameters of a nested run, from the history its node wrote (what really ran)."""
     summary = history.get("summary", {})
-    if key == "teacher":
+    run = ArmRun.from_key(key)
+    if run.is_teacher:
         return {"model": summary.get("model")}
     wanted = ("method", "registered_method", "setting", "student", "label_fraction", "train_size", "seed", "hyperparameters", "model")
-    return {"arm": summary.get("arm", key.split("/")[0]), **{k: summary[k] for k in wanted if k in summary}}
+    return {"arm": summary.get("arm", run.arm), **{k: summary[k] for k in wanted if k in summary}}
 
 
 def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
