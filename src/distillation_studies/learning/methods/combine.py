@@ -36,6 +36,7 @@ from typing import Any, Mapping
 
 from torch import Tensor, nn
 
+from distillation_studies.common.config import coerce_value
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 
@@ -68,9 +69,7 @@ def parse_sub_method(raw: Any, where: str, refuse: tuple[str, ...], weighted: bo
     weight = 1.0
     own_weight = any(f.name == "weight" for f in dataclasses.fields(cls.Config))
     if weighted and not own_weight and "weight" in settings:
-        weight = settings.pop("weight")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise ConfigError(f"{where}.weight: expected float, got {weight!r}")
+        weight = coerce_value(settings.pop("weight"), float, f"{where}.weight")  # a finite number
         if weight < 0:
             raise ConfigError(f"{where}.weight: must be >= 0, got {weight}")
     return name, float(weight), parse_method_config(name, settings, where)
