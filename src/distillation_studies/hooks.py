@@ -179,7 +179,9 @@ class StudyHooks:
         if arm is not None:
             role = "teacher" if arm.key == "teacher" else "student"
             # method=teacher: "Group by method" in the MLflow UI gives the teacher its own group.
-            params = {"role": role, "method": "teacher", **(inputs.get("params:teacher") or {})} if role == "teacher" else {"role": role}
+            params = {"role": role, "method": "teacher", **(inputs.get("params:teacher") or {})} if role == "teacher" else {
+                "role": role, "training": inputs.get("params:student.training") or {}  # how this student was trained
+            }
             tracking.arm, tracking.key = NestedRun.open(study, arm.key, arm.seed, params), arm.key
             tracking.data_summary, tracking.examples = _export_inputs(inputs)
             set_live(arm.key, tracking.arm)

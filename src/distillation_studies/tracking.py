@@ -10,6 +10,7 @@ on a global "active run".
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
@@ -31,7 +32,7 @@ except ImportError:  # Windows: no advisory locks; concurrent first runs there a
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.datasets import model_payload
@@ -109,10 +110,17 @@ class StudyRun:
     run_id: str  # the study (parent) run
     config_hash: str
     save_version: str  # Kedro's run id: every dataset of the run is saved under it
+    git_commit: str = ""  # MLflow's standard source tags, on the study run and on every nested run
     register: str | None = None  # tracking.register: the registered model the recommendation's candidates join
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri)
+
+
+def source_tags(git_commit: str) -> dict[str, str]:
+    """MLflow's own Source, User and git columns (the UI reads these tags, not custom ones)."""
+    tags = {MLFLOW_SOURCE_NAME: "kedro run", MLFLOW_SOURCE_TYPE: "PROJECT", MLFLOW_USER: getpass.getuser()}
+    return {**tags, MLFLOW_GIT_COMMIT: git_commit} if git_commit and git_commit != "unknown" else tags
 
 
 def _process_tags() -> dict[str, str]:
@@ -178,9 +186,11 @@ class StudyTracker:
         _check_artifacts_belong_here(found.artifact_location, project_path, experiment, uri)
 
     def start(self, name: str, params: dict[str, Any], tags: dict[str, str], save_version: str) -> StudyRun:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, **_process_tags(), "role": "study"})
+        commit = tags.get("git_commit", "")
+        run_tags = {**tags, **source_tags(commit), **_process_tags(), "role": "study"}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=run_tags)
         _log_batch(self.client, run.info.run_id, params=_params(flatten(params)))
-        return StudyRun(self.uri, self.experiment_id, run.info.run_id, tags.get("config_hash", ""), save_version)
+        return StudyRun(self.uri, self.experiment_id, run.info.run_id, tags.get("config_hash", ""), save_version, commit)
 
     def close_orphans(self, config_hash: str) -> list[str]:
         """Close, as KILLED, the RUNNING study runs of this config whose process is gone, and their
@@ -313,6 +323,7 @@ class NestedRun:
             "config_hash": study.config_hash,
             "save_version": study.save_version,
             **({"seed": str(seed)} if seed is not None else {}),
+            **source_tags(study.git_commit),
             **_process_tags(),
         }
         run = client.create_run(study.experiment_id, run_name=key, tags=tags)
