@@ -15,7 +15,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from distillation_studies.common.errors import ConfigError
+from distillation_studies.common.errors import DataError
 
 MIN_FREE_MB = 100  # below this a study's models and reports may not fit; checked per output file system
 
@@ -36,19 +36,19 @@ def output_folders(pipeline: Any, catalog: Any) -> set[Path]:
 
 
 def check_writable(folders: set[Path], min_free_mb: float = MIN_FREE_MB) -> None:
-    """Raise ConfigError naming the first folder that cannot take a new file or lacks free space."""
+    """Raise DataError naming the first folder that cannot take a new file or lacks free space."""
     for folder in sorted(folders):
         try:
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_check_"):
                 pass
         except OSError as error:
-            raise ConfigError(
+            raise DataError(
                 f"{folder}: cannot write there ({error.strerror or error}); the run would fail when saving its "
                 "first output. Make the folder writable (or point the catalog elsewhere) and rerun."
             ) from None
         free = shutil.disk_usage(folder).free / 2**20
         if free < min_free_mb:
-            raise ConfigError(
+            raise DataError(
                 f"{folder}: only {free:.1f} MiB free, below the {min_free_mb} MiB a run needs "
                 "(docs/reliability.md); free some space and rerun."
             )
