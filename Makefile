@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: install run test viz mlflow-ui benchmark clean-data
+.PHONY: install run test viz mlflow-ui notebook benchmark clean-data
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ test: install
 
 viz: install
 	$(BIN)/kedro viz run
+
+notebook: install
+	$(BIN)/python -m pip install --quiet -e '.[notebook]'
+	$(BIN)/jupyter lab notebooks/compare_methods.ipynb
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

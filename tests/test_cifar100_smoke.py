@@ -52,7 +52,7 @@ def _run_smoke(tmp_path_factory, runtime_params: dict) -> dict:
                 catalog = session.load_context().catalog
                 loaded = {name: catalog.load(name) for name in OUTPUTS}
                 loaded["params:comparison"] = catalog.load("params:comparison")
-                loaded["model_input_file"] = project / "data" / "05_model_input" / "model_input.pt"
+                loaded["model_input_file"] = project / "data" / "05_model_input" / "cifar100_smoke" / "model_input.pt"
         finally:
             torch.set_num_threads(threads)
             study_params.remember(None)  # the hook stored this env's parameters process-wide

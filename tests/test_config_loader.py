@@ -31,3 +31,20 @@ def test_environment_keys_still_replace_base_keys_whole():
     assert smoke["methods"]["kd"] == {"temperature": 4.0, "alpha": 0.5} and smoke["seeds"] == [3]
     tiny = parameters("tiny", {"data": {"split_seed": 3}})
     assert tiny["data"] == {"dataset": "digits", "split_seed": 3}  # tiny's data section, plus the override
+
+
+def catalog_paths(env: str | None) -> dict[str, str]:
+    bootstrap_project(ROOT)
+    with KedroSession.create(project_path=ROOT, env=env) as session:
+        config = session.load_context().config_loader["catalog"]
+    return {name: entry["filepath"] for name, entry in config.items() if isinstance(entry, dict) and "filepath" in entry}
+
+
+def test_each_environment_writes_its_results_under_its_own_paths():
+    """Running `tiny` must never change which version is the default study's "latest"."""
+    default, tiny, local = catalog_paths(None), catalog_paths("tiny"), catalog_paths("local")
+    assert default["comparison_table"] == "data/08_reporting/default/comparison_table.csv" == local["comparison_table"]
+    assert tiny["comparison_table"] == "data/08_reporting/tiny/comparison_table.csv"
+    assert tiny["students.{arm}.seed_{seed}.model"] == "data/06_models/tiny/students/{arm}/seed_{seed}/model.pt"
+    shared = {name for name in default if default[name] == tiny[name]}
+    assert shared == {"published_reference"}  # an input, read by every CIFAR-100 study

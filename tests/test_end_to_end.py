@@ -73,7 +73,7 @@ def test_catalog_holds_the_comparison_of_every_method(project):
     assert {"loss_ce", "loss_kd", "val_accuracy"} <= set(history["epochs"][0])
     model = load(project, "students.fitnet.seed_0.model")
     assert model.spec["name"] == "mlp"
-    assert (project / "data" / "08_reporting" / "comparison_plot.png").is_dir()
+    assert (project / "data" / "08_reporting" / "tiny" / "comparison_plot.png").is_dir()
 
 
 def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
@@ -180,13 +180,13 @@ def test_an_interrupted_study_resumes_with_only_missing_outputs(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     _, runs = mlflow_runs(tmp_path)
     kd_run = next(r.info.run_id for r in runs if r.data.tags.get("arm") == "kd/seed_0")
-    teacher_versions = versions(tmp_path)["data/06_models/teacher/model.pt"]
+    teacher_versions = versions(tmp_path)["data/06_models/tiny/teacher/model.pt"]
 
     resumed = kedro_run(tmp_path, "--only-missing-outputs")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
     assert "Skipping 4 nodes with existing outputs" in log and "students.kd.seed_0.distil_student" in log
-    assert versions(tmp_path)["data/06_models/teacher/model.pt"] == teacher_versions  # not retrained
+    assert versions(tmp_path)["data/06_models/tiny/teacher/model.pt"] == teacher_versions  # not retrained
     recommendation = load(tmp_path, "recommendation")
     cited = {run for entry in recommendation["ranked"] for run in entry["run_ids"]}
     assert kd_run in cited

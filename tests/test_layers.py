@@ -49,10 +49,22 @@ def imports(source: str) -> set[str]:
     return names
 
 
+# Text formatting belongs to the report: the analysis returns numbers and data classes.
+TEXT_CALLS = {"to_markdown", "to_html", "to_latex", "to_string"}
+
+
+def text_calls(source: str) -> list[str]:
+    """Calls that turn tables into text (``df.to_markdown()``), by method name."""
+    return sorted(
+        node.func.attr for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in TEXT_CALLS
+    )
+
+
 def violations(source: str, layer: str) -> list[str]:
-    """Imports that a module of ``layer`` may not make."""
+    """Imports that a module of ``layer`` may not make (and, in the analysis, text-formatting calls)."""
     internal, third_party = LAYERS[layer]
-    found = []
+    found = text_calls(source) if layer == "analysis" else []
     for name in sorted(imports(source)):
         parts = name.split(".")
         if parts[0] == "distillation_studies":
@@ -92,6 +104,8 @@ def test_module_respects_its_layer(path):
         ("import torch", "report"),
         ("from distillation_studies.study.grid import Arm", "learning"),
         ("from distillation_studies import hooks", "study"),
+        ("def f(table):\n    return table.to_markdown(index=False)", "analysis"),
+        ("from distillation_studies.study.identity import ArmRun", "analysis"),
     ],
 )
 def test_checker_catches_forbidden_imports(source, layer):

@@ -19,5 +19,5 @@ def test_notebook_reproduces_the_headline_table(project):
     for arm in ("ce", "kd", "fitnet", "rkd"):
         assert f">{arm}<" in table_html
     assert any("image/png" in out.get("data", {}) for out in notebook.cells[3].outputs)  # the plot
-    printed = "".join(out.get("text", "") for out in notebook.cells[4].outputs)
-    assert "## Recommendation" in printed
+    rendered = "".join(out.get("data", {}).get("text/markdown", "") for out in notebook.cells[4].outputs)
+    assert "Recommendation" in rendered  # shown as Markdown, not printed as raw text

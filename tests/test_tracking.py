@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.hooks import ArmDataset, arm_of, protocol_tags
-from distillation_studies.tracking import ArmRun, StudyTracker, arm_runs, check_store, end_study, flatten, resolve_uri
+from distillation_studies.tracking import NestedRun, StudyTracker, arm_runs, check_store, end_study, flatten, resolve_uri
 
 
 def test_datasets_map_to_their_nested_run():
@@ -80,15 +80,15 @@ def _tracker(tmp_path: Path) -> StudyTracker:
 def test_arm_runs_are_found_by_their_tags_own_and_adopted(tmp_path):
     tracker = _tracker(tmp_path)
     earlier = tracker.start("earlier", {}, {"config_hash": "h"}, "v1")
-    kd = ArmRun.open(earlier, "kd/seed_0", 0, {"role": "student"})
+    kd = NestedRun.open(earlier, "kd/seed_0", 0, {"role": "student"})
     kd.finish()
-    unfinished = ArmRun.open(earlier, "ce/seed_0", 0, {})  # its process died: never reused
+    unfinished = NestedRun.open(earlier, "ce/seed_0", 0, {})  # its process died: never reused
     end_study(earlier, "KILLED")
     study = tracker.start("later", {}, {"config_hash": "h"}, "v2")
     adopted = tracker.earlier_arm_runs(study)
     assert adopted == {"kd/seed_0": kd.run_id}
     tracker.adopt(study, adopted)
-    ce = ArmRun.open(study, "ce/seed_0", 0, {})
+    ce = NestedRun.open(study, "ce/seed_0", 0, {})
     ce.finish()
     assert arm_runs(study) == {"kd/seed_0": kd.run_id, "ce/seed_0": ce.run_id}
     client = MlflowClient(tracker.uri)
@@ -99,8 +99,8 @@ def test_arm_runs_are_found_by_their_tags_own_and_adopted(tmp_path):
 
 def test_a_retried_arm_closes_its_earlier_attempt(tmp_path):
     study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
-    first = ArmRun.open(study, "kd/seed_0", 0, {})  # its worker was killed mid-arm
-    second = ArmRun.open(study, "kd/seed_0", 0, {})
+    first = NestedRun.open(study, "kd/seed_0", 0, {})  # its worker was killed mid-arm
+    second = NestedRun.open(study, "kd/seed_0", 0, {})
     client = MlflowClient(study.tracking_uri)
     assert client.get_run(first.run_id).info.status == "KILLED"
     assert "retried" in client.get_run(first.run_id).data.tags["error"]
@@ -110,7 +110,7 @@ def test_a_retried_arm_closes_its_earlier_attempt(tmp_path):
 
 def test_epochs_are_logged_as_they_end_with_real_timestamps(tmp_path):
     study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
-    run = ArmRun.open(study, "kd/seed_0", 0, {})
+    run = NestedRun.open(study, "kd/seed_0", 0, {})
     before = int(time.time() * 1000)
     run.log_epoch({"epoch": 1, "loss_ce": 0.5, "val_accuracy": 0.25})
     time.sleep(0.05)
@@ -132,7 +132,7 @@ def _dead_pid() -> int:
 def test_orphans_of_this_config_are_closed_live_runs_are_not(tmp_path):
     tracker = _tracker(tmp_path)
     orphan = tracker.start("orphan", {}, {"config_hash": "h"}, "v1")
-    child = ArmRun.open(orphan, "kd/seed_0", 0, {})
+    child = NestedRun.open(orphan, "kd/seed_0", 0, {})
     client = MlflowClient(tracker.uri)
     for run_id in (orphan.run_id, child.run_id):
         client.set_tag(run_id, "pid", str(_dead_pid()))  # as if written by a process that was killed (kill -9)
@@ -149,7 +149,7 @@ def test_orphans_of_this_config_are_closed_live_runs_are_not(tmp_path):
 
 def test_ending_a_study_closes_every_run_left_running(tmp_path):
     study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
-    done, lost = ArmRun.open(study, "ce/seed_0", 0, {}), ArmRun.open(study, "kd/seed_0", 0, {})
+    done, lost = NestedRun.open(study, "ce/seed_0", 0, {}), NestedRun.open(study, "kd/seed_0", 0, {})
     done.finish()
     end_study(study, "KILLED", KeyboardInterrupt("study interrupted (SIGINT)"))
     client = MlflowClient(study.tracking_uri)
@@ -162,7 +162,7 @@ def test_ending_a_study_closes_every_run_left_running(tmp_path):
 def _write_arm(args: tuple) -> str:
     """One worker process: an arm run with params, 20 epochs, metrics and an artifact, as a worker does."""
     study, key = args
-    run = ArmRun.open(study, key, 0, {"role": "student", "hyperparameters": {"t": 4.0}})
+    run = NestedRun.open(study, key, 0, {"role": "student", "hyperparameters": {"t": 4.0}})
     for epoch in range(1, 21):
         run.log_epoch({"epoch": epoch, "loss_ce": 1.0 / epoch, "val_accuracy": epoch / 20})
     run.log_metrics({"test_accuracy": 0.5})

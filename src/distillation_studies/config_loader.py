@@ -8,6 +8,10 @@ rely on that replacement of whole top-level keys (``conf/cifar100_benchmark`` sp
 ``methods``), so soft merging is no cure. Here base and environment merge as Kedro merges them,
 without runtime parameters, and the overrides are merged into the result once: a ``--params`` key
 changes that one key and nothing else.
+
+It also names the study whose results a catalog path holds: ``${study_env:}`` resolves to the run
+environment (``default`` for plain ``kedro run``), so each environment writes under its own paths and
+running ``tiny`` never changes what the default study's "latest" version is.
 """
 
 from __future__ import annotations
@@ -18,7 +22,20 @@ from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
 
 
+DEFAULT_STUDY = "default"
+LOCAL_ENVS = {None, "", "local"}  # the project's default study: base (+ conf/local overrides)
+
+
 class StudyConfigLoader(OmegaConfigLoader):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Bound to this loader, and replaced by each new one, as Kedro does for ``globals``.
+        OmegaConf.register_new_resolver("study_env", self.study_name, replace=True)
+
+    def study_name(self) -> str:
+        """The folder of this environment's results: its name, or ``default`` for base/local."""
+        return DEFAULT_STUDY if self.env in LOCAL_ENVS else str(self.env)
+
     def _merge_and_resolve(self, key: str, config_per_file: dict) -> dict[str, Any]:
         if key != "parameters" or not self.runtime_params:
             return super()._merge_and_resolve(key, config_per_file)

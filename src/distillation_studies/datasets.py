@@ -7,12 +7,16 @@ loading never unpickles arbitrary objects.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from kedro_datasets.text import TextDataset
 from torch import nn
+
+from distillation_studies.report.sections import PLOTS_FOLDER
 
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import StreamedSplit, is_recipe
@@ -38,15 +42,24 @@ class _TorchFileDataset(AbstractVersionedDataset):
             return torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise
-        except Exception as error:  # corrupt or foreign file: name it
-            raise DatasetError(f"cannot read {path}: {error}") from error
+        except Exception as error:  # corrupt or foreign file: name it, and how to resume without it
+            raise DatasetError(corrupt_version_message(path, error)) from error
 
     def _write(self, payload: Any) -> None:
         path = Path(self._get_save_path())
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(path.suffix + ".partial")
-        torch.save(payload, partial)
-        partial.replace(path)  # never leave a half-written file under the real name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(payload, partial)
+            partial.replace(path)  # never leave a half-written file under the real name
+        except Exception as error:  # disk full, read-only folder: leave no trace a later load could pick
+            partial.unlink(missing_ok=True)
+            if path.parent.is_dir() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+            raise DatasetError(
+                f"cannot write {path} ({type(error).__name__}: {error}); is the disk full or the folder "
+                "read-only? Earlier versions are untouched."
+            ) from error
 
     def _exists(self) -> bool:
         try:
@@ -56,6 +69,25 @@ class _TorchFileDataset(AbstractVersionedDataset):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+
+def corrupt_version_message(path: Path, error: Exception) -> str:
+    """What a resumed run says about an unreadable saved version: the file, its version, and how to
+    resume from the version before it (``--load-versions`` or moving the broken version aside)."""
+    version_dir = path.parent
+    older = sorted(
+        d.name for d in version_dir.parent.iterdir() if d.name < version_dir.name and (d / path.name).is_file()
+    ) if version_dir.parent.is_dir() else []
+    message = f"cannot read {path} (version {version_dir.name}): {type(error).__name__}: {str(error).rstrip('.')}."
+    if not older:
+        return message + " No earlier version exists: rerun the node that produces it."
+    # Out of the versions folder: Kedro takes the latest name there that holds the file.
+    aside = version_dir.parent.with_name(f"{version_dir.parent.name}.corrupt-{version_dir.name}")
+    return (
+        f"{message} To resume from the previous version {older[-1]}, rerun with "
+        f"--load-versions=<this dataset>:{older[-1]}, or move the broken version out of the way "
+        f"(mv '{version_dir}' '{aside}') so that Kedro's latest is {older[-1]}."
+    )
 
 
 class TorchModelDataset(_TorchFileDataset):
@@ -99,3 +131,28 @@ def _rebuild_streamed(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _rebuild_streamed(item) for key, item in value.items()}
     return value
+
+
+class MarkdownReportDataset(TextDataset):
+    """The study report's Markdown, its plot links pointed at the plots as saved beside it on disk.
+
+    The report links its plots as ``plots/<name>``, which is where MLflow holds them beside the report.
+    On disk both files are versioned (``<filepath>/<version>/<name>``; the plots folder
+    ``<plots_filepath>/<version>/<folder name>/``), so the saved copy's links are rewritten relative to
+    the report's real location, with the save version every dataset of the run shares.
+    """
+
+    def __init__(self, *, filepath: str, plots_filepath: str, version: Version | None = None, **kwargs: Any) -> None:
+        super().__init__(filepath=filepath, version=version, **kwargs)
+        self._plots_filepath = PurePosixPath(plots_filepath)
+
+    def plots_link(self) -> str:
+        """The plots folder relative to the folder the report is saved in."""
+        report = PurePosixPath(self._get_save_path())
+        plots = self._plots_filepath
+        if self._version is not None:
+            plots = plots / self.resolve_save_version() / plots.name
+        return os.path.relpath(plots, report.parent)
+
+    def save(self, data: str) -> None:
+        super().save(data.replace(f"]({PLOTS_FOLDER}/", f"]({self.plots_link()}/"))

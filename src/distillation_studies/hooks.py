@@ -25,8 +25,9 @@ from kedro.framework.hooks import hook_impl
 from distillation_studies import study_params
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.provenance import config_hash, git_commit, package_versions
+from distillation_studies.study.identity import ArmRun
 from distillation_studies.tracking import (
-    ArmRun,
+    NestedRun,
     StudyLog,
     StudyRun,
     StudyTracker,
@@ -70,16 +71,12 @@ class ArmDataset(NamedTuple):
 
 
 def arm_of(dataset: str) -> ArmDataset | None:
-    """The arm a dataset belongs to: ``students.kd.seed_1.history`` -> ("kd/seed_1", "history", 1).
-
-    The one place where dataset names are parsed into nested-run names (``study.identity`` builds them).
-    """
-    if dataset.startswith("teacher_"):
-        return ArmDataset("teacher", dataset[len("teacher_") :], None)
-    parts = dataset.split(".")
-    if len(parts) == 4 and parts[0] == "students" and parts[2].startswith("seed_"):
-        return ArmDataset(f"{parts[1]}/{parts[2]}", parts[3], int(parts[2][len("seed_") :]))
-    return None
+    """The nested run a dataset belongs to: ``students.kd.seed_1.history`` -> ("kd/seed_1", "history", 1)."""
+    parsed = ArmRun.parse(dataset)  # names are built and parsed in study.identity only
+    if parsed is None:
+        return None
+    run, kind = parsed
+    return ArmDataset(run.key, kind, run.seed)
 
 
 def _trained_arm(node) -> ArmDataset | None:
@@ -100,7 +97,7 @@ class _NodeTracking:
     """What one running node logs into: looked up by node name by the dataset hooks of the same process."""
 
     study: StudyRun
-    arm: ArmRun | None = None
+    arm: NestedRun | None = None
     key: str = ""
     unsaved: set[str] = field(default_factory=set)
 
@@ -176,7 +173,7 @@ class StudyHooks:
         if arm is not None:
             role = "teacher" if arm.key == "teacher" else "student"
             params = {"role": role, **(inputs.get("params:teacher") or {})} if role == "teacher" else {"role": role}
-            tracking.arm, tracking.key = ArmRun.open(study, arm.key, arm.seed, params), arm.key
+            tracking.arm, tracking.key = NestedRun.open(study, arm.key, arm.seed, params), arm.key
             set_live(arm.key, tracking.arm)
         with _running_lock:
             _running[node.name] = tracking
@@ -244,7 +241,7 @@ def _log_saved(tracking: _NodeTracking, dataset: str, value: Any) -> None:
     arm = arm_of(dataset)
     if arm is None:
         return
-    run = tracking.arm if tracking.arm is not None and tracking.key == arm.key else ArmRun.find(tracking.study, arm.key)
+    run = tracking.arm if tracking.arm is not None and tracking.key == arm.key else NestedRun.find(tracking.study, arm.key)
     if run is None:
         log.warning("No MLflow run of %s in study %s: %s not logged", arm.key, tracking.study.run_id, dataset)
         return
@@ -266,7 +263,7 @@ def _arm_params(key: str, history: dict[str, Any]) -> dict[str, Any]:
     if key == "teacher":
         return {"model": summary.get("model")}
     wanted = ("method", "registered_method", "setting", "student", "label_fraction", "train_size", "seed", "hyperparameters", "model")
-    return {"arm": summary.get("arm", key.split("/")[0]), **{k: summary[k] for k in wanted if k in summary}}
+    return {"arm": summary.get("arm", ArmRun.from_key(key).arm), **{k: summary[k] for k in wanted if k in summary}}
 
 
 def _log_report(study: StudyLog, dataset: str, value: Any) -> None:

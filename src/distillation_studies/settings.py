@@ -4,8 +4,12 @@ the workers never changes the study's config hash; everything else is Kedro's de
 
 from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.hooks import StudyHooks
+from distillation_studies.preflight import DataFolderHooks
+from distillation_studies.progress import ProgressHooks
 
-HOOKS = (StudyHooks(),)
+# Pluggy calls the last-registered hook first: DataFolderHooks checks the output folders before the
+# tracking hook opens an MLflow run.
+HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks())
 CONFIG_LOADER_CLASS = StudyConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -3,7 +3,7 @@
 Everything a process needs to log into a study is a :class:`StudyRun` (tracking URI, experiment,
 study run id, config hash, save version), handed to it with the catalog: a Dask worker or a resumed
 run rebuilds the rest from MLflow by run tags, never from state held by another process. Each arm's
-nested run is opened, filled and closed by the process that trains it (:class:`ArmRun`). Runs are
+nested run is opened, filled and closed by the process that trains it (:class:`NestedRun`). Runs are
 created with ``MlflowClient`` and an explicit ``mlflow.parentRunId`` tag, so nesting never depends
 on a global "active run".
 """
@@ -288,7 +288,7 @@ def arm_runs(study: StudyRun, status: str | None = "FINISHED") -> dict[str, str]
     return found
 
 
-class ArmRun:
+class NestedRun:
     """One arm's nested run, opened by the process that trains the arm: start and end times are its own,
     epochs are logged as they end."""
 
@@ -297,7 +297,7 @@ class ArmRun:
         self.client = study.client()
 
     @classmethod
-    def open(cls, study: StudyRun, key: str, seed: int | None, params: dict[str, Any]) -> ArmRun:
+    def open(cls, study: StudyRun, key: str, seed: int | None, params: dict[str, Any]) -> NestedRun:
         """A new nested run of ``key`` under the study; an earlier attempt of the same arm in this study still
         RUNNING (its worker was killed and the task retried) is closed as KILLED first."""
         client = study.client()
@@ -320,7 +320,7 @@ class ArmRun:
         return arm
 
     @classmethod
-    def find(cls, study: StudyRun, key: str) -> ArmRun | None:
+    def find(cls, study: StudyRun, key: str) -> NestedRun | None:
         """The arm's run in this study (or adopted by it), whatever its status."""
         run_id = arm_runs(study, status=None).get(key)
         return cls(study, run_id) if run_id else None
@@ -383,11 +383,11 @@ class StudyLog:
 
 # The arm runs open in this process, by arm key: the training loop's per-epoch callback finds its run
 # here. Filled and emptied by the node hooks of the same process around one node; never shipped.
-_live: dict[str, ArmRun] = {}
+_live: dict[str, NestedRun] = {}
 _live_lock = threading.Lock()
 
 
-def set_live(key: str, run: ArmRun | None) -> None:
+def set_live(key: str, run: NestedRun | None) -> None:
     with _live_lock:
         if run is None:
             _live.pop(key, None)

@@ -1,4 +1,7 @@
-"""Recommendation: constraint filtering with reasons, noise-aware ranks and the seeds-needed verdict."""
+"""Recommendation: constraint filtering with reasons, noise-aware ranks and the seeds-needed verdict.
+
+The recommender returns data; the words are the report's (``recommendation_markdown``), checked here too.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import pytest
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.analysis.recommend import Constraints, recommend
-from distillation_studies.analysis.stats import mean_ci, seeds_needed
+from distillation_studies.analysis.recommend import MORE_SEEDS, SEPARATED, SINGLE, TOO_FEW_SHARED, ZERO_DIFFERENCE, Violation
+from distillation_studies.analysis.stats import Statistics, mean_ci, seeds_needed
+from distillation_studies.report.recommendation import candidate_text, recommendation_markdown, seeds_text, violation_text
 
 
 def make(values: dict[str, list[float]], costs: dict[str, dict[str, float]] | None = None, metric="test_accuracy"):
@@ -45,12 +50,18 @@ def test_constraints_filter_with_reasons():
     excluded = {e.candidate: e for e in result.excluded}
     assert set(excluded) == {"big", "weak"}
     # Every broken limit is listed with the value and the limit.
-    assert excluded["big"].reasons == ("parameters 20M > max_parameters 5M", "latency_ms 10 > max_latency_ms 5")
-    assert "test_accuracy 0.51 < min_accuracy 0.6" in excluded["weak"].reason
+    assert excluded["big"].violations == (
+        Violation("max_parameters", "parameters", 2e7, 5e6), Violation("max_latency_ms", "latency_ms", 10.0, 5.0)
+    )
+    record = result.to_dict()
+    big = next(e for e in record["excluded"] if e["candidate"] == "big")
+    assert [violation_text(v) for v in big["violations"]] == ["parameters 20M > max_parameters 5M", "latency_ms 10 > max_latency_ms 5"]
+    weak = next(e for e in record["excluded"] if e["candidate"] == "weak")
+    assert violation_text(weak["violations"][0]) == "test_accuracy 0.51 < min_accuracy 0.6"
     assert excluded["weak"].run_ids == ("weak-s0", "weak-s1", "weak-s2")
-    markdown = result.to_markdown()
+    markdown = recommendation_markdown(result)
     assert "Excluded by the constraints" in markdown and "latency_ms 10 > max_latency_ms 5" in markdown
-    assert result.enough_seeds and "Only kd" in result.seeds_message
+    assert result.enough_seeds and result.seeds.case == SINGLE and "Only kd" in seeds_text(record)
 
 
 def test_clear_winner_ranked_first_alone():
@@ -59,13 +70,17 @@ def test_clear_winner_ranked_first_alone():
     result = recommend(summary, runs)
     assert [(c.candidate, c.rank, c.tied) for c in result.ranked] == [("kd", 1, False), ("fitnet", 2, False), ("ce", 3, False)]
     assert result.best == ["kd"]
-    assert result.enough_seeds and "ahead of the runner-up fitnet" in result.seeds_message
+    record = result.to_dict()
+    assert result.enough_seeds and result.seeds.case == SEPARATED and "ahead of the runner-up fitnet" in seeds_text(record)
     kd = result.ranked[0]
-    assert kd.run_ids == tuple(f"kd-s{s}" for s in range(5))
-    for piece in ("test_accuracy 0.8502 ±", "95% CI, 5 seed(s)", "latency 1.000 ms", "parameters 1M", "rank 1", "kd-s4"):
-        assert piece in kd.reason
-    assert "behind kd beyond noise" in result.ranked[1].reason
-    markdown = result.to_markdown()
+    assert kd.run_ids == tuple(f"kd-s{s}" for s in range(5)) and kd.versus is None
+    for piece in ("test_accuracy 85.02 ±", "95% CI, 5 seed(s)", "latency 1.000 ms", "parameters 1M", "rank 1", "kd-s4"):
+        assert piece in candidate_text(record, record["ranked"][0])
+    # fitnet - kd = -0.03 on every seed but for the jitter: the candidate-minus-leader sign, as in the table.
+    assert result.ranked[1].versus.leader == "kd" and not result.ranked[1].versus.within_noise
+    assert result.ranked[1].versus.diff_mean == pytest.approx(-0.03, abs=1e-9)
+    assert "behind kd beyond noise (paired difference -3.00 pp" in candidate_text(record, record["ranked"][1])
+    markdown = recommendation_markdown(result)
     assert re.search(r"^1\. \*\*kd\*\*", markdown, re.M)
     assert re.search(r"^2\. \*\*fitnet\*\*", markdown, re.M) and re.search(r"^3\. \*\*ce\*\*", markdown, re.M)
     assert "=1." not in markdown
@@ -78,14 +93,15 @@ def test_indistinguishable_candidates_share_rank_one_and_seeds_message_has_a_num
     result = recommend(summary, runs)
     assert [(c.candidate, c.rank, c.tied) for c in result.ranked] == [("a", 1, True), ("b", 1, True), ("ce", 3, False)]
     assert sorted(result.best) == ["a", "b"]
-    assert "within noise of a" in result.ranked[1].reason
-    assert not result.enough_seeds
+    record = result.to_dict()
+    assert result.ranked[1].versus.within_noise and "within noise of a" in candidate_text(record, record["ranked"][1])
+    assert not result.enough_seeds and result.seeds.case == MORE_SEEDS
     # Expected from the observed paired differences a - b at the Holm worst-case level 0.05 / 3.
     diff = np.array(a) - np.array(b)
     expected = max(seeds_needed(diff.mean(), diff.std(ddof=1), significance=0.05 / 3), 6)
     assert result.seeds_needed == expected and expected > 5
-    assert f"About {expected} seeds" in result.seeds_message
-    markdown = result.to_markdown()
+    assert f"About {expected} seeds" in seeds_text(record)
+    markdown = recommendation_markdown(result)
     assert re.search(r"^=1\. \*\*a\*\*", markdown, re.M) and re.search(r"^=1\. \*\*b\*\*", markdown, re.M)
     assert re.search(r"^3\. \*\*ce\*\*", markdown, re.M)
 
@@ -97,7 +113,7 @@ def test_ties_below_the_top_are_shown_as_equal_ranks():
     )
     result = recommend(summary, runs)
     assert [c.rank_label for c in result.ranked] == ["1", "=2", "=2", "4"]
-    assert result.to_markdown().count("=2. **") == 2
+    assert recommendation_markdown(result).count("=2. **") == 2
     assert result.enough_seeds
 
 
@@ -106,7 +122,8 @@ def test_exactly_zero_difference_cannot_be_separated():
     result = recommend(summary, runs)
     assert all(c.rank == 1 for c in result.ranked)
     assert not result.enough_seeds and result.seeds_needed == math.inf
-    assert "exactly 0" in result.seeds_message and "cannot" in result.seeds_message
+    assert result.seeds.case == ZERO_DIFFERENCE
+    assert "exactly 0" in seeds_text(result.to_dict()) and "cannot" in seeds_text(result.to_dict())
 
 
 def test_fewer_than_two_shared_seeds_tie_with_a_note():
@@ -114,9 +131,10 @@ def test_fewer_than_two_shared_seeds_tie_with_a_note():
     runs.loc[runs["candidate"] == "b", "seed"] = [1, 7]  # only seed 1 shared
     result = recommend(summary, runs)
     assert [c.rank_label for c in result.ranked] == ["=1", "=1"]
-    assert "1 shared seed(s), too few for a paired test" in result.ranked[1].reason
-    assert not result.enough_seeds and result.seeds_needed is None
-    assert "share 1 seed(s)" in result.seeds_message
+    record = result.to_dict()
+    assert "1 shared seed(s), too few for a paired test" in candidate_text(record, record["ranked"][1])
+    assert not result.enough_seeds and result.seeds_needed is None and result.seeds.case == TOO_FEW_SHARED
+    assert "share 1 seed(s)" in seeds_text(record)
 
 
 def test_lower_is_better_metric():
@@ -124,7 +142,7 @@ def test_lower_is_better_metric():
     summary, runs = make({"ce": list(base + 0.1), "kd": list(base + JITTER)}, metric="test_nll")
     result = recommend(summary, runs, Constraints(metric="test_nll"))
     assert [c.candidate for c in result.ranked] == ["kd", "ce"] and result.ranked[1].rank == 2
-    assert "lower is better" in result.to_markdown()
+    assert "lower is better" in recommendation_markdown(result, heading=True)
 
 
 def test_to_dict_is_strict_json():
@@ -136,7 +154,8 @@ def test_to_dict_is_strict_json():
     ranked = {r["candidate"]: r for r in data["ranked"]}
     assert ranked["a"]["run_ids"] == ["x1", "x2", "x3"] and ranked["b"]["run_ids"] == ["y1"]
     assert ranked["c"]["run_ids"] == ["c-s0"] and ranked["c"]["ci_low"] is None
-    assert {"rank_label", "reason", "costs"} <= set(ranked["a"])
+    assert {"rank_label", "versus", "costs"} <= set(ranked["a"])
+    assert ranked["b"]["versus"]["leader"] == "c" and ranked["b"]["versus"]["n_pairs"] == 1
 
 
 @pytest.mark.parametrize(
@@ -175,3 +194,43 @@ def test_config_parsing_and_bad_inputs():
         recommend(summary, runs, Constraints(metric="test_nll"))
     with pytest.raises(ConfigError, match="more than once"):
         recommend(summary, pd.concat([runs, runs]))
+
+
+def hand_tests(pairs: dict[tuple[str, str], float], significance: float = 0.05) -> pd.DataFrame:
+    """A paired-tests family given adjusted p-values per (arm, reference), 5 shared seeds each."""
+    return pd.DataFrame(
+        [
+            {"metric": "test_accuracy", "arm": arm, "reference": ref, "arm_method": arm, "reference_method": ref,
+             "same_cell": True, "n_pairs": 5, "diff_mean": -0.01, "diff_std": 0.01, "diff_ci_low": -0.02,
+             "diff_ci_high": 0.0, "p_value": p / 3, "p_adjusted": p, "within_noise": p >= significance, "verdict": ""}
+            for (arm, ref), p in pairs.items()
+        ]
+    )
+
+
+def test_each_candidate_is_tested_against_its_groups_leader_not_the_previous_candidate():
+    summary, runs = make({"a": [0.90] * 5, "b": [0.89] * 5, "c": [0.88] * 5, "d": [0.87] * 5})
+    # b and c are each within noise of their neighbour, but c is clearly behind the leader a; d is within
+    # noise of c (its own group's leader) though clearly behind a and b.
+    tests = hand_tests({("b", "a"): 0.5, ("c", "b"): 0.5, ("c", "a"): 0.001, ("d", "c"): 0.6, ("d", "b"): 0.001, ("d", "a"): 0.001})
+    result = recommend(summary, runs, tests=tests)
+    assert [c.rank_label for c in result.ranked] == ["=1", "=1", "=3", "=3"]
+    assert [c.versus.leader if c.versus else None for c in result.ranked] == [None, "a", "a", "c"]
+    assert result.ranked[2].versus.p_adjusted == 0.001 and not result.ranked[2].versus.within_noise
+    assert result.comparisons == 6
+
+
+def test_significance_comes_from_the_statistics_section():
+    summary, runs = make({"a": [0.90] * 5, "b": [0.89] * 5})
+    tests = hand_tests({("b", "a"): 0.03})
+    assert [c.rank for c in recommend(summary, runs, tests=tests).ranked] == [1, 2]
+    strict = Statistics(baselines=(), significance=0.01)
+    assert [c.rank for c in recommend(summary, runs, statistics=strict, tests=hand_tests({("b", "a"): 0.03}, 0.01)).ranked] == [1, 1]
+    with pytest.warns(FutureWarning, match=r"constraints\.significance is deprecated.*set comparison\.significance"):
+        result = recommend(summary, runs, Constraints(significance=0.01))
+    assert result.statistics.significance == 0.01
+
+
+def test_unknown_ranking_metric_names_the_key_and_the_table():
+    with pytest.raises(ConfigError, match=r"recommendation\.metric: expected a reported metric, one of \[.*'test_nll'"):
+        parse_dataclass(Constraints, {"metric": "score"}, "recommendation")

@@ -11,10 +11,10 @@ import pytest
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS
 from distillation_studies.learning.models import MODELS
+from distillation_studies.report.sections import reference_markdown
 from distillation_studies.analysis.reference import (
     REFERENCE_COLUMNS,
     RESULT_COLUMNS,
-    markdown,
     published_pairs,
     reproduced_vs_published,
 )
@@ -104,7 +104,7 @@ def test_reference_without_a_column_is_an_error(table, reference):
 
 def test_markdown_shows_reproduced_published_and_delta(table, reference):
     result = reproduced_vs_published(table, reference, "resnet32x4", "resnet8x4", "cifar100", {"test_accuracy": 0.80})
-    text = markdown(result, confidence=0.95)
+    text = reference_markdown(result, confidence=0.95)
     assert "95% confidence interval" in text
     assert "| ce " in text and "73.00 ± 1.00" in text and "72.50" in text and "+0.50" in text
     assert "79.42" in text and "+0.58" in text and "-0.46" in text

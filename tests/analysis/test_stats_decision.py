@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from distillation_studies.analysis.stats import adjust_p_values, paired_t_power, paired_tests, seeds_needed
+from distillation_studies.analysis.stats import adjust_p_values, paired_t_power, seeds_needed
 
 
 def test_holm_known_values():
@@ -43,69 +43,6 @@ def test_adjust_edge_cases():
         adjust_p_values([0.1], "bonferroni-ish")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         adjust_p_values([1.5])
-
-
-@pytest.fixture
-def runs():
-    values = {
-        "ce": [0.80, 0.82, 0.81],
-        "kd": [0.83, 0.84, 0.85],  # kd - ce = 0.03, 0.02, 0.04
-        "fitnet": [0.81, 0.82, 0.80],  # fitnet - ce = 0.01, 0, -0.01; fitnet - kd = -0.02, -0.02, -0.05
-    }
-    rows = [{"method": m, "seed": s, "test_accuracy": v} for m, vs in values.items() for s, v in enumerate(vs)]
-    return pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
-
-
-def test_paired_tests_hand_checked(runs):
-    table = paired_tests(runs, "test_accuracy", baselines=["ce", "kd"])
-    assert list(table.columns) == [
-        "method", "baseline", "metric", "n_pairs", "diff_mean", "diff_ci_low", "diff_ci_high",
-        "p_value", "p_adjusted", "within_noise",
-    ]
-    # ce vs kd mirrors kd vs ce, so the family has three comparisons.
-    table = table.set_index(["method", "baseline"])
-    assert set(table.index) == {("kd", "ce"), ("fitnet", "ce"), ("fitnet", "kd")}
-    kd = table.loc[("kd", "ce")]
-    assert kd["n_pairs"] == 3 and kd["metric"] == "test_accuracy"
-    assert kd["diff_mean"] == pytest.approx(0.03)
-    # Differences sd 0.01: t = 0.03 / (0.01 / sqrt 3) = 5.196; with 2 df, two-sided p = 1 - t / sqrt(t^2 + 2).
-    t = 0.03 / (0.01 / math.sqrt(3))
-    p_kd = 1 - t / math.sqrt(t**2 + 2)
-    assert kd["p_value"] == pytest.approx(p_kd, rel=1e-6)
-    assert p_kd == pytest.approx(0.0351, abs=1e-4)
-    # CI half-width t_{0.975, 2} * 0.01 / sqrt 3 = 4.302653 * 0.0057735 = 0.024841.
-    assert kd["diff_ci_low"] == pytest.approx(0.03 - 0.024841, abs=1e-6)
-    assert kd["diff_ci_high"] == pytest.approx(0.03 + 0.024841, abs=1e-6)
-    # fitnet vs kd: differences sd sqrt(3) * 0.01 -> t = -3, p = 1 - 3 / sqrt(11).
-    p_fk = 1 - 3 / math.sqrt(11)
-    assert table.loc[("fitnet", "kd"), "diff_mean"] == pytest.approx(-0.03)
-    assert table.loc[("fitnet", "kd"), "p_value"] == pytest.approx(p_fk, rel=1e-6)
-    assert table.loc[("fitnet", "ce"), "p_value"] == pytest.approx(1.0)
-    # Holm over the family [p_kd, 1, p_fk]: 3 * p_kd, 2 * p_fk, 1.
-    assert kd["p_adjusted"] == pytest.approx(3 * p_kd, rel=1e-6)
-    assert table.loc[("fitnet", "kd"), "p_adjusted"] == pytest.approx(2 * p_fk, rel=1e-6)
-    assert table.loc[("fitnet", "ce"), "p_adjusted"] == pytest.approx(1.0)
-    # kd is significant on its own (p = 0.035) but not after correction.
-    assert table["within_noise"].all()
-    raw = paired_tests(runs, "test_accuracy", baselines=["ce", "kd"], correction="none").set_index(["method", "baseline"])
-    assert not raw.loc[("kd", "ce"), "within_noise"]
-
-
-def test_paired_tests_missing_baseline_and_unpaired_seeds():
-    runs = pd.DataFrame(
-        [
-            {"method": "ce", "seed": 0, "acc": 0.8},
-            {"method": "ce", "seed": 1, "acc": 0.9},
-            {"method": "at", "seed": 1, "acc": 0.95},
-            {"method": "at", "seed": 2, "acc": 0.5},
-        ]
-    )
-    table = paired_tests(runs, "acc")  # kd is absent: only the ce comparisons
-    assert table[["method", "baseline"]].values.tolist() == [["at", "ce"]]
-    row = table.iloc[0]
-    assert row["n_pairs"] == 1 and row["diff_mean"] == pytest.approx(0.05)
-    assert math.isnan(row["p_value"]) and math.isnan(row["p_adjusted"]) and row["within_noise"]
-    assert paired_tests(runs, "acc", baselines=["kd"]).empty
 
 
 @pytest.mark.parametrize("effect, expected", [(1.0, 10), (0.5, 34), (0.8, 15), (0.2, 199)])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.learning.data import SplitConfig, load_embedded, normalisation_stats, normalise, stratified_split
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import build_method, parse_method_config
+from distillation_studies.learning.methods.base import MethodSetup
+from distillation_studies.learning.methods.ce import CrossEntropy
 from distillation_studies.learning.training import TrainConfig, accuracy, predict, train
 from tests.method_checks import tiny_cnn, tiny_mlp
 
@@ -58,12 +61,61 @@ def test_history_has_every_loss_term_and_val_accuracy(data):
     assert result.wall_time_s > 0
 
 
-def test_distillation_history_sums_terms(data, teacher):
-    result, _, _ = _run(data, "rkd", FITNET, teacher=teacher)
+class RecordingCE(CrossEntropy):
+    """Two loss terms (CE and a small logit penalty) that record, per batch, their values, the batch size
+    and the gradient each term received from the loop's backpropagated loss."""
+
+    scale = 1.0  # multiplies both terms: 0 leaves every weight where it started
+
+    def __init__(self, config, setup):
+        super().__init__(config, setup)
+        self.batches: list[dict] = []
+
+    def forward(self, student, teacher, batch):
+        terms = {
+            "ce": self.scale * F.cross_entropy(student.logits, batch.labels),
+            "logit_l2": self.scale * 1e-2 * student.logits.pow(2).mean(),
+        }
+        record = {"epoch": self.epoch, "size": len(batch.labels), "values": {k: float(v.detach()) for k, v in terms.items()}, "grads": {}}
+        for name, term in terms.items():
+            term.register_hook(lambda grad, name=name, record=record: record["grads"].__setitem__(name, float(grad)))
+        self.batches.append(record)
+        return terms
+
+
+def _recording(data, scale=1.0):
+    torch.manual_seed(0)
+    student = tiny_mlp(hidden=(16,))
+    method = RecordingCE(parse_method_config("ce", {}, "ce"), MethodSetup({}, {}, 10, len(data["train"]["y"])))
+    method.scale = scale
+    return student, method
+
+
+def test_backpropagated_loss_is_the_sum_of_the_logged_terms_and_epoch_means_weigh_batches_by_size(data):
+    student, method = _recording(data)
+    size = len(data["train"]["y"])
+    assert size % CONFIG.batch_size != 0  # a smaller last batch, so weighting by size matters
+    result = train(student, method, data["train"], data["val"], CONFIG, seed=0)
+    # d(loss)/d(term) = 1 for every term on every batch: the loss stepped on is the plain sum of the terms.
+    assert all(record["grads"] == {"ce": 1.0, "logit_l2": 1.0} for record in method.batches)
     for row in result.history:
-        assert set(row) == {"epoch", "loss_ce", "loss_rkd_distance", "loss_rkd_angle", "loss_total", "val_accuracy"}
-        parts = row["loss_ce"] + row["loss_rkd_distance"] + row["loss_rkd_angle"]
-        assert row["loss_total"] == pytest.approx(parts)
+        batches = [b for b in method.batches if b["epoch"] == row["epoch"]]
+        assert sum(b["size"] for b in batches) == size
+        for name in ("ce", "logit_l2"):
+            weighted = sum(b["values"][name] * b["size"] for b in batches) / size
+            unweighted = sum(b["values"][name] for b in batches) / len(batches)
+            assert row[f"loss_{name}"] == pytest.approx(weighted, rel=1e-5)
+            assert abs(weighted - unweighted) > 1e-4 * abs(weighted)  # the two means really differ here
+        assert row["loss_total"] == pytest.approx(row["loss_ce"] + row["loss_logit_l2"], rel=1e-6)
+
+
+def test_best_epoch_is_the_first_of_tied_epochs(data):
+    # Zero loss: no gradient, no step moves a weight (Adam, no decay), so every epoch scores the same.
+    student, method = _recording(data, scale=0.0)
+    result = train(student, method, data["train"], data["val"], CONFIG, seed=0)
+    accuracies = [row["val_accuracy"] for row in result.history]
+    assert len(set(accuracies)) == 1 and len(accuracies) == 3
+    assert result.best_epoch == 1
 
 
 def test_best_epoch_is_argmax_of_val_accuracy(data):

@@ -91,7 +91,7 @@ BAD_CONFIGS = [
     ("empty seeds", _set("seeds", []), r"seeds: must be a non-empty list"),
     ("missing seeds", lambda c: c.pop("seeds"), r"seeds: must be a non-empty list"),
     ("duplicate seeds", _set("seeds", [0, 1, 0]), r"seeds: seeds must be distinct"),
-    ("negative seed", _set("seeds", [0, -1]), r"seeds: every seed must be a non-negative integer"),
+    ("negative seed", _set("seeds", [0, -1]), r"seeds: every seed must be an integer in \[0, 4294967295\], got -1"),
     ("missing student layer", _set("methods.fitnet.student_layer", "hidden.3"), r"methods\.fitnet\.student_layer: layer 'hidden\.3' does not exist in the student.*available layers:.*'hidden\.0'"),
     ("missing teacher layer", _set("methods.rkd.teacher_layer", "embed.9"), r"methods\.rkd\.teacher_layer: layer 'embed\.9' does not exist in the teacher.*available layers:.*'embed\.0'"),
     ("teacher-only layer on student", _set("methods.fitnet.student_layer", "embed.0"), r"methods\.fitnet\.student_layer: layer 'embed\.0' does not exist in the student.*'hidden\.0'"),

@@ -1,46 +1,48 @@
-"""Method comparison across seeds: setting selection on validation, statistics, paired tests, report.
+"""Method comparison across seeds: setting selection on validation, statistics and one family of paired tests.
 
 Rows of ``runs`` are (arm, seed) evaluations. An arm is a (method, setting, student, label fraction)
-grid point; a *cell* is (student, label fraction), inside which methods are compared. When a method
-sweeps hyperparameters, its setting is picked per cell on mean validation accuracy, and only the
-picked setting's test results enter the comparison.
+grid point; a *cell* is (student, label fraction), inside which methods are compared with the
+baselines. When a method sweeps hyperparameters, its setting is picked per cell on mean validation
+accuracy, and only the picked setting's test results enter the comparison.
+
+Sign convention, everywhere: a difference is *row arm minus reference arm*, in the metric's own
+units, whatever the metric's direction; the verdict (``better``/``worse``) applies the direction.
+Every pair of arms is tested once per metric, and p-values are adjusted over that whole family
+(all pairs of a metric), which the table, the paired-tests output and the recommender all read.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
+import numpy as np
+import pandas as pd
 
-import pandas as pd  # noqa: E402
+from distillation_studies.analysis.metrics import (
+    COST_METRICS,
+    QUALITY_METRICS,
+    SELECTION_METRIC,
+    TESTED_METRICS,
+    reported_metric,
+)
+from distillation_studies.analysis.stats import Statistics, adjust_p_values, mean_ci, paired_difference, summarise_by_group
 
-from distillation_studies.analysis.recommend import human  # noqa: E402
-from distillation_studies.analysis.stats import adjust_p_values, paired_tests, summarise_by_group  # noqa: E402
-
-QUALITY_METRICS = [
-    "test_accuracy",
-    "last_test_accuracy",
-    "test_nll",
-    "test_ece",
-    "test_teacher_agreement",
-    "test_kl_to_teacher",
-]
-COST_METRICS = ["parameters", "training_parameters", "flops", "latency_ms", "throughput_per_s", "train_time_s"]
-# Paired against the baselines: quality, and training time (the one cost that varies with the seed).
-TESTED_METRICS = ["test_accuracy", "test_nll", "test_ece", "test_teacher_agreement", "train_time_s"]
-SELECTION_METRIC = "best_val_accuracy"
 CELL = ["student", "label_fraction"]
 ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "train_size"]
 
-
-def split_details(student_metrics: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """Flat metric rows (one per arm and seed) and the nested details keyed ``<arm>/seed_<n>``."""
-    rows, details = [], {}
-    for metrics in student_metrics:
-        row = {k: v for k, v in metrics.items() if k != "details"}
-        details[f"{row['arm']}/seed_{row['seed']}"] = metrics.get("details", {})
-        rows.append(row)
-    return pd.DataFrame(rows), details
+# Verdict codes of one pair (the report puts them in words).
+BASELINE, NO_BASELINE, NOT_TESTABLE, WITHIN_NOISE, BETTER, WORSE = (
+    "baseline", "no_baseline", "not_testable", "within_noise", "better", "worse"
+)
+TEST_COLUMNS = [
+    "metric", "arm", "reference", "arm_method", "reference_method", "same_cell", "n_pairs",
+    "diff_mean", "diff_std", "diff_ci_low", "diff_ci_high", "p_value", "p_adjusted", "within_noise", "verdict",
+]
+# Per (metric, baseline) columns of the wide table, read from the tests of the arm against the baseline.
+PAIR_COLUMNS = {
+    "diff": "diff_mean", "diff_ci_low": "diff_ci_low", "diff_ci_high": "diff_ci_high", "n_pairs": "n_pairs",
+    "p": "p_value", "p_adjusted": "p_adjusted", "within_noise": "within_noise", "verdict": "verdict",
+}
 
 
 def select_settings(runs: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -58,138 +60,160 @@ def select_settings(runs: pd.DataFrame, confidence: float = 0.95) -> tuple[pd.Da
     return runs[runs["arm"].isin(set(best))].reset_index(drop=True), summary
 
 
-def comparison_table(
-    runs: pd.DataFrame,
-    baselines: list[str],
-    confidence: float = 0.95,
-    significance: float = 0.05,
-    correction: str = "holm",
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per arm: mean/std/CI of every metric; per metric and baseline: paired difference and adjusted p.
+def pair_verdict(n_pairs: int, diff: float, p_adjusted: float, significance: float, higher_is_better: bool) -> str:
+    """``not_testable`` below 2 shared seeds, ``within_noise`` unless the adjusted p is below
+    ``significance``, else ``better`` or ``worse`` in the metric's direction."""
+    if n_pairs < 2 or math.isnan(p_adjusted):
+        return NOT_TESTABLE
+    if p_adjusted >= significance:
+        return WITHIN_NOISE
+    return BETTER if (diff > 0) == higher_is_better else WORSE
 
-    Each arm is paired, seed by seed, with the baseline methods' arms of its own cell. P-values are
-    adjusted by ``correction`` over every comparison of a metric (all arms, cells and baselines).
-    Returns the wide table and the tidy table of paired tests.
+
+def arm_order(runs: pd.DataFrame, baselines: tuple[str, ...] | list[str], group: str = "arm") -> list[str]:
+    """Arms in test order: the baselines' arms first (in baseline order), then the rest as first seen.
+
+    Each pair is stored once as (later arm, earlier arm), so a method is stored against a baseline and
+    ``kd`` against ``ce``; :func:`oriented` adds the mirrored view.
     """
-    summary = summarise_by_group(runs, QUALITY_METRICS + COST_METRICS, "arm", confidence)
-    labels = runs.drop_duplicates("arm").set_index("arm")[[c for c in ARM_LABELS if c != "arm" and c in runs]]
-    table = summary.join(labels, on="arm")
-    tests = _paired_tests_by_cell(runs, baselines, significance, confidence, correction)
-    lookup = pd.concat([tests, _mirrored(tests, runs)], ignore_index=True)
-    for baseline in baselines:
-        for metric in TESTED_METRICS:
-            part = lookup[(lookup["baseline_method"] == baseline) & (lookup["metric"] == metric)].set_index("method_arm")
-            table[f"{metric}_diff_vs_{baseline}"] = table["arm"].map(part["diff_mean"])
-            table[f"{metric}_p_vs_{baseline}"] = table["arm"].map(part["p_value"])
-            table[f"{metric}_p_adjusted_vs_{baseline}"] = table["arm"].map(part["p_adjusted"])
-            table[f"{metric}_within_noise_vs_{baseline}"] = table["arm"].map(part["within_noise"])
-    return table, tests
+    arms = list(dict.fromkeys(runs[group]))
+    methods = runs.drop_duplicates(group).set_index(group)["method"] if "method" in runs else pd.Series(arms, arms)
+    first = [a for b in baselines for a in arms if methods[a] == b]
+    return first + [a for a in arms if a not in first]
 
 
-def _mirrored(tests: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Baseline-vs-baseline tests seen from the other side (kd vs ce read as ce vs kd), for lookup only."""
-    method_of_arm = runs.drop_duplicates("arm").set_index("arm")["method"]
-    between = tests[tests["method_arm"].map(method_of_arm).isin(set(tests["baseline_method"]))].copy()
-    between["method_arm"], between["baseline_arm"] = between["baseline_arm"], between["method_arm"]
-    between["baseline_method"] = between["baseline_arm"].map(method_of_arm)
-    between["diff_mean"] = -between["diff_mean"]
-    between["diff_ci_low"], between["diff_ci_high"] = -between["diff_ci_high"], -between["diff_ci_low"]
-    return between
-
-
-def _paired_tests_by_cell(
-    runs: pd.DataFrame, baselines: list[str], significance: float, confidence: float, correction: str
+def pairwise_tests(
+    runs: pd.DataFrame,
+    statistics: Statistics,
+    metrics: list[str] | tuple[str, ...] = tuple(TESTED_METRICS),
+    group: str = "arm",
 ) -> pd.DataFrame:
-    parts = []
-    for _, cell in runs.groupby(CELL, sort=False):
-        arm_of_method = cell.drop_duplicates("method").set_index("method")["arm"]
-        present = [arm_of_method[b] for b in baselines if b in arm_of_method]
-        if not present:
-            continue
-        for metric in TESTED_METRICS:
-            part = paired_tests(cell, metric, present, "none", significance, confidence, group="arm")
-            parts.append(part.rename(columns={"method": "method_arm", "baseline": "baseline_arm"}))
-    columns = ["method_arm", "baseline_arm", "metric", "n_pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "p_value"]
-    tests = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
-    method_of_arm = runs.drop_duplicates("arm").set_index("arm")["method"]
-    tests["baseline_method"] = tests["baseline_arm"].map(method_of_arm)
+    """Every pair of arms, paired by seed, once per metric; p-values adjusted over each metric's family.
+
+    ``runs`` has one row per (``group``, seed); ``method`` and the cell columns are used when present.
+    Each row: the mean of per-seed differences (``arm`` - ``reference``) over the shared seeds, their
+    std and Student-t interval, the paired test's p-value, the p-value adjusted by
+    ``statistics.correction`` over all pairs of the metric, ``within_noise`` and the verdict code.
+    """
+    order = arm_order(runs, statistics.baselines, group)
+    by_arm = {arm: runs[runs[group] == arm].set_index("seed") for arm in order}
+    labels = runs.drop_duplicates(group).set_index(group)
+    rows = []
+    for metric in metrics:
+        for i, reference in enumerate(order):
+            for arm in order[i + 1 :]:
+                rows.append(
+                    {
+                        "metric": metric, "arm": arm, "reference": reference,
+                        "arm_method": _label(labels, arm, "method"), "reference_method": _label(labels, reference, "method"),
+                        "same_cell": all(_label(labels, arm, c) == _label(labels, reference, c) for c in CELL if c in labels),
+                        **_paired(by_arm[arm][metric], by_arm[reference][metric], statistics.confidence),
+                    }
+                )
+    tests = pd.DataFrame(rows, columns=TEST_COLUMNS[:-3])
     tests["p_adjusted"] = math.nan
-    for metric, rows in tests.groupby("metric").groups.items():
-        tests.loc[rows, "p_adjusted"] = adjust_p_values(tests.loc[rows, "p_value"].to_numpy(dtype=float), correction)
-    tests["within_noise"] = [bool(math.isnan(p) or p >= significance) for p in tests["p_adjusted"]]
+    for _, rows_of_metric in tests.groupby("metric", sort=False).groups.items():
+        p = tests.loc[rows_of_metric, "p_value"].to_numpy(dtype=float)
+        tests.loc[rows_of_metric, "p_adjusted"] = adjust_p_values(p, statistics.correction)
+    tests["within_noise"] = [bool(n < 2 or math.isnan(p) or p >= statistics.significance)
+                             for n, p in zip(tests["n_pairs"], tests["p_adjusted"])]
+    tests["verdict"] = [
+        pair_verdict(int(n), d, p, statistics.significance, reported_metric(m).higher_is_better)
+        for m, n, d, p in zip(tests["metric"], tests["n_pairs"], tests["diff_mean"], tests["p_adjusted"])
+    ]
     return tests
 
 
-def verdict(row: pd.Series, baseline: str, metric: str = "test_accuracy") -> str:
-    """Plain words for the accuracy difference to a baseline, honest about noise."""
-    if row.get("method") == baseline:
-        return "baseline"
-    p = row.get(f"{metric}_p_adjusted_vs_{baseline}", math.nan)
-    diff = row.get(f"{metric}_diff_vs_{baseline}", math.nan)
-    if p is None or pd.isna(p):
-        return "not testable (fewer than 2 paired seeds)" if not pd.isna(diff) else "no baseline in its cell"
-    if row[f"{metric}_within_noise_vs_{baseline}"]:
-        return f"within noise (adj. p={p:.3f})"
-    return f"{'better' if diff > 0 else 'worse'} (adj. p={p:.3f})"
+def _label(labels: pd.DataFrame, arm: str, column: str):
+    return labels.at[arm, column] if column in labels.columns else arm
 
 
-def _pm(row: pd.Series, metric: str, scale: float = 1.0, digits: int = 2) -> str:
-    mean, low = row[f"{metric}_mean"] * scale, row[f"{metric}_ci_low"] * scale
-    if math.isnan(low):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {mean - low:.{digits}f}"
+def _paired(values: pd.Series, reference: pd.Series, confidence: float) -> dict[str, float]:
+    paired = pd.concat([values.rename("value"), reference.rename("reference")], axis=1, join="inner").dropna()
+    a, b = paired["value"].to_numpy(dtype=float), paired["reference"].to_numpy(dtype=float)
+    ci = mean_ci(a - b, confidence)
+    test = paired_difference(a, b)
+    return {
+        "n_pairs": len(a), "diff_mean": test["diff_mean"], "diff_std": ci["std"],
+        "diff_ci_low": ci["ci_low"], "diff_ci_high": ci["ci_high"], "p_value": test["p_value"],
+    }
 
 
-def headline_table(table: pd.DataFrame, baselines: list[str]) -> pd.DataFrame:
-    """The comparison as people read it: one row per arm, formatted values, verdicts against baselines."""
-    rows = []
-    for _, row in table.iterrows():
-        entry = {
-            "arm": row["arm"],
-            "seeds": int(row["seeds"]),
-            "test acc % (best val)": _pm(row, "test_accuracy", 100),
-            "test acc % (last epoch)": _pm(row, "last_test_accuracy", 100),
-            "NLL": _pm(row, "test_nll", 1, 3),
-            "ECE %": _pm(row, "test_ece", 100),
-            "agreement %": _pm(row, "test_teacher_agreement", 100),
-            "params (train)": f"{human(row['parameters_mean'])} ({human(row['training_parameters_mean'])})",
-            "FLOPs": human(row["flops_mean"]),
-            "latency ms": f"{row['latency_ms_mean']:.3f}",
-            "train s": f"{row['train_time_s_mean']:.1f}",
-        }
-        for baseline in baselines:
-            diff = row.get(f"test_accuracy_diff_vs_{baseline}", math.nan)
-            entry[f"Δacc vs {baseline} (pp)"] = "" if pd.isna(diff) else f"{100 * diff:+.2f}"
-            entry[f"vs {baseline}"] = verdict(row, baseline)
-        rows.append(entry)
-    return pd.DataFrame(rows)
+def mirrored(tests: pd.DataFrame) -> pd.DataFrame:
+    """The same tests seen from the other side: ``ce`` against ``kd`` is minus ``kd`` against ``ce``."""
+    flipped = tests.copy()
+    flipped["arm"], flipped["reference"] = tests["reference"], tests["arm"]
+    flipped["arm_method"], flipped["reference_method"] = tests["reference_method"], tests["arm_method"]
+    flipped["diff_mean"] = -tests["diff_mean"]
+    flipped["diff_ci_low"], flipped["diff_ci_high"] = -tests["diff_ci_high"], -tests["diff_ci_low"]
+    flipped["verdict"] = tests["verdict"].replace({BETTER: WORSE, WORSE: BETTER})
+    return flipped
 
 
-def markdown_report(
-    table: pd.DataFrame,
-    teacher: dict[str, Any],
-    data_summary: dict[str, Any],
-    baselines: list[str],
-    confidence: float,
-    correction: str,
-) -> str:
-    """The comparison section of the study report, in Markdown."""
-    sizes = data_summary["sizes"]
-    lines = [
-        "# Distillation study: method comparison",
-        "",
-        f"Dataset `{data_summary['dataset']}`: {sizes['train']} train / {sizes['val']} validation / "
-        f"{sizes['test']} test images. Epochs and hyperparameter settings are selected on validation; "
-        "test is evaluated once, for the selected setting only.",
-        f"Teacher: test accuracy {100 * teacher['test_accuracy']:.2f}%, {human(teacher['parameters'])} parameters, "
-        f"{human(teacher['flops'])} FLOPs, {teacher['latency_ms']:.3f} ms per image.",
-        "",
-        f"Values are mean ± half-width of the {100 * confidence:.0f}% Student-t confidence interval over seeds. "
-        f"Differences to {', '.join(f'`{b}`' for b in baselines)} are paired by seed (two-sided paired t-test) "
-        f"and {correction}-adjusted over all comparisons; a difference whose adjusted p-value is not below the "
-        "significance level is reported as within noise.",
-        "",
-        headline_table(table, baselines).to_markdown(index=False),
-        "",
+def oriented(tests: pd.DataFrame) -> pd.DataFrame:
+    """Every test in both orientations, for lookups by (metric, arm, reference)."""
+    return pd.concat([tests, mirrored(tests)], ignore_index=True)
+
+
+def comparison_table(runs: pd.DataFrame, statistics: Statistics) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per arm: mean/std/CI of every metric; per tested metric and baseline, the arm's pair with that
+    baseline's arm of its own cell (difference, interval, p, adjusted p, verdict code).
+
+    Returns the wide table and the family of paired tests it reads (every pair of arms, every tested metric).
+    """
+    metrics = [m for m in QUALITY_METRICS + COST_METRICS if m in runs.columns]
+    summary = summarise_by_group(runs, metrics, "arm", statistics.confidence)
+    labels = runs.drop_duplicates("arm").set_index("arm")[[c for c in ARM_LABELS if c != "arm" and c in runs]]
+    table = summary.join(labels, on="arm").join(failure_flags(runs), on="arm")
+    tests = pairwise_tests(runs, statistics, [m for m in TESTED_METRICS if m in runs.columns])
+    both = oriented(tests)
+    for baseline in statistics.baselines:
+        against = both[(both["reference_method"] == baseline) & both["same_cell"]]
+        for metric in TESTED_METRICS:
+            if metric not in runs.columns:
+                continue
+            part = against[against["metric"] == metric].set_index("arm")
+            for suffix, column in PAIR_COLUMNS.items():
+                table[f"{metric}_{suffix}_vs_{baseline}"] = table["arm"].map(part[column])
+            verdicts = table[f"{metric}_verdict_vs_{baseline}"]
+            table[f"{metric}_verdict_vs_{baseline}"] = np.where(
+                table["method"] == baseline, BASELINE, verdicts.where(verdicts.notna(), NO_BASELINE)
+            )
+    return table, tests
+
+
+def failure_flags(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per arm: ``usable`` (no seed flagged at training) and ``failure`` (each flagged seed's reason).
+
+    One diverged or chance-level seed makes the whole arm unusable: its mean would mix in garbage.
+    """
+    flagged = runs["failure"].fillna("").astype(str) if "failure" in runs else pd.Series("", index=runs.index)
+    rows = {}
+    for arm, group in runs.assign(_failure=flagged).groupby("arm", sort=False):
+        reasons = [f"seed {seed}: {reason}" for seed, reason in zip(group["seed"], group["_failure"]) if reason]
+        rows[arm] = {"usable": not reasons, "failure": "; ".join(reasons)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["usable", "failure"])
+
+
+def baseline_pairs(tests: pd.DataFrame, baselines: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """The tests the table reads: each arm against each baseline of its cell, oriented arm - baseline;
+    a pair of baselines once (the later against the earlier), since its mirror adds nothing."""
+    both = oriented(tests)
+    order = {b: i for i, b in enumerate(baselines)}
+    earlier_baseline = both["arm_method"].map(order).lt(both["reference_method"].map(order))
+    rows = both[
+        both["reference_method"].isin(list(baselines)) & both["same_cell"]
+        & (both["arm_method"] != both["reference_method"]) & ~earlier_baseline
     ]
-    return "\n".join(lines)
+    metric_order = {m: i for i, m in enumerate(dict.fromkeys(tests["metric"]))}
+    return rows.sort_values(
+        ["metric", "reference_method", "arm"],
+        key=lambda c: c.map(metric_order) if c.name == "metric" else c.map(order) if c.name == "reference_method" else c,
+        kind="stable",
+    ).reset_index(drop=True)
+
+
+def family_size(tests: pd.DataFrame, metric: str) -> int:
+    """How many testable pairs share one correction family (one metric)."""
+    rows = tests[tests["metric"] == metric]
+    return int(rows["p_value"].notna().sum())

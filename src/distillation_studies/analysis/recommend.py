@@ -1,8 +1,11 @@
 """Which distillation method should I use? Constraints, a noise-aware ranking and the evidence behind it.
 
-Pure pandas/scipy: candidates (methods or method settings) that break a cost or accuracy constraint are
-listed with the reason; the rest are ranked by their mean metric, and candidates that paired tests over
-shared seeds cannot tell apart (Holm-corrected) share a rank instead of being ordered by noise.
+Numbers and data classes only (the report puts them in words). Candidates (methods or method
+settings) that break a cost or accuracy constraint are listed with every broken limit; the rest are
+ranked by their mean metric, and a candidate that the paired test against its rank group's leader
+cannot tell apart shares the leader's rank. The paired tests are the comparison's family
+(:func:`~distillation_studies.analysis.comparison.pairwise_tests`, corrected as ``statistics.correction``
+says), so the table and the recommendation give one verdict and one signed difference per pair.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -17,11 +21,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from distillation_studies.analysis.comparison import family_size, oriented, pairwise_tests
+from distillation_studies.analysis.metrics import BY_NAME
+from distillation_studies.analysis.stats import Statistics, seeds_needed
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.analysis.stats import adjust_p_values, paired_difference, seeds_needed
 
-# Metrics where a smaller value is better; every other metric is maximised.
-LOWER_IS_BETTER = frozenset({"test_nll", "test_ece", "test_kl_to_teacher", "nll", "ece"})
 # Constraint key -> cost column stem in the summary (``<stem>_mean``, or ``<stem>`` as a fallback).
 COST_LIMITS = {
     "max_parameters": "parameters",
@@ -31,6 +35,9 @@ COST_LIMITS = {
 }
 COSTS_SHOWN = ("parameters", "flops", "latency_ms", "train_time_s")
 MAX_SEEDS = 1000
+# Keys of ``recommendation:`` that moved to the one statistics section, ``comparison:``.
+MOVED_TO_COMPARISON = ("significance", "confidence")
+FAILED = "failed"  # Violation key of a candidate whose training diverged or never beat chance
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class Constraints:
     """Hard limits a candidate must meet, and how the survivors are ranked; ``None`` means no limit.
 
     ``min_accuracy`` applies to ``test_accuracy`` (a fraction) whatever ``metric`` ranks the candidates.
+    ``significance`` and ``confidence`` are deprecated here: ``comparison.significance`` and
+    ``comparison.confidence`` are read by the table and the recommendation alike. Set, they still
+    override the recommendation's level for one release, with a warning.
     """
 
     max_parameters: float | None = None
@@ -46,9 +56,9 @@ class Constraints:
     min_accuracy: float | None = None
     max_train_time_s: float | None = None
     metric: str = "test_accuracy"
-    significance: float = 0.05
+    significance: float | None = None
     target_power: float = 0.8
-    confidence: float = 0.95
+    confidence: float | None = None
 
     def check(self, where: str = "constraints") -> None:
         """Raise ConfigError naming ``where.key`` for a limit that is not a positive number (or null)."""
@@ -62,25 +72,58 @@ class Constraints:
                 raise ConfigError(f"{where}.{key}: must be in [0, 1] (a fraction), got {value}")
             if key != "min_accuracy" and value <= 0:
                 raise ConfigError(f"{where}.{key}: must be > 0, got {value}")
-        if not isinstance(self.metric, str) or not self.metric:
-            raise ConfigError(f"{where}.metric: expected a metric name such as 'test_accuracy', got {self.metric!r}")
+        if not isinstance(self.metric, str) or self.metric not in BY_NAME:
+            raise ConfigError(f"{where}.metric: expected a reported metric, one of {sorted(BY_NAME)}; got {self.metric!r}")
         for key in ("significance", "target_power", "confidence"):
             value = getattr(self, key)
+            if value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
                 raise ConfigError(f"{where}.{key}: must be in (0, 1), got {value!r}")
+        for key in MOVED_TO_COMPARISON:
+            if getattr(self, key) is not None:
+                warnings.warn(
+                    f"{where}.{key} is deprecated and will be removed in the next release: set comparison.{key}, "
+                    "the one statistics section the comparison table and the recommendation both read",
+                    FutureWarning,
+                    stacklevel=2,
+                )
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric not in LOWER_IS_BETTER
+        return BY_NAME[self.metric].higher_is_better
 
     def limits(self) -> dict[str, float]:
         """The constraints that are set, by key."""
         return {k: getattr(self, k) for k in (*COST_LIMITS, "min_accuracy") if getattr(self, k) is not None}
 
+    def statistics(self, section: Statistics) -> Statistics:
+        """``section`` with the deprecated ``significance``/``confidence`` overrides applied."""
+        moved = {k: getattr(self, k) for k in MOVED_TO_COMPARISON if getattr(self, k) is not None}
+        return dataclasses.replace(section, **moved)
+
+
+@dataclass(frozen=True)
+class LeaderTest:
+    """The paired test that placed a candidate: against the leader of the rank group above it.
+
+    ``diff_mean`` is candidate - leader (the comparison's sign convention).
+    """
+
+    leader: str
+    n_pairs: int
+    diff_mean: float
+    p_adjusted: float
+    within_noise: bool
+
 
 @dataclass(frozen=True)
 class RankedCandidate:
-    """A candidate that meets the constraints, with its rank and the evidence behind it."""
+    """A candidate that meets the constraints, with its rank and the evidence behind it.
+
+    ``versus`` is None for the first candidate; otherwise the test against its group's leader (the
+    candidate joined the leader's rank when ``versus.within_noise``).
+    """
 
     candidate: str
     rank: int
@@ -91,8 +134,7 @@ class RankedCandidate:
     seeds: int
     costs: dict[str, float]
     run_ids: tuple[str, ...]
-    comparison: str
-    reason: str
+    versus: LeaderTest | None
 
     @property
     def rank_label(self) -> str:
@@ -101,16 +143,51 @@ class RankedCandidate:
 
 
 @dataclass(frozen=True)
+class Violation:
+    """One broken limit: ``quantity`` (a summary column stem) is ``value`` against ``key``'s ``limit``.
+
+    ``value`` is NaN when the quantity is unknown; ``key`` is ``"metric"`` when the ranked metric is.
+    """
+
+    key: str
+    quantity: str
+    value: float
+    limit: float | None
+
+
+@dataclass(frozen=True)
 class Excluded:
     """A candidate ruled out by the constraints, with every broken limit."""
 
     candidate: str
-    reasons: tuple[str, ...]
+    violations: tuple[Violation, ...]
     run_ids: tuple[str, ...]
 
-    @property
-    def reason(self) -> str:
-        return "; ".join(self.reasons)
+
+# Cases of the seeds verdict.
+NONE_FEASIBLE, SINGLE, SEPARATED, TOO_FEW_SHARED, ZERO_DIFFERENCE, UNREACHABLE, MORE_SEEDS = (
+    "none_feasible", "single", "separated", "too_few_shared", "zero_difference", "unreachable", "more_seeds"
+)
+
+
+@dataclass(frozen=True)
+class SeedsVerdict:
+    """Whether the leader is separated from the runner-up, and if not, how many seeds would do it.
+
+    ``level`` is the per-test level the estimate assumes: ``significance / comparisons`` under Holm or
+    BH (the worst case of both), ``significance`` without correction.
+    """
+
+    case: str
+    enough: bool
+    first: str | None = None
+    second: str | None = None
+    n_pairs: int = 0
+    diff_mean: float = math.nan
+    diff_std: float = math.nan
+    p_adjusted: float = math.nan
+    level: float = math.nan
+    needed: float | None = None
 
 
 @dataclass(frozen=True)
@@ -121,79 +198,67 @@ class Recommendation:
     higher_is_better: bool
     ranked: tuple[RankedCandidate, ...]
     excluded: tuple[Excluded, ...]
-    enough_seeds: bool
-    seeds_message: str
-    seeds_needed: float | None
+    seeds: SeedsVerdict
     comparisons: int
     constraints: Constraints
+    statistics: Statistics
 
     @property
     def best(self) -> list[str]:
         """The candidates sharing rank 1 (empty when nothing meets the constraints)."""
         return [c.candidate for c in self.ranked if c.rank == 1]
 
-    def to_markdown(self) -> str:
-        direction = "higher is better" if self.higher_is_better else "lower is better"
-        limits = self.constraints.limits()
-        lines = [f"## Recommendation: {self.metric} ({direction})", ""]
-        lines.append(
-            "Constraints: " + (", ".join(f"{k} = {_number(v)}" for k, v in limits.items()) if limits else "none") + "."
-        )
-        lines.append("")
-        if not self.ranked:
-            lines += ["No candidate meets the constraints.", ""]
-        for entry in self.ranked:
-            lines += [f"{entry.rank_label}. **{entry.candidate}**: {entry.reason}", ""]
-        if self.ranked:
-            lines += [
-                f"Candidates share a rank when the paired difference (over shared seeds) to their group's leader is "
-                f"not significant at {self.constraints.significance} after Holm correction over "
-                f"{self.comparisons} pairwise comparison(s).",
-                "",
-            ]
-        lines += [f"**Enough seeds:** {'yes' if self.enough_seeds else 'no'}. {self.seeds_message}", ""]
-        if self.excluded:
-            lines += ["**Excluded by the constraints:**", ""]
-            lines += [f"- **{entry.candidate}**: {entry.reason}" for entry in self.excluded]
-            lines.append("")
-        return "\n".join(lines)
+    @property
+    def enough_seeds(self) -> bool:
+        return self.seeds.enough
+
+    @property
+    def seeds_needed(self) -> float | None:
+        return self.seeds.needed
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN and infinity become None, tuples become lists."""
         ranked = [{**dataclasses.asdict(c), "rank_label": c.rank_label} for c in self.ranked]
-        excluded = [{**dataclasses.asdict(e), "reason": e.reason} for e in self.excluded]
         return _jsonable(
             {
                 "metric": self.metric,
                 "higher_is_better": self.higher_is_better,
                 "best": self.best,
                 "ranked": ranked,
-                "excluded": excluded,
+                "excluded": [dataclasses.asdict(e) for e in self.excluded],
                 "enough_seeds": self.enough_seeds,
-                "seeds_message": self.seeds_message,
                 "seeds_needed": self.seeds_needed,
+                "seeds": dataclasses.asdict(self.seeds),
                 "comparisons": self.comparisons,
                 "constraints": dataclasses.asdict(self.constraints),
+                "statistics": dataclasses.asdict(self.statistics),
             }
         )
 
 
-def recommend(summary: pd.DataFrame, runs: pd.DataFrame, constraints: Constraints | None = None) -> Recommendation:
+def recommend(
+    summary: pd.DataFrame,
+    runs: pd.DataFrame,
+    constraints: Constraints | None = None,
+    statistics: Statistics | None = None,
+    tests: pd.DataFrame | None = None,
+) -> Recommendation:
     """Filter ``summary`` by ``constraints``, rank the rest by mean metric, keep indistinguishable ones tied.
 
     ``summary``: one row per candidate: ``candidate``, ``<metric>_mean`` and, when present, ``<metric>_std``,
     ``<metric>_ci_low``/``_ci_high``, ``seeds``, cost means (``parameters_mean``, ``flops_mean``,
     ``latency_ms_mean``, ``train_time_s_mean``), ``test_accuracy_mean`` and ``run_ids`` (list or string).
     ``runs``: one row per (candidate, seed) with ``candidate``, ``seed``, ``<metric>`` and optionally
-    ``run_id``; paired tests use the seeds two candidates share.
+    ``run_id``. ``tests``: the comparison's paired tests (columns ``metric``, ``arm``, ``reference``, ...)
+    naming candidates; computed from ``runs`` over every candidate of ``summary`` when not given.
 
-    Walking down the ranking, a candidate joins the current rank group when its paired difference to the
-    group's leader is not significant after Holm correction over all pairwise comparisons among the
-    candidates that meet the constraints (or when they share fewer than 2 seeds); otherwise it leads a new
-    group whose rank is its position (1, =2, =2, 4).
+    Walking down the ranking, a candidate joins the current rank group when its paired test against the
+    group's leader is within noise (adjusted p not below ``statistics.significance``, or fewer than 2
+    shared seeds); otherwise it leads a new group whose rank is its position (1, =2, =2, 4).
     """
     constraints = Constraints() if constraints is None else constraints
     constraints.check("constraints")
+    statistics = constraints.statistics(Statistics(baselines=()) if statistics is None else statistics)
     metric = constraints.metric
     _require(summary, "summary", "candidate", f"{metric}_mean")
     _require(runs, "runs", "candidate", "seed", metric)
@@ -203,16 +268,22 @@ def recommend(summary: pd.DataFrame, runs: pd.DataFrame, constraints: Constraint
         stem = "test_accuracy" if key == "min_accuracy" else COST_LIMITS[key]
         if _column(summary, stem) is None:
             raise ConfigError(f"constraints.{key}: the summary has no {stem}_mean column to check it against")
+    if tests is None:
+        candidates = runs[runs["candidate"].astype(str).isin(set(summary["candidate"].astype(str)))]
+        tests = pairwise_tests(candidates, statistics, [metric], group="candidate")
+    tests = tests[tests["metric"] == metric]
 
     feasible, excluded = [], []
     for _, row in summary.iterrows():
         candidate = str(row["candidate"])
-        reasons = _violations(row, summary, constraints)
+        violations = _violations(row, summary, constraints)
+        if "usable" in summary and not _truthy(row["usable"]):  # diverged or chance-level training
+            violations.insert(0, Violation(FAILED, str(row.get("failure") or "flagged unusable"), math.nan, None))
         mean = _float(row[f"{metric}_mean"])
         if math.isnan(mean):
-            reasons.append(f"{metric} unknown (no finished runs)")
-        if reasons:
-            excluded.append(Excluded(candidate, tuple(reasons), _run_ids(row, runs, candidate)))
+            violations.append(Violation("metric", metric, math.nan, None))
+        if violations:
+            excluded.append(Excluded(candidate, tuple(violations), _run_ids(row, runs, candidate)))
         else:
             feasible.append((candidate, mean, row))
     # Best first; equal means keep the summary's order.
@@ -220,177 +291,99 @@ def recommend(summary: pd.DataFrame, runs: pd.DataFrame, constraints: Constraint
     feasible.sort(key=lambda item: sign * item[1])
 
     names = [c for c, _, _ in feasible]
-    pairs = _pairwise(names, runs, metric, constraints.higher_is_better)
-    comparisons = sum(not math.isnan(p["p_value"]) for p in pairs.values())
-
-    ranks, comparison_notes, tied_groups = [], [], {}
-    leader = 0
-    for j, name in enumerate(names):
-        if j == 0:
-            ranks.append(1)
-            comparison_notes.append(f"highest mean {metric}" if constraints.higher_is_better else f"lowest mean {metric}")
-            continue
-        pair = pairs[(leader, j)]
-        if _separable(pair, constraints.significance):
-            comparison_notes.append(f"behind {names[leader]} beyond noise ({_pair_text(pair)})")
-            leader = j
-            ranks.append(j + 1)
-        else:
-            ranks.append(ranks[leader])
-            if pair["n_pairs"] < 2:
-                comparison_notes.append(
-                    f"tied with {names[leader]} by default: {pair['n_pairs']} shared seed(s), too few for a paired test"
-                )
-            else:
-                comparison_notes.append(f"within noise of {names[leader]} ({_pair_text(pair)})")
-    for rank in ranks:
-        tied_groups[rank] = tied_groups.get(rank, 0) + 1
-
+    lookup = oriented(tests).set_index(["arm", "reference"])
+    ranks, versus = _rank(names, lookup)
     ranked = []
     for j, (candidate, mean, row) in enumerate(feasible):
-        low, high = _ci(row, summary, metric, mean, constraints.confidence)
-        seeds = _seeds(row, summary, runs, candidate)
+        low, high = _ci(row, summary, metric, mean, statistics.confidence)
         costs = {stem: _float(row[col]) for stem in COSTS_SHOWN if (col := _column(summary, stem)) is not None}
-        run_ids = _run_ids(row, runs, candidate)
-        tied = tied_groups[ranks[j]] > 1
-        label = f"={ranks[j]}" if tied else str(ranks[j])
-        half = (high - low) / 2
-        interval = "" if math.isnan(half) else f" ± {half:.4f}"
-        ci_text = f"{constraints.confidence:.0%} CI" if not math.isnan(half) else "no CI"
-        cost_text = ", ".join(_cost_text(stem, value) for stem, value in costs.items()) or "costs not recorded"
-        evidence = f"MLflow runs {', '.join(run_ids)}" if run_ids else "no MLflow run ids recorded"
-        reason = (
-            f"{metric} {mean:.4f}{interval} ({ci_text}, {seeds} seed(s)); {cost_text}; "
-            f"rank {label}: {comparison_notes[j]}; evidence: {evidence}"
-        )
+        tied = ranks.count(ranks[j]) > 1
+        seeds = _seeds(row, summary, runs, candidate)
         ranked.append(
-            RankedCandidate(candidate, ranks[j], tied, mean, low, high, seeds, costs, run_ids, comparison_notes[j], reason)
+            RankedCandidate(candidate, ranks[j], tied, mean, low, high, seeds, costs, _run_ids(row, runs, candidate), versus[j])
         )
-
-    enough, message, needed = _seeds_verdict(names, ranks, pairs, comparisons, constraints)
+    comparisons = family_size(tests, metric)
     return Recommendation(
         metric=metric,
         higher_is_better=constraints.higher_is_better,
         ranked=tuple(ranked),
         excluded=tuple(excluded),
-        enough_seeds=enough,
-        seeds_message=message,
-        seeds_needed=needed,
+        seeds=_seeds_verdict(names, ranks, lookup, comparisons, constraints, statistics),
         comparisons=comparisons,
         constraints=constraints,
+        statistics=statistics,
     )
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
-def _pairwise(names: list[str], runs: pd.DataFrame, metric: str, higher_is_better: bool) -> dict[tuple[int, int], dict]:
-    """Paired test for every (better-ranked i, worse-ranked j); diff is oriented so positive favours i."""
-    series = {
-        name: runs[runs["candidate"].astype(str) == name].set_index("seed")[metric].astype(float) for name in names
-    }
-    pairs: dict[tuple[int, int], dict] = {}
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            paired = pd.concat([series[names[i]].rename("a"), series[names[j]].rename("b")], axis=1, join="inner")
-            a, b = paired["a"].to_numpy(), paired["b"].to_numpy()
-            if not higher_is_better:
-                a, b = b, a
-            diff = a - b
-            test = paired_difference(a, b)
-            pairs[(i, j)] = {
-                "n_pairs": len(diff),
-                "diff_mean": test["diff_mean"],
-                "diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else math.nan,
-                "all_zero": bool(len(diff) and np.allclose(diff, 0.0)),
-                "p_value": test["p_value"],
-            }
-    keys = list(pairs)
-    adjusted = adjust_p_values([pairs[k]["p_value"] for k in keys], "holm")
-    for key, p in zip(keys, adjusted):
-        pairs[key]["p_adjusted"] = float(p)
-    return pairs
+def _leader_test(lookup: pd.DataFrame, candidate: str, leader: str) -> LeaderTest:
+    """The family's test of ``candidate`` against ``leader`` (untested pairs count as within noise)."""
+    if (candidate, leader) not in lookup.index:
+        return LeaderTest(leader, 0, math.nan, math.nan, True)
+    test = lookup.loc[(candidate, leader)]
+    return LeaderTest(leader, int(test["n_pairs"]), float(test["diff_mean"]), float(test["p_adjusted"]), bool(test["within_noise"]))
 
 
-def _separable(pair: dict, significance: float) -> bool:
-    return pair["n_pairs"] >= 2 and not math.isnan(pair["p_adjusted"]) and pair["p_adjusted"] < significance
-
-
-def _pair_text(pair: dict) -> str:
-    return (
-        f"paired difference {pair['diff_mean']:+.4f} over {pair['n_pairs']} shared seed(s), "
-        f"Holm-adjusted p = {pair['p_adjusted']:.3g}"
-    )
+def _rank(names: list[str], lookup: pd.DataFrame) -> tuple[list[int], list[LeaderTest | None]]:
+    """Ranks down the sorted candidates: each is tested against its rank group's leader, not its neighbour."""
+    ranks: list[int] = []
+    versus: list[LeaderTest | None] = []
+    leader = 0
+    for j, name in enumerate(names):
+        if j == 0:
+            ranks.append(1)
+            versus.append(None)
+            continue
+        test = _leader_test(lookup, name, names[leader])
+        versus.append(test)
+        if test.within_noise:
+            ranks.append(ranks[leader])
+        else:
+            leader = j
+            ranks.append(j + 1)
+    return ranks, versus
 
 
 def _seeds_verdict(
-    names: list[str], ranks: list[int], pairs: dict, comparisons: int, constraints: Constraints
-) -> tuple[bool, str, float | None]:
+    names: list[str], ranks: list[int], lookup: pd.DataFrame, comparisons: int, constraints: Constraints,
+    statistics: Statistics,
+) -> SeedsVerdict:
     """Whether the leader is separated from the runner-up; if not, roughly how many seeds would do it."""
     if not names:
-        return True, "No candidate meets the constraints, so there is nothing to separate.", None
+        return SeedsVerdict(NONE_FEASIBLE, True)
     if len(names) == 1:
-        return True, f"Only {names[0]} meets the constraints.", None
+        return SeedsVerdict(SINGLE, True, names[0])
     first, second = names[0], names[1]
-    pair = pairs[(0, 1)]
+    pair = lookup.loc[(second, first)] if (second, first) in lookup.index else None
+    n = 0 if pair is None else int(pair["n_pairs"])
+    level = statistics.significance if statistics.correction == "none" else statistics.significance / max(comparisons, 1)
+    facts = {"first": first, "second": second, "n_pairs": n, "level": level}
+    if pair is not None:
+        facts.update(diff_mean=float(pair["diff_mean"]), diff_std=float(pair["diff_std"]), p_adjusted=float(pair["p_adjusted"]))
     if ranks[1] != 1:
-        return True, f"{first} is ahead of the runner-up {second} beyond noise ({_pair_text(pair)}).", None
-    n = pair["n_pairs"]
+        return SeedsVerdict(SEPARATED, True, **facts)
     if n < 2:
-        return (
-            False,
-            f"{first} and {second} cannot be separated: they share {n} seed(s). Run both on the same seeds "
-            f"(at least 2, better 5 or more) to test the difference.",
-            None,
-        )
-    if pair["all_zero"] or math.isclose(pair["diff_mean"], 0.0, abs_tol=1e-12):
-        return (
-            False,
-            f"{first} and {second} cannot be separated: their observed mean difference over {n} shared seeds is "
-            f"exactly 0, so more seeds cannot be expected to separate them. Treat them as equivalent on "
-            f"{constraints.metric} and choose by cost.",
-            math.inf,
-        )
-    level = constraints.significance / max(comparisons, 1)
-    needed = seeds_needed(
-        pair["diff_mean"], pair["diff_std"], significance=level, power=constraints.target_power, max_seeds=MAX_SEEDS
-    )
-    observed = (
-        f"{first} and {second} are not separable with {n} shared seeds (observed paired difference "
-        f"{pair['diff_mean']:+.4f}, std {pair['diff_std']:.4f}, Holm-adjusted p = {pair['p_adjusted']:.3g})."
-    )
-    test = (
-        f"two-sided paired t-test at level {level:.3g} = {constraints.significance} / {max(comparisons, 1)} "
-        f"comparison(s), the Holm worst case"
-    )
+        return SeedsVerdict(TOO_FEW_SHARED, False, **facts)
+    if math.isclose(facts["diff_mean"], 0.0, abs_tol=1e-12):
+        return SeedsVerdict(ZERO_DIFFERENCE, False, needed=math.inf, **facts)
+    std = 0.0 if math.isnan(facts["diff_std"]) else facts["diff_std"]
+    needed = seeds_needed(facts["diff_mean"], std, significance=level, power=constraints.target_power, max_seeds=MAX_SEEDS)
     if math.isinf(needed):
-        return (
-            False,
-            f"{observed} Even {MAX_SEEDS} seeds would not reach {constraints.target_power:.0%} power for a "
-            f"difference this small ({test}): treat them as equivalent and choose by cost.",
-            math.inf,
-        )
-    needed = max(int(needed), n + 1)
-    return (
-        False,
-        f"{observed} About {needed} seeds per candidate would separate a difference this size with "
-        f"{constraints.target_power:.0%} power ({test}).",
-        needed,
-    )
+        return SeedsVerdict(UNREACHABLE, False, needed=math.inf, **facts)
+    return SeedsVerdict(MORE_SEEDS, False, needed=max(int(needed), n + 1), **facts)
 
 
-def _violations(row: pd.Series, summary: pd.DataFrame, constraints: Constraints) -> list[str]:
-    reasons = []
+def _violations(row: pd.Series, summary: pd.DataFrame, constraints: Constraints) -> list[Violation]:
+    violations = []
     for key, limit in constraints.limits().items():
         stem = "test_accuracy" if key == "min_accuracy" else COST_LIMITS[key]
         value = _float(row[_column(summary, stem)])
-        if math.isnan(value):
-            reasons.append(f"{stem} unknown, {key} = {_number(limit)}")
-        elif key == "min_accuracy" and value < limit:
-            reasons.append(f"{stem} {_number(value)} < {key} {_number(limit)}")
-        elif key != "min_accuracy" and value > limit:
-            reasons.append(f"{stem} {_number(value)} > {key} {_number(limit)}")
-    return reasons
+        broken = value < limit if key == "min_accuracy" else value > limit
+        if math.isnan(value) or broken:
+            violations.append(Violation(key, stem, value, limit))
+    return violations
 
 
 def _column(summary: pd.DataFrame, stem: str) -> str | None:
@@ -449,35 +442,21 @@ def _no_duplicates(df: pd.DataFrame, where: str, keys: list[str]) -> None:
         raise ConfigError(f"{where}: {named} appears more than once; expected one row per {' and '.join(keys)}")
 
 
+def _truthy(value: Any) -> bool:
+    """A ``usable`` cell as read back from CSV or parquet (bool, numpy bool, or 'True'/'False')."""
+    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
+
+
+def failed(excluded: Excluded) -> bool:
+    """Whether a candidate was excluded because its training failed (not by a constraint)."""
+    return any(v.key == FAILED for v in excluded.violations)
+
+
 def _float(value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _number(value: float) -> str:
-    if abs(value) >= 1e3:
-        return human(value)
-    return f"{value:.4g}"
-
-
-def human(count: float) -> str:
-    """1234567 -> '1.23M': counts readable at a glance."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(count) >= scale:
-            return f"{count / scale:.3g}{suffix}"
-    return f"{count:.4g}"
-
-
-def _cost_text(stem: str, value: float) -> str:
-    if math.isnan(value):
-        return f"{stem} unknown"
-    if stem == "latency_ms":
-        return f"latency {value:.3f} ms"
-    if stem == "train_time_s":
-        return f"training {value:.1f} s"
-    return f"{stem} {human(value)}"
 
 
 def _jsonable(value: Any) -> Any:

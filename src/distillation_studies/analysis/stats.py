@@ -1,12 +1,24 @@
-"""Across-seed statistics: means with t confidence intervals and paired tests against a baseline."""
+"""Across-seed statistics: means with t confidence intervals, paired differences, p-value corrections, power."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """The one statistics section (``comparison:`` in conf) that the table, the paired tests and the
+    recommender all read, so a pair of arms gets one difference and one verdict everywhere."""
+
+    baselines: tuple[str, ...] = ("ce", "kd")
+    confidence: float = 0.95
+    significance: float = 0.05
+    correction: str = "holm"
 
 
 def mean_ci(values: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
@@ -41,7 +53,7 @@ def summarise_by_group(
 ) -> pd.DataFrame:
     """One row per ``group`` value, in first-seen order: seed count and mean/std/CI of every metric.
 
-    Differences to baselines are ``paired_tests``'s job, so they are corrected as one family.
+    Differences between arms are ``analysis.comparison.pairwise_tests``'s job, corrected as one family.
     """
     rows = []
     for name, part in runs.groupby(group, sort=False):
@@ -53,7 +65,7 @@ def summarise_by_group(
     return pd.DataFrame(rows)
 
 
-# --- Decision statistics: multiple comparisons, paired tests against baselines, seeds needed ----------------
+# --- Decision statistics: multiple comparisons, seeds needed ------------------------------------------------
 
 P_ADJUSTMENTS = ("holm", "bh", "none")
 
@@ -85,56 +97,6 @@ def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
     holm[order] = stepped
     adjusted[known] = holm
     return adjusted
-
-
-PAIRED_TEST_COLUMNS = [
-    "method", "baseline", "metric", "n_pairs", "diff_mean", "diff_ci_low", "diff_ci_high",
-    "p_value", "p_adjusted", "within_noise",
-]
-
-
-def paired_tests(
-    runs: pd.DataFrame,
-    metric: str,
-    baselines: list[str] | tuple[str, ...] = ("ce", "kd"),
-    correction: str = "holm",
-    significance: float = 0.05,
-    confidence: float = 0.95,
-    group: str = "method",
-) -> pd.DataFrame:
-    """Every method against each baseline present, paired by seed; p-values adjusted over the whole family.
-
-    ``runs`` has one row per (``group``, seed). Each row of the result: the mean of per-seed differences
-    (method - baseline) over the shared seeds, its Student-t ``confidence`` interval, the paired t-test
-    p-value, the p-value adjusted by ``correction`` across all rows, and ``within_noise`` (adjusted p not
-    below ``significance``, or undefined because fewer than 2 seeds are shared). Baselines missing from
-    ``runs`` are skipped; a baseline-vs-baseline pair is tested once (the later baseline against the
-    earlier one), so the family holds no mirrored duplicates.
-    """
-    present = [b for b in dict.fromkeys(baselines) if (runs[group] == b).any()]
-    methods = list(dict.fromkeys(runs[group]))
-    rows = []
-    for index, baseline in enumerate(present):
-        base = runs[runs[group] == baseline].set_index("seed")[metric]
-        for method in methods:
-            if method == baseline or method in present[:index]:
-                continue
-            values = runs[runs[group] == method].set_index("seed")[metric]
-            paired = pd.concat([values.rename("value"), base.rename("base")], axis=1, join="inner")
-            diff = (paired["value"] - paired["base"]).to_numpy(dtype=float)
-            ci = mean_ci(diff, confidence)
-            test = paired_difference(paired["value"].to_numpy(), paired["base"].to_numpy())
-            rows.append(
-                {
-                    "method": method, "baseline": baseline, "metric": metric, "n_pairs": len(diff),
-                    "diff_mean": test["diff_mean"], "diff_ci_low": ci["ci_low"], "diff_ci_high": ci["ci_high"],
-                    "p_value": test["p_value"],
-                }
-            )
-    table = pd.DataFrame(rows, columns=PAIRED_TEST_COLUMNS[:-2])
-    table["p_adjusted"] = adjust_p_values(table["p_value"].to_numpy(dtype=float), correction)
-    table["within_noise"] = [bool(math.isnan(p) or p >= significance) for p in table["p_adjusted"]]
-    return table
 
 
 def paired_t_power(n: int, effect_size: float, significance: float = 0.05) -> float:

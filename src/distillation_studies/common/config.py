@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from typing import Any, Mapping, TypeVar, get_type_hints
 
 from distillation_studies.common.errors import ConfigError
@@ -23,7 +26,7 @@ def parse_dataclass(cls: type[T], raw: Mapping[str, Any] | None, where: str) -> 
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key; allowed keys: {allowed}")
     hints = get_type_hints(cls)
-    values = {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in raw.items()}
+    values = {key: coerce_value(value, hints[key], f"{where}.{key}") for key, value in raw.items()}
     obj = cls(**values)
     check = getattr(obj, "check", None)
     if callable(check):
@@ -31,20 +34,41 @@ def parse_dataclass(cls: type[T], raw: Mapping[str, Any] | None, where: str) -> 
     return obj
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Lenient on ints for floats and lists for tuples; strict otherwise."""
-    origin = getattr(hint, "__origin__", None)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+def coerce_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as type ``hint``, or a ConfigError naming ``where``.
+
+    Lenient only on ints for floats and lists for tuples. Floats must be finite (NaN passes every
+    ``<=`` check and inf no limit, so neither may reach the training code); ``X | None`` accepts null;
+    ``tuple[X, ...]`` checks every element; other hints (``Any``, mappings) are left to ``check``.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return coerce_value(value, options[0], where)
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        items = []
+        for v in value:
+            try:
+                items.append(coerce_value(v, item, where))
+            except ConfigError:
+                raise ConfigError(f"{where}: every entry must be {getattr(item, '__name__', item)}, got {v!r}") from None
+        return tuple(items)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected float, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be finite, got {value!r}")
         return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+    if hint in (int, bool, str) and isinstance(value, hint) and (hint is bool or not isinstance(value, bool)):
         return value
-    if hint is bool and isinstance(value, bool):
-        return value
-    if hint is str and isinstance(value, str):
-        return value
-    if origin is tuple and isinstance(value, (list, tuple)):
-        return tuple(value)
-    if hint in (float, int, bool, str):
+    if hint in (int, bool, str):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
 

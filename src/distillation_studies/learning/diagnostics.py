@@ -88,36 +88,3 @@ def applicability(method_layers: dict[str, tuple[list[str], list[str]]], report:
     for method, (student_layers, teacher_layers) in method_layers.items():
         table[method] = {"student_layers": student_layers, "teacher_layers": teacher_layers}
     return {"methods": table, "teacher_layer_shapes": teacher_shapes}
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The capacity-gap report as a Markdown section."""
-    teacher = report["teacher"]
-    lines = [
-        "## Capacity gap (before students are trained)",
-        "",
-        f"Teacher `{teacher['model']['name']}`: {teacher['parameters']:,} parameters, {teacher['flops']:,} FLOPs, "
-        f"test accuracy {100 * teacher['test_accuracy']:.2f}%, ECE {100 * teacher['test_ece']:.2f}%, "
-        f"NLL {teacher['test_nll']:.3f}. Logit scale (std across classes) {teacher['logits']['logit_std_mean']:.2f}, "
-        f"top-2 logit gap {teacher['logits']['logit_gap_top2_mean']:.2f}.",
-        "",
-        "| temperature | soft-target entropy (nats) | normalised entropy |",
-        "|---:|---:|---:|",
-    ]
-    for temperature, values in teacher["logits"]["soft_targets"].items():
-        lines.append(f"| {temperature} | {values['entropy_nats']:.3f} | {values['normalised_entropy']:.3f} |")
-    lines += ["", "| student | parameters | FLOPs | teacher/student parameters | teacher/student FLOPs |", "|---|---:|---:|---:|---:|"]
-    for name, student in report["students"].items():
-        lines.append(
-            f"| {name} (`{student['model']['name']}`) | {student['parameters']:,} | {student['flops']:,} | "
-            f"{student['parameter_ratio']:.1f}x | {student['flop_ratio']:.1f}x |"
-        )
-    methods = report.get("applicability", {}).get("methods", {})
-    if methods:
-        lines += ["", "| method | student layers | teacher layers |", "|---|---|---|"]
-        first_student = next(iter(report["students"].values()))["layer_shapes"]
-        for method, layers in methods.items():
-            student = ", ".join(f"`{l}` {tuple(first_student.get(l, []))}" for l in layers["student_layers"]) or "logits"
-            teacher_layers = ", ".join(f"`{l}` {tuple(teacher['layer_shapes'].get(l, []))}" for l in layers["teacher_layers"]) or "logits"
-            lines.append(f"| {method} | {student} | {teacher_layers} |")
-    return "\n".join(lines) + "\n"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, get_type_hints
 
 import torch
 from torch import nn
 
+from distillation_studies.common.config import coerce_value
 from distillation_studies.common.errors import ConfigError
 
 
@@ -24,7 +25,7 @@ class MLPConfig:
     hidden: tuple[int, ...] = (128,)
 
     def check(self, where: str) -> None:
-        if not self.hidden or any(int(w) <= 0 for w in self.hidden):
+        if not self.hidden or any(w <= 0 for w in self.hidden):
             raise ConfigError(f"{where}.hidden: must be a non-empty list of positive widths, got {list(self.hidden)}")
 
 
@@ -36,7 +37,7 @@ class CNNConfig:
     embed: int = 128
 
     def check(self, where: str) -> None:
-        if not self.channels or any(int(c) <= 0 for c in self.channels):
+        if not self.channels or any(c <= 0 for c in self.channels):
             raise ConfigError(f"{where}.channels: must be a non-empty list of positive widths, got {list(self.channels)}")
         if self.embed <= 0:
             raise ConfigError(f"{where}.embed: must be positive, got {self.embed}")
@@ -94,7 +95,7 @@ SPEC_KEYS = ("name", "in_shape", "num_classes")
 
 def parse_model_config(raw: dict[str, Any], where: str) -> tuple[str, Any]:
     """Check a model section (``name`` plus architecture keys) and return its typed config."""
-    if not isinstance(raw, dict) or "name" not in raw:
+    if not isinstance(raw, Mapping) or "name" not in raw:
         raise ConfigError(f"{where}.name: missing; allowed models: {sorted(MODELS)}")
     name = raw["name"]
     if name not in MODELS:
@@ -106,7 +107,8 @@ def parse_model_config(raw: dict[str, Any], where: str) -> tuple[str, Any]:
         raise ConfigError(
             f"{where}.{sorted(extra)[0]}: unknown key for model {name!r}; allowed keys: {sorted(allowed)}"
         )
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in allowed}
+    hints = get_type_hints(config_class)
+    values = {k: coerce_value(v, hints[k], f"{where}.{k}") for k, v in raw.items() if k in allowed}
     cfg = config_class(**values)
     cfg.check(where)
     return name, cfg
@@ -155,3 +157,32 @@ def feature_shapes(model: nn.Module, layers: list[str]) -> dict[str, tuple[int, 
 from distillation_studies.learning.zoo import ZOO_MODELS  # noqa: E402  (the zoo never imports this module)
 
 MODELS.update({name: ModelEntry(*entry) for name, entry in ZOO_MODELS.items()})
+
+
+def model_footprint(spec: dict[str, Any]) -> tuple[int, int]:
+    """(parameters, activation values per sample) of a spec, without allocating a single weight.
+
+    The model is built and run on PyTorch's ``meta`` device, which computes shapes only, so a width of
+    10^9 is measured in microseconds instead of asking the allocator for terabytes. Activations are the
+    outputs of every leaf module for one sample: what a training step keeps for the backward pass.
+    """
+    name, cfg = parse_model_config(spec, "model")
+    with torch.device("meta"):
+        model = MODELS[name].builder(cfg, tuple(spec["in_shape"]), int(spec["num_classes"]))
+    parameters = sum(p.numel() for p in model.parameters())
+    outputs: list[int] = []
+
+    def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            outputs.append(output.numel())
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(record) for m in leaves]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *spec["in_shape"], device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return parameters, sum(outputs)

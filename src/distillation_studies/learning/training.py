@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distillation_studies.common.config import require_choice, require_non_negative, require_positive
 from distillation_studies.common.errors import ConfigError
+from distillation_studies.learning.divergence import check_finite
 from distillation_studies.learning.features import capture_features
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
 from distillation_studies.learning.streaming import labels_of
@@ -378,6 +379,7 @@ def train(
             val_accuracy = accuracy(val_source.predict(model).logits, val_source.y)
         row = {"epoch": epoch, **{f"loss_{k}": v.item() / size for k, v in totals.items()}}
         row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
+        check_finite(row, label, seed, history)  # a NaN/inf loss stops this run now, naming the term
         row["val_accuracy"] = val_accuracy
         history.append(row)
         if on_epoch is not None:

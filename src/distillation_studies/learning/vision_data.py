@@ -244,6 +244,17 @@ def _remap_target(target: int, mapping: tuple[int, ...]) -> int:
     return mapping[target]
 
 
+def _check_no_empty_class(config: VisionDataConfig, where: str, split_dir: Path) -> None:
+    """A class folder without a single image is named (torchvision only says "no valid file")."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    for folder in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        if not any(f.is_file() and f.name.lower().endswith(IMG_EXTENSIONS) for f in folder.rglob("*")):
+            raise _data_error(
+                config, where, folder, f"is an empty class folder (no {', '.join(IMG_EXTENSIONS)} file); add images or remove it"
+            )
+
+
 def _open_image_folder(config: VisionDataConfig, split: str, where: str) -> Dataset:
     from torchvision.datasets import ImageFolder
     from torchvision.datasets.folder import find_classes
@@ -260,6 +271,7 @@ def _open_image_folder(config: VisionDataConfig, split: str, where: str) -> Data
             classes, _ = find_classes(str(train_dir))
         except FileNotFoundError as exc:
             raise _data_error(config, where, train_dir, f"holds no class folder ({exc})") from exc
+    _check_no_empty_class(config, where, split_dir)
     try:
         dataset = ImageFolder(str(split_dir), transform=transform, loader=_checked_image_loader)
     except (FileNotFoundError, ValueError) as exc:

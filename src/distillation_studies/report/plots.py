@@ -68,8 +68,8 @@ def _errors(table: pd.DataFrame, quality_column: str) -> np.ndarray:
     return np.vstack([np.clip(below, 0, None), np.clip(above, 0, None)])
 
 
-def _label(row: pd.Series) -> str:
-    return str(row["method"]) if "method" in row.index else str(row.name)
+def _label(row: pd.Series, column: str = "method") -> str:
+    return str(row[column]) if column in row.index else str(row.name)
 
 
 # ----------------------------------------------------------------------------------- learning curves
@@ -132,23 +132,25 @@ def pareto_plot(
     quality_column: str = "test_accuracy_mean",
     front_methods: list[str] | None = None,
     log_x: bool | None = None,
+    label_column: str = "method",
 ) -> plt.Figure:
     """Quality (mean with CI error bars) against a cost, one point per method; the front highlighted.
 
-    ``front_methods`` defaults to the front from ``core.pareto``; front points are ringed and joined, in cost
-    order, by one line (gid ``pareto_front``). ``log_x`` defaults to log for counts (parameters,
+    Points are labelled by ``label_column`` (one value per row: the comparison table's ``arm``).
+    ``front_methods`` (labels) defaults to the front from ``analysis.pareto``; front points are ringed and
+    joined, in cost order, by one line (gid ``pareto_front``). ``log_x`` defaults to log for counts (parameters,
     FLOPs) and for any positive cost spanning two decades.
     """
     cost_column, quality_column = _resolve(table, cost_column), _resolve(table, quality_column)
     if front_methods is None:
         front = table[pareto_mask(table, quality=quality_column, cost=cost_column)]
-        front_methods = [_label(row) for _, row in front.iterrows()]
+        front_methods = [_label(row, label_column) for _, row in front.iterrows()]
     scale = _scale(quality_column)
     errors = _errors(table, quality_column)
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     front_points = []
     for position, (_, row) in enumerate(table.iterrows()):
-        method = _label(row)
+        method = _label(row, label_column)
         x, y = float(row[cost_column]), scale * float(row[quality_column])
         on_front = method in front_methods
         axis.errorbar(
@@ -250,11 +252,11 @@ def label_fraction_curve(
 # ------------------------------------------------------------------------------ per-model details
 
 
-def reliability_diagram(reliability: dict[str, dict[str, Any]]) -> plt.Figure:
+def reliability_diagram(reliability: dict[str, dict[str, Any]], title: str = "Reliability diagrams") -> plt.Figure:
     """Accuracy per confidence bin (bars) against the diagonal, one panel per label (first 6 only).
 
     Each value is a :func:`~distillation_studies.learning.metrics.reliability_bins` dict; empty bins
-    draw no bar. The panel title gives the ECE recomputed from the bins.
+    draw no bar. The panel title gives the ECE recomputed from the bins; ``title`` says which seeds.
     """
     labels = list(reliability)[:MAX_RELIABILITY_PANELS]
     panels = max(1, len(labels))
@@ -283,13 +285,19 @@ def reliability_diagram(reliability: dict[str, dict[str, Any]]) -> plt.Figure:
         figure.delaxes(axis)
     if labels:
         flat[0].legend(fontsize=7, loc="upper left")
-    figure.suptitle("Reliability diagrams")
+    figure.suptitle(title)
     figure.tight_layout()
     return figure
 
 
-def per_class_heatmap(per_class: dict[str, Sequence[float | None]], class_names: Sequence[str] | None = None) -> plt.Figure:
-    """Methods × classes heat map of per-class accuracy (%), each cell annotated; absent classes blank."""
+def per_class_heatmap(
+    per_class: dict[str, Sequence[float | None]],
+    class_names: Sequence[str] | None = None,
+    title: str = "Per-class test accuracy",
+) -> plt.Figure:
+    """Methods × classes heat map of per-class accuracy (%), each cell annotated; absent classes blank.
+
+    ``title`` says which seeds the values come from."""
     methods = list(per_class)
     classes = max((len(v) for v in per_class.values()), default=0)
     values = np.full((len(methods), classes), np.nan)
@@ -309,7 +317,7 @@ def per_class_heatmap(per_class: dict[str, Sequence[float | None]], class_names:
     axis.set_xticklabels(list(class_names)[:classes] if class_names is not None else [str(c) for c in range(classes)])
     axis.set_xlabel("class")
     figure.colorbar(image, ax=axis, label="accuracy, %")
-    axis.set_title("Per-class test accuracy")
+    axis.set_title(title)
     figure.tight_layout()
     return figure
 

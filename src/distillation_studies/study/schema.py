@@ -21,6 +21,7 @@ from distillation_studies.learning.data import (
     is_vision,
 )
 from distillation_studies.common.errors import ConfigError
+from distillation_studies.study import limits
 from distillation_studies.study.grid import DEFAULT_STUDENT, Arm, check_label_fractions, expand_arms, sweep_settings
 from distillation_studies.learning.methods import build_method, method_class, parse_method_config
 from distillation_studies.learning.models import build_model, make_spec
@@ -60,6 +61,7 @@ class DataConfig:
         if self.dataset not in DATASETS:
             raise ConfigError(f"{where}.dataset: unknown dataset {self.dataset!r}; allowed datasets: {DATASETS}")
         require_choice(self, where, "normalisation", NORMALISATIONS)
+        limits.check_seed_value(self.split_seed, f"{where}.split_seed")
         if not is_vision(self.dataset):
             if not self.in_memory:
                 raise ConfigError(
@@ -82,6 +84,10 @@ class DataConfig:
                 raise ConfigError(
                     f"{where}.image_size: required for dataset: image_folder, a positive integer "
                     f"(images are resized to image_size x image_size), got {size!r}"
+                )
+            if size > limits.MAX_IMAGE_SIZE:
+                raise ConfigError(
+                    f"{where}.image_size: {size}; at most {limits.MAX_IMAGE_SIZE} pixels a side (docs/reliability.md)"
                 )
         elif size is not None:
             raise ConfigError(
@@ -206,9 +212,7 @@ def parse_model_section(
     in_shape, classes = tuple(data_summary["input_shape"]), int(data_summary["num_classes"])
     spec = make_spec(section.get("model") or {}, in_shape, classes, where=f"{role}.model")
     training = parse_dataclass(TrainConfig, section.get("training"), f"{role}.training")
-    seed = section.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"{role}.seed: must be a non-negative integer, got {seed!r}")
+    seed = limits.check_seed_value(section.get("seed", 0), f"{role}.seed")
     checkpoint = section.get("checkpoint")
     if checkpoint is not None and (role != "teacher" or not isinstance(checkpoint, str) or not checkpoint):
         raise ConfigError(f"{role}.checkpoint: only the teacher can be imported, from a file path (got {checkpoint!r})")
@@ -219,6 +223,10 @@ def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
     where = f"methods.{key}"
     if not METHOD_NAME.match(str(key)):
         raise ConfigError(f"{where}: method keys must be identifiers (letters, digits, underscores)")
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{where}: must be a mapping of the method's settings (e.g. {{}} for its defaults), got {raw!r}"
+        )
     raw = dict(raw or {})
     name = raw.pop("method", key)
     sweep = raw.pop("sweep", None)
@@ -232,8 +240,9 @@ def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
 def _seeds(raw: Any) -> tuple[int, ...]:
     if not isinstance(raw, (list, tuple)) or not raw:
         raise ConfigError(f"seeds: must be a non-empty list of integers, got {raw!r}")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw):
-        raise ConfigError(f"seeds: every seed must be a non-negative integer, got {list(raw)}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= limits.MAX_SEED_VALUE for s in raw):
+        bad = next(s for s in raw if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= limits.MAX_SEED_VALUE)
+        raise ConfigError(f"seeds: every seed must be an integer in [0, {limits.MAX_SEED_VALUE}], got {bad!r}")
     if len(set(raw)) != len(raw):
         raise ConfigError(f"seeds: seeds must be distinct, got {list(raw)}")
     return tuple(raw)
@@ -256,8 +265,31 @@ def _student_specs(
     return specs
 
 
+def _check_sizes(
+    data: DataConfig,
+    teacher: tuple[dict[str, Any], TrainConfig],
+    student_training: TrainConfig,
+    student_specs: dict[str, dict[str, Any]],
+    evaluation: EvaluationConfig,
+) -> None:
+    """Every model, batch and epoch count against the data's size and the documented limits,
+    before any model is built for real (a width of 10^9 must not reach the allocator)."""
+    train_size = expected_train_size(data.dataset, data.val_fraction, data.test_fraction)
+    teacher_spec, teacher_training = teacher
+    teacher_size = limits.check_model_size(teacher_spec, "teacher.model")
+    limits.check_training(teacher_training, "teacher.training", train_size, teacher_size)
+    footprints = {"teacher": teacher_size}
+    for name, spec in student_specs.items():
+        where = "student.model" if name == DEFAULT_STUDENT else f"grid.students.{name}"
+        footprints[name] = limits.check_model_size(spec, where)
+        limits.check_training(student_training, "student.training", train_size, footprints[name], teacher_size)
+    limits.check_evaluation(evaluation, footprints)
+
+
 def validate_study(params: Mapping[str, Any]) -> StudyConfig:
     """Check the whole study, including feature layers against the real models, and freeze it."""
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"parameters: must be a mapping of sections, got {type(params).__name__}")
     unknown = sorted(set(params) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown top-level parameter; allowed keys: {TOP_LEVEL_KEYS}")
@@ -279,18 +311,27 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
             )
     constraints = parse_dataclass(Constraints, params.get("recommendation"), "recommendation")
     grid = params.get("grid") or {}
+    if not isinstance(grid, Mapping):
+        raise ConfigError(f"grid: must be a mapping with keys {GRID_KEYS}, got {grid!r}")
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
         raise ConfigError(f"grid.{unknown[0]}: unknown key; allowed keys: {GRID_KEYS}")
     student_specs = _student_specs(grid.get("students"), student_spec, data_summary)
     fractions = check_label_fractions(grid.get("label_fractions", [1.0]))
     arms = expand_arms({e.key: list(e.settings) for e in methods}, list(student_specs), fractions)
+    limits.check_seed_count(seeds, len(arms))
+    evaluation = parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation")
+    _check_sizes(data, (teacher_spec, teacher_training), student_training, student_specs, evaluation)
     teacher = build_model(teacher_spec)
     num_train = data.train_size()
+    known_size = expected_train_size(data.dataset, data.val_fraction, data.test_fraction)
+    batch = student_training.batch_size if known_size is None else min(student_training.batch_size, known_size)
     entries = {e.key: e for e in methods}
     for arm in arms:
         entry, student = entries[arm.method_key], build_model(student_specs[arm.student])
-        build_method(entry.method, entry.config_for(arm.setting), student, teacher, num_train, where=f"methods.{entry.key}")
+        build_method(
+            entry.method, entry.config_for(arm.setting), student, teacher, num_train, f"methods.{entry.key}", batch
+        )
     return StudyConfig(
         data=data,
         teacher_spec=teacher_spec,
@@ -302,7 +343,7 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         seeds=seeds,
         student_specs=student_specs,
         arms=tuple(arms),
-        evaluation=parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation"),
+        evaluation=evaluation,
         comparison=comparison,
         constraints=constraints,
         tracking=parse_dataclass(TrackingConfig, params.get("tracking"), "tracking"),

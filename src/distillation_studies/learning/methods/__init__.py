@@ -74,9 +74,18 @@ def parse_method_config(name: str, raw: Mapping[str, Any] | None, where: str) ->
 
 
 def build_method(
-    name: str, config: Any, student: nn.Module, teacher: nn.Module | None, num_train: int, where: str = "method"
+    name: str,
+    config: Any,
+    student: nn.Module,
+    teacher: nn.Module | None,
+    num_train: int,
+    where: str = "method",
+    batch_size: int | None = None,
 ) -> DistillationMethod:
-    """Instantiate a method sized to the models' real feature shapes (layers are checked here)."""
+    """Instantiate a method sized to the models' real feature shapes (layers are checked here).
+
+    With ``batch_size``, the method's own per-batch memory is checked first (``check_batch_memory``).
+    """
     cls = method_class(name, where)
     student_layers, teacher_layers = cls.layers(config)
     if cls.needs_teacher and teacher is None:
@@ -84,10 +93,25 @@ def build_method(
     student_shapes = _shapes(student, student_layers, config, where, "student")
     teacher_shapes = _shapes(teacher, teacher_layers, config, where, "teacher") if teacher is not None else {}
     setup = MethodSetup(student_shapes, teacher_shapes, student.spec["num_classes"], num_train, student_spec=dict(student.spec))
+    if batch_size is not None:
+        check_batch_memory(cls.batch_elements(config, setup, batch_size), where, batch_size)
     try:
         return cls(config, setup)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
+
+
+# Largest per-batch tensors a method may build, in fp32 GiB (documented in docs/reliability.md).
+MAX_METHOD_BATCH_GB = 64.0
+
+
+def check_batch_memory(elements: int, where: str, batch_size: int) -> None:
+    if elements * 4 > MAX_METHOD_BATCH_GB * 2**30:
+        raise ConfigError(
+            f"{where}: at student batch {batch_size} this method's own tensors need about {elements * 4 / 2**30:.3g} GiB; "
+            f"at most {MAX_METHOD_BATCH_GB:g} GiB is allowed (docs/reliability.md): use a smaller "
+            "student.training.batch_size (or, for crd, fewer negatives or a smaller feat_dim)"
+        )
 
 
 def _shapes(model: nn.Module, layers: list[str], config: Any, where: str, role: str) -> dict[str, tuple[int, ...]]:

@@ -68,6 +68,12 @@ class DistillationMethod(nn.Module):
         """Module paths whose outputs the method reads, as (student layers, teacher layers)."""
         return [], []
 
+    @classmethod
+    def batch_elements(cls, config: Any, setup: MethodSetup, batch_size: int) -> int:
+        """Values of the method's own largest per-batch tensors, estimated before it is built, so a
+        batch size that cannot fit (RKD's B^3 angles, CRD's negatives) is refused at validation."""
+        return 0
+
     def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         """Called once before the first epoch with the teacher's outputs on the whole training set
         (None unless cached or ``needs_teacher_train``) and the training data as the loop got it

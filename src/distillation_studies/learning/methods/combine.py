@@ -130,6 +130,12 @@ class Combine(DistillationMethod):
             teacher += [layer for layer in t if layer not in teacher]
         return student, teacher
 
+    @classmethod
+    def batch_elements(cls, config: CombineConfig, setup: MethodSetup, batch_size: int) -> int:
+        from distillation_studies.learning.methods import method_class
+
+        return sum(method_class(name, "combine.parts").batch_elements(c, setup, batch_size) for _p, name, _w, c in config.parts)
+
     def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
         for method in self.parts.values():
             method.prepare(teacher_train, train_data)

@@ -101,6 +101,12 @@ def nce_loss(log_p: Tensor, negatives: int, num_train: int) -> Tensor:
 class ContrastiveRepresentationDistillation(LayerPairMethod):
     Config = CRDConfig
 
+    @classmethod
+    def batch_elements(cls, config: CRDConfig, setup: MethodSetup, batch_size: int) -> int:
+        """Two memory banks (num_train x feat_dim) and, per anchor side, the (B, K + 1, feat_dim) gathered rows."""
+        negatives = min(config.negatives, max(setup.num_train - 1, 1))
+        return 2 * setup.num_train * config.feat_dim + 2 * batch_size * (negatives + 1) * config.feat_dim
+
     def __init__(self, config: CRDConfig, setup: MethodSetup) -> None:
         super().__init__(config, setup)
         if setup.num_train < 2:

@@ -9,6 +9,7 @@ Paper weights: w_D = 25, w_A = 50. No adapter is needed: relations are dimension
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillation_studies.common.config import require_non_negative, require_set
-from distillation_studies.learning.methods.base import Batch, LayerPairMethod, ModelOutputs
+from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def rkd_angle_loss(student: Tensor, teacher: Tensor) -> Tensor:
 class RelationalKD(LayerPairMethod):
     Config = RKDConfig
 
+    @classmethod
+    def batch_elements(cls, config: RKDConfig, setup: MethodSetup, batch_size: int) -> int:
+        """Student and teacher: (B, B, D) normalised differences, (B, B, B) angles and their loss."""
+        width = max(math.prod(setup.student_shapes[config.student_layer]), math.prod(setup.teacher_shapes[config.teacher_layer]))
+        return 3 * batch_size**3 + 4 * batch_size**2 * width
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = student.features[self.config.student_layer].flatten(1)

@@ -10,37 +10,51 @@ from matplotlib.figure import Figure
 
 from distillation_studies.analysis import comparison as core
 from distillation_studies.analysis import reference
-from distillation_studies.learning import diagnostics
-from distillation_studies.report import plots
-from distillation_studies.common.config import parse_dataclass
-from distillation_studies.report.html import HTML, html_report, markdown_to_html
 from distillation_studies.analysis.pareto import pareto_fronts
-from distillation_studies.analysis.recommend import Constraints, recommend
+from distillation_studies.analysis.pooled import mean_per_class, pool_reliability
+from distillation_studies.analysis.recommend import Constraints, failed, recommend
+from distillation_studies.analysis.stats import Statistics
+from distillation_studies.common.config import parse_dataclass
+from distillation_studies.report import plots, sections
+from distillation_studies.report.html import HTML, html_report, markdown_to_html
+from distillation_studies.report.recommendation import recommendation_markdown, title
+from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import ComparisonConfig
 
 log = logging.getLogger(__name__)
 PARETO_COSTS = ["training_parameters_mean", "flops_mean", "latency_ms_mean", "train_time_s_mean"]
+REPORT_TITLE = "Distillation study report"
+
+
+def statistics_section(comparison: dict[str, Any] | None) -> Statistics:
+    """The validated ``comparison:`` section as the analysis reads it."""
+    config = parse_dataclass(ComparisonConfig, comparison, "comparison")
+    return Statistics(tuple(config.baselines), config.confidence, config.significance, config.correction)
 
 
 def collect_runs(*student_metrics: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """All (arm, seed) metrics as one table, and the per-run details (reliability bins, per-class accuracy)."""
-    return core.split_details(list(student_metrics))
+    """All (arm, seed) metrics as one table, and the per-run details (reliability bins, per-class
+    accuracy) keyed by run key ``<arm>/seed_<n>``."""
+    rows, details = [], {}
+    for metrics in student_metrics:
+        row = {k: v for k, v in metrics.items() if k != "details"}
+        details[ArmRun(row["arm"], row["seed"]).key] = metrics.get("details", {})
+        rows.append(row)
+    return pd.DataFrame(rows), details
 
 
 def collect_histories(*histories: dict[str, Any]) -> dict[str, Any]:
     """Every student's per-epoch history keyed ``<arm>/seed_<n>``, for learning curves."""
-    return {f"{h['summary']['arm']}/seed_{h['summary']['seed']}": h for h in histories}
+    return {ArmRun(h["summary"]["arm"], h["summary"]["seed"]).key: h for h in histories}
 
 
 def compare_methods(
     study_runs: pd.DataFrame, teacher_metrics: dict[str, Any], comparison: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Figure]:
-    """Comparison table of the selected settings, paired tests, sensitivity table and the cost plot."""
-    config = parse_dataclass(ComparisonConfig, comparison, "comparison")
-    selected, sensitivity = core.select_settings(study_runs, config.confidence)
-    table, tests = core.comparison_table(
-        selected, list(config.baselines), config.confidence, config.significance, config.correction
-    )
+    """Comparison table of the selected settings, its family of paired tests, sensitivity table and the cost plot."""
+    statistics = statistics_section(comparison)
+    selected, sensitivity = core.select_settings(study_runs, statistics.confidence)
+    table, tests = core.comparison_table(selected, statistics)
     return table, tests, sensitivity, plots.cost_plot(table, teacher_metrics)
 
 
@@ -49,15 +63,26 @@ def recommend_method(
     study_runs: pd.DataFrame,
     recommendation: dict[str, Any] | None,
     mlflow_run_ids: dict[str, str],
+    comparison: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Candidates filtered by the configured constraints and ranked, ties kept as ties, with evidence."""
+    """Candidates filtered by the configured constraints and ranked, ties kept as ties, with evidence.
+
+    The paired tests are the comparison's family (``comparison:`` statistics), so a pair gets the
+    table's verdict. The record is JSON data plus its rendering under ``markdown``.
+    """
     constraints = parse_dataclass(Constraints, recommendation, "recommendation")
     runs = study_runs.rename(columns={"arm": "candidate"})
-    runs["run_id"] = [mlflow_run_ids.get(f"{c}/seed_{s}", "") for c, s in zip(runs["candidate"], runs["seed"])]
+    runs["run_id"] = [mlflow_run_ids.get(ArmRun(c, s).key, "") for c, s in zip(runs["candidate"], runs["seed"])]
     runs = runs[runs["candidate"].isin(set(comparison_table["arm"]))]
-    result = recommend(comparison_table.rename(columns={"arm": "candidate"}), runs, constraints)
-    log.info("Which method should I use?\n%s", result.to_markdown())
-    return {**result.to_dict(), "markdown": result.to_markdown()}
+    result = recommend(comparison_table.rename(columns={"arm": "candidate"}), runs, constraints, statistics_section(comparison))
+    record = result.to_dict()
+    markdown = recommendation_markdown(record, heading=True)
+    log.info("Which method should I use?\n%s", markdown)
+    failures = [e for e in result.excluded if failed(e)]
+    if failures:
+        log.warning("%d arm(s) failed and are not ranked:\n%s", len(failures), "\n".join(
+            f"- {e.candidate}: {e.violations[0].quantity}" for e in failures))
+    return {**record, "markdown": markdown}
 
 
 def compare_with_published(
@@ -95,49 +120,65 @@ def build_report(
 ) -> tuple[str, str, dict[str, Figure]]:
     """The study report as Markdown and as one self-contained HTML page, plus its plots as PNGs.
 
-    With a non-empty ``reproduced_vs_published`` table (CIFAR-100 studies of a published pair) the
-    report gains a "Reproduced vs published" section after the comparison.
+    The Markdown links its plots as ``plots/<name>``: where the tracking hook logs them beside the
+    report in MLflow (``report/plots/``); the catalog's ``MarkdownReportDataset`` points the saved
+    file's links at the plots' versioned folder on disk. With a non-empty ``reproduced_vs_published``
+    table (CIFAR-100 studies of a published pair) the report gains a "Reproduced vs published" section.
     """
-    config = parse_dataclass(ComparisonConfig, comparison, "comparison")
-    baselines = list(config.baselines)
-    comparison_md = core.markdown_report(
-        comparison_table, teacher_metrics, data_summary, baselines, config.confidence, config.correction
-    )
+    statistics = statistics_section(comparison)
     figures = _figures(comparison_table, sensitivity_table, study_histories, run_details)
     published = []
     if reproduced_vs_published is not None and not reproduced_vs_published.empty:
-        published = [("Reproduced vs published", reference.markdown(reproduced_vs_published, config.confidence))]
-    sections = [
-        ("Recommendation", recommendation["markdown"]),
-        ("Comparison", comparison_md),
+        published = [("Reproduced vs published", sections.reference_markdown(reproduced_vs_published, statistics.confidence))]
+    parts = [
+        (title(recommendation), recommendation_markdown(recommendation)),
+        ("Comparison", sections.comparison_markdown(comparison_table, paired_tests, teacher_metrics, data_summary, statistics)),
         *published,
-        ("Capacity gap", diagnostics.markdown(capacity_report)),
-        ("Hyperparameter settings (validation only)", _sensitivity_md(sensitivity_table)),
-        ("Paired tests", paired_tests.to_markdown(index=False, floatfmt=".4g")),
-        ("Protocol", _protocol_md(protocol_card)),
+        ("Capacity gap", sections.capacity_markdown(capacity_report)),
+        ("Hyperparameter settings (validation only)", sections.sensitivity_markdown(sensitivity_table)),
+        ("Paired tests", sections.paired_tests_markdown(paired_tests, statistics)),
+        ("Protocol", sections.protocol_markdown(protocol_card)),
     ]
-    markdown = "\n\n".join(f"## {title}\n\n{body}" for title, body in sections)
-    markdown += "\n\n## Plots\n\n" + "\n".join(f"![{name}](study_plots/{name})" for name in figures) + "\n"
-    page = html_report(
-        "Distillation study report",
-        [(title, HTML(markdown_to_html(body))) for title, body in sections],
-        figures,
-    )
+    markdown = sections.report_markdown(REPORT_TITLE, parts, list(figures))
+    page = html_report(REPORT_TITLE, [(heading, HTML(markdown_to_html(body, heading_offset=0))) for heading, body in parts], figures)
     return markdown, page, figures
 
 
+def _by_arm(details: dict[str, Any], kind: str) -> dict[str, list]:
+    """Each arm's per-seed ``kind`` details (``details`` is keyed by run key)."""
+    by_arm: dict[str, list] = {}
+    for key, value in details.items():
+        if kind in value:
+            by_arm.setdefault(ArmRun.from_key(key).arm, []).append(value[kind])
+    return by_arm
+
+
+def _seeds_title(name: str, how: str, by_arm: dict[str, list]) -> str:
+    """'<name>: <how> all seeds of each arm (2 seeds)': a per-seed figure says which seeds it shows."""
+    counts = sorted({len(v) for v in by_arm.values()}) or [0]
+    seeds = f"{counts[0]} seed{'s' if counts[0] != 1 else ''}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
+    return f"{name}: {how} all seeds of each arm ({seeds})"
+
+
 def _figures(table: pd.DataFrame, sensitivity: pd.DataFrame, histories: dict, details: dict) -> dict[str, Figure]:
-    labelled = table.rename(columns={"arm": "method"})
-    fronts = pareto_fronts(labelled, costs=PARETO_COSTS)
-    figures = {f"pareto_{cost.removesuffix('_mean')}.png": plots.pareto_plot(labelled, cost, front_methods=front) for cost, front in fronts.items()}
+    fronts = pareto_fronts(table, costs=PARETO_COSTS, label="arm")
+    figures = {
+        f"pareto_{cost.removesuffix('_mean')}.png": plots.pareto_plot(table, cost, front_methods=front, label_column="arm")
+        for cost, front in fronts.items()
+    }
     by_arm: dict[str, list] = {}
     for key, history in histories.items():
-        by_arm.setdefault(key.rsplit("/", 1)[0], []).append(history["epochs"])
+        by_arm.setdefault(ArmRun.from_key(key).arm, []).append(history["epochs"])
     figures["learning_curves.png"] = plots.learning_curves(by_arm)
-    first_seed = {key.rsplit("/", 1)[0]: value for key, value in sorted(details.items(), reverse=True)}
-    figures["reliability.png"] = plots.reliability_diagram({arm: d["reliability"] for arm, d in first_seed.items() if "reliability" in d})
+    reliability = _by_arm(details, "reliability")
+    figures["reliability.png"] = plots.reliability_diagram(
+        {arm: pool_reliability(bins) for arm, bins in reliability.items()},
+        _seeds_title("Reliability diagrams", "test predictions pooled over", reliability),
+    )
+    per_class = _by_arm(details, "per_class_accuracy")
     figures["per_class_accuracy.png"] = plots.per_class_heatmap(
-        {arm: d["per_class_accuracy"] for arm, d in first_seed.items() if "per_class_accuracy" in d}
+        {arm: mean_per_class(values) for arm, values in per_class.items()},
+        title=_seeds_title("Per-class test accuracy", "mean over", per_class),
     )
     for column in [c for c in sensitivity.columns if c.startswith("hp_") and sensitivity[c].nunique() > 1]:
         figures[f"sensitivity_{column[3:]}.png"] = plots.sensitivity_curve(
@@ -146,14 +187,3 @@ def _figures(table: pd.DataFrame, sensitivity: pd.DataFrame, histories: dict, de
     if table["label_fraction"].nunique() > 1:
         figures["label_fraction.png"] = plots.label_fraction_curve(table, "label_fraction", group_column="method")
     return figures
-
-
-def _sensitivity_md(sensitivity: pd.DataFrame) -> str:
-    columns = ["arm", "method", "setting", "student", "label_fraction", "seeds", "best_val_accuracy_mean", "best_val_accuracy_ci_low", "best_val_accuracy_ci_high", "selected"]
-    return sensitivity[columns].to_markdown(index=False, floatfmt=".4f")
-
-
-def _protocol_md(card: dict[str, Any]) -> str:
-    lines = [f"- **{key}**: `{value}`" for key, value in card.items() if key not in ("methods", "package_versions")]
-    lines.append("- **package_versions**: " + ", ".join(f"{k} {v}" for k, v in card["package_versions"].items()))
-    return "\n".join(lines)

@@ -1,7 +1,7 @@
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.analysis.reference import PUBLISHED_DATASET
-from distillation_studies.study.identity import student_namespace
+from distillation_studies.study.identity import student_runs
 from distillation_studies.study_params import study_config
 
 from .nodes import build_report, collect_histories, collect_runs, compare_methods, compare_with_published, recommend_method
@@ -9,14 +9,14 @@ from .nodes import build_report, collect_histories, collect_runs, compare_method
 
 def create_pipeline(**kwargs) -> Pipeline:
     study = study_config()
-    arms = [student_namespace(arm.key, seed) for arm in study.arms for seed in study.seeds]
+    runs = student_runs(study.arms, study.seeds)
     # CIFAR-100 studies are set against the published numbers (data/01_raw/reference/published_cifar100.csv);
     # other studies do not read that file at all.
     published = study.data.dataset == PUBLISHED_DATASET
     return Pipeline(
         [
-            node(collect_runs, [f"{ns}.metrics" for ns in arms], ["study_runs", "run_details"], name="collect_runs"),
-            node(collect_histories, [f"{ns}.history" for ns in arms], "study_histories", name="collect_histories"),
+            node(collect_runs, [run.dataset("metrics") for run in runs], ["study_runs", "run_details"], name="collect_runs"),
+            node(collect_histories, [run.dataset("history") for run in runs], "study_histories", name="collect_histories"),
             node(
                 compare_methods,
                 ["study_runs", "teacher_metrics", "params:comparison"],
@@ -25,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 recommend_method,
-                ["comparison_table", "study_runs", "params:recommendation", "mlflow_run_ids"],
+                ["comparison_table", "study_runs", "params:recommendation", "mlflow_run_ids", "params:comparison"],
                 "recommendation",
                 name="recommend_method",
             ),

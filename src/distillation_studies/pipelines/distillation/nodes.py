@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -12,9 +13,13 @@ from distillation_studies.learning.methods import build_method
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import parse_method_entry
-from distillation_studies.learning.training import TrainConfig, train
+from distillation_studies.study.identity import ArmRun
+from distillation_studies.learning.divergence import DivergenceError, chance_accuracy, failure_reason
+from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
 from distillation_studies.pipelines.teacher.nodes import history_record
 from distillation_studies.tracking import epoch_logger
+
+log = logging.getLogger(__name__)
 
 
 def distil_student(
@@ -42,13 +47,32 @@ def distil_student(
     train_size = len(labels_of(model_input["train"]))
     loss = build_method(entry.method, config, model, teacher_model, train_size, f"methods.{entry.key}")
     teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
-    label = f"{arm['key']}/seed_{seed}"
-    result = train(
-        model, loss, model_input["train"], model_input["val"], training, seed, teacher=teacher, label=label, on_epoch=epoch_logger(label)
-    )
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    chance = chance_accuracy(labels_of(model_input["val"]))
+    try:
+        result = train(
+            model,
+            loss,
+            model_input["train"],
+            model_input["val"],
+            training,
+            seed,
+            teacher=teacher,
+            label=ArmRun(arm["key"], seed).key,
+            on_epoch=epoch_logger(ArmRun(arm["key"], seed).key),
+        )
+        failure = failure_reason(result.history, chance)
+    except DivergenceError as error:  # this arm stops; the study goes on and reports it as failed
+        for module in (model, loss, teacher):
+            if module is not None:
+                module.to("cpu")  # train() moves them back only when it finishes
+        model.load_state_dict(initial)
+        result, failure = _diverged_result(model, error, model_input["val"], loss), error.reason
     last = build_model(spec)
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)
+    if failure:
+        log.error("%s/seed_%d is flagged unusable: %s", arm["key"], seed, failure)
     extra = {
         "arm": arm["key"],
         "method": arm["method_key"],
@@ -60,5 +84,23 @@ def distil_student(
         "seed": seed,
         "hyperparameters": {**entry.raw, **arm["setting"]},
         "model": spec,
+        "chance_accuracy": chance,
+        **({"failure": failure} if failure else {}),
     }
     return model, last, history_record(result, extra)
+
+
+def _diverged_result(model: nn.Module, error: DivergenceError, val: Any, method: nn.Module) -> TrainResult:
+    """What a diverged run keeps: its untrained weights (scored honestly on validation) and the epochs
+    completed before the non-finite loss."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    val_accuracy = accuracy(predict(model, val).logits, labels_of(val))
+    return TrainResult(
+        best_state=state,
+        last_state=state,
+        history=list(error.history),
+        best_epoch=0,
+        wall_time_s=0.0,
+        method_parameters=sum(p.numel() for p in method.parameters()),
+        summary={"best_val_accuracy": val_accuracy, "diverged_epoch": error.epoch},
+    )

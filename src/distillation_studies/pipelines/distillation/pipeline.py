@@ -8,7 +8,7 @@ from functools import partial, update_wrapper
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.study.grid import Arm
-from distillation_studies.study.identity import model_input_name, student_model_param, student_namespace
+from distillation_studies.study.identity import ArmRun, model_input_name, student_model_param
 from distillation_studies.study_params import study_config
 
 from .nodes import distil_student
@@ -41,7 +41,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         (
             Pipeline(
                 student_template(arm, seed),
-                namespace=student_namespace(arm.key, seed),
+                namespace=ArmRun(arm.key, seed).namespace,
                 inputs={
                     "teacher_model": "teacher_model",
                     "data_summary": "data_summary",

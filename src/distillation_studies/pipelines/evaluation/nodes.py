@@ -24,14 +24,19 @@ def evaluate_student(
     history: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> dict[str, Any]:
-    """Test metrics of one (arm, seed) student, labelled with its grid point and seed."""
+    """Test metrics of one (arm, seed) student, labelled with its grid point and seed.
+
+    A run flagged at training (``summary["failure"]``: diverged, exploded, never above chance) is still
+    evaluated, so the table shows what it scored, and carries ``usable: False`` and the reason.
+    """
     config = parse_dataclass(EvaluationConfig, evaluation, "evaluation")
     summary = history["summary"]
     metrics = evaluate_model(model, last_model, model_input["test"], teacher_model, summary, **vars(config))
     labels = {key: summary[key] for key in ("arm", "method", "registered_method", "student", "label_fraction", "train_size", "seed")}
     labels["setting"] = ", ".join(f"{k}={v}" for k, v in summary["setting"].items()) or "default"
     labels.update({f"hp_{k}": v for k, v in summary["setting"].items()})
-    return {**labels, **metrics}
+    failure = summary.get("failure") or ""
+    return {**labels, **metrics, "usable": not failure, "failure": failure}
 
 
 def evaluate_teacher(

@@ -5,7 +5,7 @@ Every student is evaluated on the full test split, whatever labelled fraction it
 
 from kedro.pipeline import Pipeline, node
 
-from distillation_studies.study.identity import student_namespace
+from distillation_studies.study.identity import student_runs
 from distillation_studies.study_params import study_config
 
 from .nodes import diagnose_capacity_gap, evaluate_student, evaluate_teacher
@@ -54,11 +54,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     students = [
         Pipeline(
             template,
-            namespace=student_namespace(arm.key, seed),
+            namespace=run.namespace,
             inputs={"teacher_model", "model_input"},
             parameters={"params:evaluation": "params:evaluation"},
         )
-        for arm in study.arms
-        for seed in study.seeds
+        for run in student_runs(study.arms, study.seeds)
     ]
     return sum(students, teacher)

@@ -1,0 +1,58 @@
+"""The one table of reported metrics: its direction, how it is shown, and what the comparison does with it.
+
+The comparison summarises every ``quality`` and ``cost`` metric over seeds, pairs the ``tested`` ones
+by seed, the recommender ranks on any of them in its direction, and the report labels and scales
+them from here. Adding a metric to every output is one row below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUALITY, COST, SELECTION = "quality", "cost", "selection"
+
+
+@dataclass(frozen=True)
+class ReportedMetric:
+    """A per-run metric: ``scale`` turns the stored value into the shown unit (0.85 -> 85 %)."""
+
+    name: str
+    higher_is_better: bool
+    label: str
+    scale: float = 1.0
+    unit: str = ""
+    digits: int = 2
+    kind: str = QUALITY
+    tested: bool = False  # paired by seed against the baselines and between candidates
+
+
+METRICS: tuple[ReportedMetric, ...] = (
+    ReportedMetric("test_accuracy", True, "test acc (best val epoch)", 100, "%", 2, tested=True),
+    ReportedMetric("last_test_accuracy", True, "test acc (last epoch)", 100, "%", 2),
+    ReportedMetric("test_nll", False, "NLL", 1, "", 3, tested=True),
+    ReportedMetric("test_ece", False, "ECE", 100, "%", 2, tested=True),
+    ReportedMetric("test_teacher_agreement", True, "agreement with teacher", 100, "%", 2, tested=True),
+    ReportedMetric("test_kl_to_teacher", False, "KL to teacher", 1, "", 3),
+    ReportedMetric("parameters", False, "parameters", kind=COST),
+    ReportedMetric("training_parameters", False, "parameters incl. adapters", kind=COST),
+    ReportedMetric("flops", False, "FLOPs", kind=COST),
+    ReportedMetric("latency_ms", False, "CPU latency", 1, "ms", 3, kind=COST),
+    ReportedMetric("throughput_per_s", True, "throughput", 1, "/s", 0, kind=COST),
+    # Training time is the one cost that varies with the seed, so it is tested like quality.
+    ReportedMetric("train_time_s", False, "training time", 1, "s", 1, kind=COST, tested=True),
+    ReportedMetric("best_val_accuracy", True, "validation acc (best epoch)", 100, "%", 2, kind=SELECTION),
+)
+BY_NAME = {m.name: m for m in METRICS}
+
+QUALITY_METRICS = [m.name for m in METRICS if m.kind == QUALITY]
+COST_METRICS = [m.name for m in METRICS if m.kind == COST]
+TESTED_METRICS = [m.name for m in METRICS if m.tested]
+SELECTION_METRIC = "best_val_accuracy"
+
+
+def reported_metric(name: str) -> ReportedMetric:
+    """The table row of ``name``; a KeyError lists the known metrics."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; reported metrics: {sorted(BY_NAME)}") from None

@@ -1,0 +1,157 @@
+"""Broken files and folders: each one clear error naming the file, and no saved version lost or
+left half-written as the latest."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from kedro.io import DataCatalog
+from kedro.io.core import DatasetError, Version
+from kedro.pipeline import Pipeline, node
+from PIL import Image
+
+from distillation_studies.common.errors import ConfigError, DataError
+from distillation_studies.datasets import TorchModelDataset
+from distillation_studies.learning.checkpoints import load_weights
+from distillation_studies.learning.vision_data import VisionDataConfig, load_vision_dataset, open_vision_split
+from distillation_studies.preflight import check_writable, output_folders
+from tests.method_checks import tiny_cnn, tiny_mlp
+
+V1, V2 = "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"
+
+
+# --- teacher.checkpoint -----------------------------------------------------------------------------
+
+
+def test_random_bytes_checkpoint_is_named(tmp_path):
+    path = tmp_path / "teacher.pt"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(DataError, match=rf"teacher\.checkpoint: cannot read {path} as tensors"):
+        load_weights(tiny_cnn(), path)
+
+
+def test_state_dict_of_another_architecture_is_named(tmp_path):
+    path = tmp_path / "mlp.pt"
+    torch.save(tiny_mlp().state_dict(), path)
+    with pytest.raises(DataError, match=rf"teacher\.checkpoint: {path} does not fit model 'cnn': missing \['features"):
+        load_weights(tiny_cnn(), path)
+
+
+class _RunsCode:
+    """Unpickling this calls ``Path.touch(marker)``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_a_pickle_that_would_run_code_is_never_unpickled(tmp_path, writer):
+    marker, path = tmp_path / "pwned", tmp_path / "teacher.pt"
+    payload = {"state_dict": tiny_cnn().state_dict(), "extra": _RunsCode(marker)}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(DataError, match=rf"teacher\.checkpoint: cannot read {path} as tensors"):
+        load_weights(tiny_cnn(), path)
+    assert not marker.exists()
+
+
+# --- saved versions ---------------------------------------------------------------------------------
+
+
+def _save_two_versions(tmp_path: Path) -> tuple[str, torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    first, second = tiny_cnn(), tiny_cnn()
+    path = str(tmp_path / "model.pt")
+    TorchModelDataset(path, version=Version(None, V1)).save(first)
+    TorchModelDataset(path, version=Version(None, V2)).save(second)
+    return path, first, second
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+def test_a_corrupt_latest_version_names_file_version_and_how_to_resume(tmp_path):
+    path, first, _ = _save_two_versions(tmp_path)
+    latest = tmp_path / "model.pt" / V2 / "model.pt"
+    latest.write_bytes(latest.read_bytes()[:200])  # truncated, as by a crash or a full disk elsewhere
+    with pytest.raises(DatasetError) as caught:
+        TorchModelDataset(path, version=Version(None, None)).load()
+    message = str(caught.value)
+    assert f"cannot read {latest} (version {V2})" in message
+    assert f"--load-versions=<this dataset>:{V1}" in message
+    # Following the advice: the broken version is moved aside and the previous one becomes the latest.
+    aside = tmp_path / f"model.pt.corrupt-{V2}"
+    assert f"mv '{latest.parent}' '{aside}'" in message
+    shutil.move(latest.parent, aside)
+    assert _same_weights(TorchModelDataset(path, version=Version(None, None)).load(), first)
+    assert _same_weights(TorchModelDataset(path, version=Version(V1, None)).load(), first)  # --load-versions
+
+
+def test_a_full_disk_leaves_no_half_written_latest(tmp_path, monkeypatch):
+    path, _, second = _save_two_versions(tmp_path)
+
+    def save_then_fail(obj, target):
+        Path(target).write_bytes(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    with pytest.raises(DatasetError, match=r"cannot write .*model\.pt \(OSError: \[Errno 28\] No space left on device\); is the disk full"):
+        TorchModelDataset(path, version=Version(None, "2026-01-03T00.00.00.000Z")).save(tiny_cnn())
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "model.pt").iterdir()) == [V1, V2]  # no partial, no new version
+    assert _same_weights(TorchModelDataset(path, version=Version(None, None)).load(), second)
+
+
+def test_outputs_folders_are_checked_before_the_run(tmp_path):
+    catalog = DataCatalog.from_config(
+        {"out": {"type": "pickle.PickleDataset", "filepath": str(tmp_path / "data" / "08_reporting" / "out.pkl"), "versioned": True}}
+    )
+    pipeline = Pipeline([node(lambda: 1, None, "out", name="make")])
+    assert output_folders(pipeline, catalog) == {tmp_path}  # the nearest folder that exists
+    check_writable({tmp_path})  # writable, and the machine has room
+    with pytest.raises(ConfigError, match=rf"{tmp_path}: only .* MiB free, below the .* MiB a run needs"):
+        check_writable({tmp_path}, min_free_mb=1e15)
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match=rf"{blocked}: cannot write there"):
+        check_writable({blocked})
+
+
+# --- image folders ----------------------------------------------------------------------------------
+
+
+def _image_folder(root: Path, classes: dict[str, int]) -> None:
+    for split in ("train", "test"):
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (4, 4), (i, 0, 0)).save(root / split / name / f"{i}.png")
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    _image_folder(tmp_path, {"cat": 2, "dog": 0})
+    with pytest.raises(DataError, match=rf"{tmp_path / 'train' / 'dog'} is an empty class folder"):
+        load_vision_dataset(VisionDataConfig(name="image_folder", root=str(tmp_path), image_size=4))
+
+
+def test_a_corrupt_image_read_from_disk_is_named(tmp_path):
+    """data.in_memory: false reads images batch by batch: the broken one is named when it is read."""
+    _image_folder(tmp_path, {"cat": 1, "dog": 1})
+    bad = tmp_path / "train" / "dog" / "0.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    split = open_vision_split(VisionDataConfig(name="image_folder", root=str(tmp_path), image_size=4), "train")
+    split[0]  # the good image
+    with pytest.raises(DataError, match=rf"{bad} is not a readable image"):
+        split[1]
