@@ -34,6 +34,7 @@ from kedro.runner.task import Task
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.hooks import STUDY_RUN, arm_of
+from distillation_studies.study.identity import ArmRun
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,9 @@ def task_groups(pipeline: Pipeline) -> dict[str, list[Node]]:
 
 
 def _group_name(node: Node) -> str:
-    namespace = node.namespace or ""
-    parts = namespace.split(".")
-    return ".".join(parts[:3]) if parts[0] == "students" and len(parts) >= 3 else node.name
+    """An arm's namespace (``students.kd.seed_0``) for its nodes, the node's own name for the others."""
+    arm = next((ArmRun.parse(output) for output in node.outputs if ArmRun.parse(output)), None)
+    return arm[0].namespace if arm is not None and not arm[0].is_teacher else node.name
 
 
 def group_dependencies(groups: dict[str, list[Node]]) -> dict[str, set[str]]:
