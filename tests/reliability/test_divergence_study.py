@@ -9,6 +9,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from distillation_studies.report.recommendation import violation_text
 from tests.conftest import copy_project, kedro_run
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +41,7 @@ def test_a_diverging_arm_is_stopped_flagged_and_never_ranked(tmp_path):
     assert flags.loc["fitnet", "failure"].startswith("seed 0: diverged")
     ranked = {entry["candidate"] for entry in recommendation["ranked"]}
     assert ranked == {"ce", "kd", "rkd"}  # the other arms' results are kept and ranked
-    excluded = {entry["candidate"]: entry["reason"] for entry in recommendation["excluded"]}
+    excluded = {entry["candidate"]: violation_text(entry["violations"][0]) for entry in recommendation["excluded"]}
     assert excluded["fitnet"].startswith("training failed: seed 0: diverged")
     assert "**Failed training (never ranked):**\n\n- **fitnet**" in recommendation["markdown"]
 

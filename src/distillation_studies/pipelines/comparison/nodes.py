@@ -82,7 +82,7 @@ def recommend_method(
     failures = [e for e in result.excluded if failed(e)]
     if failures:
         log.warning("%d arm(s) failed and are not ranked:\n%s", len(failures), "\n".join(
-            f"- {e.candidate}: {e.violations[0].quantity}" for e in failures))
+            f"- {e.candidate}: training failed: {e.violations[0].quantity}" for e in failures))
     return {**record, "markdown": markdown}
 
 
