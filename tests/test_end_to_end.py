@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+import mlflow
 from mlflow import MlflowClient
 
 from distillation_studies.study.identity import ArmRun
@@ -47,6 +48,8 @@ def versions(project: Path) -> dict[str, list[str]]:
 
 
 def mlflow_runs(project: Path):
+    # Listing a run's "model" folder resolves its logged model through the global tracking URI.
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("distillation-studies")
     return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
@@ -93,7 +96,10 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
     assert kd.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert kd.data.params["hyperparameters.temperature"] == "4.0"
     assert [m.step for m in client.get_metric_history(kd.info.run_id, "epoch_val_accuracy")] == [1, 2]
-    assert {a.path for a in client.list_artifacts(kd.info.run_id, "model")} == {"model/model.pt", "model/last_model.pt"}
+    assert {a.path for a in client.list_artifacts(kd.info.run_id, "checkpoints")} == {"checkpoints/model.pt", "checkpoints/last_model.pt"}
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(kd.info.run_id, "model")}  # an MLflow model, loadable
+    assert children["teacher"].data.params["method"] == "teacher"  # its own group under "Group by method"
+    assert kd.data.params["training.epochs"] == "2" and kd.data.tags["mlflow.source.name"] == "kedro run"
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {
         "report/study_report.md",
@@ -152,6 +158,8 @@ def test_every_registered_method_runs_through_kedro(tmp_path):
         table = session.load_context().catalog.load("comparison_table")
     assert set(table["arm"]) == set(methods)
     assert table["test_accuracy_mean"].between(0, 1).all()
+    # Listing a run's "model" folder resolves its logged model through the global tracking URI.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("distillation-studies")
     arms = {r.data.tags.get("arm") for r in client.search_runs([experiment.experiment_id])}

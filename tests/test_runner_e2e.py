@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import mlflow
 from mlflow import MlflowClient
 
 from tests.conftest import KEDRO, copy_project
@@ -42,6 +43,8 @@ def start(project: Path, *args: str) -> subprocess.Popen:
 
 
 def runs(project: Path) -> list:
+    # Listing a run's "model" folder resolves its logged model through the global tracking URI.
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("distillation-studies")
     return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"]) if experiment else []
@@ -70,6 +73,8 @@ def running_arm(project: Path, timeout_s: float = 900) -> dict[str, str]:
 
 def mlflow_tree(project: Path) -> dict[str, dict]:
     """Per nested run: status, parameter names, metric names, epochs logged, artifacts."""
+    # Listing a run's "model" folder resolves its logged model through the global tracking URI.
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     tree = {}
     for found in runs(project):
@@ -81,7 +86,7 @@ def mlflow_tree(project: Path) -> dict[str, dict]:
             "params": sorted(found.data.params),
             "metrics": sorted(found.data.metrics),
             "epochs": [m.step for m in client.get_metric_history(run_id, "epoch_val_accuracy")],
-            "artifacts": sorted(a.path for a in client.list_artifacts(run_id, "model")) + [a.path for a in client.list_artifacts(run_id) if not a.is_dir],
+            "artifacts": sorted(a.path for a in client.list_artifacts(run_id, "checkpoints")) + sorted(a.path for a in client.list_artifacts(run_id, "model") if a.path == "model/MLmodel") + [a.path for a in client.list_artifacts(run_id) if not a.is_dir],
         }
     return tree
 
@@ -111,7 +116,7 @@ def test_two_workers_give_the_sequential_mlflow_tree(sequential_and_dask):
     assert dask == sequential
     kd = dask["kd/seed_0"]
     assert kd["status"] == "FINISHED" and kd["epochs"] == [1, 2] and "test_accuracy" in kd["metrics"]
-    assert kd["artifacts"] == ["model/last_model.pt", "model/model.pt", "history.json"]
+    assert kd["artifacts"] == ["checkpoints/last_model.pt", "checkpoints/model.pt", "model/MLmodel", "history.json"]
     assert "hyperparameters.temperature" in kd["params"]
 
 
@@ -149,9 +154,9 @@ def test_a_killed_worker_fails_the_study_naming_the_arm_then_resume_finishes_it(
     after = versions(tmp_path)
     assert all(set(saved) <= set(after[path]) for path, saved in before.items())  # no saved version lost
     for arm in finished - {"teacher"}:  # finished arms are not retrained
-        path = f"data/06_models/students/{arm}/model.pt"
+        path = f"data/06_models/tiny/students/{arm}/model.pt"
         assert after[path] == before[path], arm
-    killed_path = f"data/06_models/students/{victim['arm']}/model.pt"
+    killed_path = f"data/06_models/tiny/students/{victim['arm']}/model.pt"
     assert len(after[killed_path]) == 1
     assert all(r.info.status != "RUNNING" for r in runs(tmp_path))
     cited = {run for entry in load(tmp_path, "recommendation")["ranked"] for run in entry["run_ids"]}
@@ -170,7 +175,7 @@ def test_an_arm_whose_worker_is_killed_is_retried_on_another_worker(tmp_path):
     attempts = [r for r in found if r.data.tags.get("arm") == victim["arm"]]
     assert sorted(r.info.status for r in attempts) == ["FINISHED", "KILLED"]
     assert all(r.info.status != "RUNNING" for r in found)
-    assert len(versions(tmp_path)[f"data/06_models/students/{victim['arm']}/model.pt"]) == 1
+    assert len(versions(tmp_path)[f"data/06_models/tiny/students/{victim['arm']}/model.pt"]) == 1
     cited = {run for entry in load(tmp_path, "recommendation")["ranked"] for run in entry["run_ids"]}
     assert next(r.info.run_id for r in attempts if r.info.status == "FINISHED") in cited
 
@@ -228,7 +233,7 @@ def test_two_runs_at_once_in_one_project_keep_the_database_and_every_version(tmp
     for parent in parents:
         assert {r.data.tags["arm"] for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id} == ARMS | {"teacher"}
     saved = versions(tmp_path)
-    assert saved["data/08_reporting/comparison_table.csv"] and all(len(v) == 2 for v in saved.values()), saved
+    assert saved["data/08_reporting/tiny/comparison_table.csv"] and all(len(v) == 2 for v in saved.values()), saved
     for version in saved["data/07_model_output/students/kd/seed_0/history.json"]:
         path = tmp_path / "data/07_model_output/students/kd/seed_0/history.json" / version / "history.json"
         assert [row["epoch"] for row in json.loads(path.read_text())["epochs"]] == [1, 2]

@@ -73,7 +73,7 @@ def test_report_previews_as_the_page_the_table_as_people_read_it_and_plots_as_an
     assert page["preview_type"] == "HTMLPreview"
     assert page["preview"].lstrip().lower().startswith("<!doctype html") and "Recommendation" in page["preview"]
     markdown = _details(viz, main, "study_report_md")
-    assert markdown["preview_type"] == "HTMLPreview" and "<h2>Recommendation</h2>" in markdown["preview"]
+    assert markdown["preview_type"] == "HTMLPreview" and "<h2>Recommendation: test_accuracy" in markdown["preview"]
     assert "study_plots/" not in markdown["preview"]  # links the side panel cannot follow are left out
 
     table = _details(viz, main, "comparison_table")

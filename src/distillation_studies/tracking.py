@@ -357,7 +357,7 @@ class NestedRun:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"{name}.pt"
             torch.save(model_payload(model), path)
-            self.client.log_artifact(self.run_id, str(path), artifact_path="model")
+            self.client.log_artifact(self.run_id, str(path), artifact_path="checkpoints")
 
     def set_tags(self, tags: dict[str, str]) -> None:
         set_tags(self.client, self.run_id, tags)
