@@ -234,6 +234,6 @@ def test_two_runs_at_once_in_one_project_keep_the_database_and_every_version(tmp
         assert {r.data.tags["arm"] for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id} == ARMS | {"teacher"}
     saved = versions(tmp_path)
     assert saved["data/08_reporting/tiny/comparison_table.csv"] and all(len(v) == 2 for v in saved.values()), saved
-    for version in saved["data/07_model_output/students/kd/seed_0/history.json"]:
-        path = tmp_path / "data/07_model_output/students/kd/seed_0/history.json" / version / "history.json"
+    for version in saved["data/07_model_output/tiny/students/kd/seed_0/history.json"]:
+        path = tmp_path / "data/07_model_output/tiny/students/kd/seed_0/history.json" / version / "history.json"
         assert [row["epoch"] for row in json.loads(path.read_text())["epochs"]] == [1, 2]

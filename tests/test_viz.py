@@ -79,9 +79,9 @@ def test_report_previews_as_the_page_the_table_as_people_read_it_and_plots_as_an
     table = _details(viz, main, "comparison_table")
     assert table["preview_type"] == "TablePreview"
     columns = table["preview"]["columns"]
-    assert columns[:3] == ["arm", "seeds", "test acc % (best val)"] and len(columns) < 20
+    assert columns[:3] == ["arm", "seeds", "test acc (best val epoch), %"] and len(columns) < 20
     row = dict(zip(columns, table["preview"]["data"][0]))
-    mean, half_width = row["test acc % (best val)"].split(" ± ")
+    mean, half_width = row["test acc (best val epoch), %"].split(" ± ")
     assert len(mean.split(".")[1]) == 2 and len(half_width.split(".")[1]) == 2  # percentages to 2 decimals
 
     for name in ("study_plots", "comparison_plot"):
