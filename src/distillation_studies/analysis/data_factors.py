@@ -13,9 +13,9 @@ import math
 
 import pandas as pd
 
-from distillation_studies.analysis.comparison import baseline_pairs
+from distillation_studies.analysis.comparison import CELL, baseline_pairs
 
-DATA_CELL = ["student", "label_fraction", "transfer_set", "label_noise"]
+DATA_CELL = CELL  # a data cell is the comparison's cell
 CELL_DEFAULTS = {"student": "student", "label_fraction": 1.0, "transfer_set": False, "label_noise": 0.0}
 METRIC = "test_accuracy"
 

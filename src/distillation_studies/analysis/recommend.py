@@ -277,7 +277,7 @@ def recommend(
     for _, row in summary.iterrows():
         candidate = str(row["candidate"])
         violations = _violations(row, summary, constraints)
-        if "usable" in summary and not _truthy(row["usable"]):  # diverged or chance-level training
+        if "usable" in summary and not truthy(row["usable"]):  # diverged or chance-level training
             violations.insert(0, Violation(FAILED, str(row.get("failure") or "flagged unusable"), math.nan, None))
         mean = _float(row[f"{metric}_mean"])
         if math.isnan(mean):
@@ -442,7 +442,7 @@ def _no_duplicates(df: pd.DataFrame, where: str, keys: list[str]) -> None:
         raise ConfigError(f"{where}: {named} appears more than once; expected one row per {' and '.join(keys)}")
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     """A ``usable`` cell as read back from CSV or parquet (bool, numpy bool, or 'True'/'False')."""
     return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
 

@@ -14,6 +14,7 @@ import pandas as pd
 from distillation_studies.analysis.comparison import baseline_pairs, family_size
 from distillation_studies.analysis.metrics import TESTED_METRICS, reported_metric
 from distillation_studies.analysis.stats import Statistics
+from distillation_studies.analysis.recommend import truthy
 from distillation_studies.report.text import human, p_value, shown, unit, verdict, with_ci
 
 PLOTS_FOLDER = "plots"  # plots are linked as plots/<name>, beside the report, as MLflow logs them (report/plots/)
@@ -65,9 +66,8 @@ def noise_rows(table: pd.DataFrame, baselines: tuple[str, ...] | list[str], metr
     """One row per arm: its mean, and per baseline the signed difference with its interval and the verdict."""
     rows = []
     for _, row in table.iterrows():
-        usable = row.get("usable", True)
         entry = {
-            "arm": row["arm"] if usable is True or str(usable).lower() == "true" else f"{row['arm']} (FAILED: not ranked)",
+            "arm": row["arm"] if truthy(row.get("usable", True)) else f"{row['arm']} (FAILED: not ranked)",
             "seeds": str(int(row["seeds"])),
             f"{reported_metric(metric).label}, {unit(metric)}": with_ci(metric, row[f"{metric}_mean"], row[f"{metric}_ci_low"]),
         }
