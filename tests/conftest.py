@@ -13,6 +13,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
+REGISTERED_MODEL = "tiny_students"
 
 
 def copy_project(path: Path) -> Path:
@@ -35,7 +36,11 @@ def kedro_run(project: Path, *args: str, env_name: str = "tiny") -> subprocess.C
 def project(tmp_path_factory) -> Path:
     """A copy of the project with one completed `tiny` study."""
     path = copy_project(tmp_path_factory.mktemp("study"))
-    result = kedro_run(path)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "study"]):  # MLflow's git tags need a commit
+        subprocess.run([*git, *command], cwd=path, check=True, capture_output=True)
+    # The recommended student is registered (tracking.register) so the registry and its alias can be read back.
+    result = kedro_run(path, "--params", f"tracking.register={REGISTERED_MODEL}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return path
 

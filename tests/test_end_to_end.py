@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from distillation_studies.study.identity import ArmRun
 
-from tests.conftest import ROOT, copy_project, kedro_run
+from tests.conftest import REGISTERED_MODEL, ROOT, copy_project, kedro_run
 TIMING_METRICS = {"latency_ms", "throughput_per_s", "train_time_s"}
 ARMS = {f"{m}/seed_{s}" for m in ("ce", "kd", "fitnet", "rkd") for s in (0, 1)}
 
@@ -93,9 +93,9 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
     assert set(children) == ARMS | {"teacher"}
     kd = children["kd/seed_0"]
     metrics = json.loads(json.dumps(load(project, "students.kd.seed_0.metrics")))
-    assert kd.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert kd.data.metrics["test/accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert kd.data.params["hyperparameters.temperature"] == "4.0"
-    assert [m.step for m in client.get_metric_history(kd.info.run_id, "epoch_val_accuracy")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(kd.info.run_id, "val/accuracy")] == [1, 2]
     assert {a.path for a in client.list_artifacts(kd.info.run_id, "checkpoints")} == {"checkpoints/model.pt", "checkpoints/last_model.pt"}
     assert "model/MLmodel" in {a.path for a in client.list_artifacts(kd.info.run_id, "model")}  # an MLflow model, loadable
     assert children["teacher"].data.params["method"] == "teacher"  # its own group under "Group by method"
@@ -113,6 +113,37 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
     recommendation = load(project, "recommendation")
     children_ids = {r.info.run_id for r in children.values()}
     assert set(recommendation["ranked"][0]["run_ids"]) <= children_ids
+
+
+def test_every_nested_run_says_what_it_trained_on_how_and_groups_its_metrics(project):
+    client, runs = mlflow_runs(project)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    saved_inputs = project / "data" / "05_model_input" / "tiny"
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    for run in children:
+        name, tags, params, metrics = run.info.run_name, run.data.tags, run.data.params, run.data.metrics
+        datasets = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        assert set(datasets) == {"train", "validation", "test"}, name
+        assert {d.name for d in datasets.values()} == {"digits.train", "digits.val", "digits.test"}, name
+        source = Path(json.loads(datasets["train"].source)["uri"])
+        assert source.is_file() and source.is_relative_to(saved_inputs), name
+        assert len({d.digest for d in datasets.values()}) == 3, name
+        assert tags["mlflow.source.name"] == "kedro run" and tags["mlflow.user"] and tags["mlflow.source.git.commit"] == commit
+        assert {"epochs", "lr", "batch_size", "optimizer"} <= {k.split(".", 1)[1] for k in params if k.startswith("training.")}, name
+        assert all(key.split("/")[0] in {"train", "val", "test", "cost", "system"} for key in metrics), (name, sorted(metrics))
+        assert not set(metrics) & set(params) and not {"seed", "label_fraction", "train_size"} & set(metrics), name
+        for curve in ("train/loss_total", "train/accuracy", "train/lr", "val/accuracy", "val/loss"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, curve)] == [1, 2], (name, curve)
+        assert {"test/accuracy", "val/best_accuracy", "cost/parameters", "cost/train_time_s"} <= set(metrics), name
+    students = [r for r in children if r.data.tags["arm"] != "teacher"]
+    assert {r.data.params["seed"] for r in students} == {"0", "1"}
+    assert {r.data.params["method"] for r in children} == {"teacher", "ce", "kd", "fitnet", "rkd"}
+    # The registry: every ranked candidate a version, the first-ranked one @recommended.
+    recommendation = load(project, "recommendation")
+    recommended = client.get_model_version_by_alias(REGISTERED_MODEL, "recommended")
+    assert recommended.run_id in recommendation["ranked"][0]["run_ids"]
+    versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    assert len(versions) == len(recommendation["ranked"])
 
 
 def test_same_seeds_give_identical_metrics(project):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
+from kedro.io import DataCatalog, MemoryDataset
 
-from distillation_studies.progress import ProgressHooks, StudyProgress, arm_name, clock
+from distillation_studies.hooks import STUDY_RUN
+from distillation_studies.progress import ProgressHooks, StudyProgress, arm_name, clock, mlflow_lines
+from distillation_studies.tracking import StudyRun
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0 s"), (42.4, "42 s"), (185, "3 min 05 s"), (3720, "1 h 02 min")])
@@ -44,8 +48,24 @@ def test_hooks_count_only_student_training_nodes_and_repeat_the_recommendation_a
         hooks.after_node_run(arm, {})
     hooks.after_node_run(node("train_teacher"), {"teacher_model": object()})
     hooks.after_node_run(node("recommend_method"), {"recommendation": {"markdown": "### Recommendation\nkd"}})
-    hooks.after_pipeline_run({}, pipeline, None)
+    hooks.after_pipeline_run({}, pipeline, DataCatalog())
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0] == "Study: 2 students to train (arms x seeds)"
     assert "1/2 students trained (ce/seed_0 done)" in messages[1] and "2/2" in messages[2]
     assert messages[-1].strip().endswith("### Recommendation\nkd")
+
+
+def test_the_run_ends_with_the_study_run_and_the_command_that_shows_it(caplog):
+    study = StudyRun("sqlite:////work/p/mlflow.db", "3", "abc123", "h", "v")
+    hooks = ProgressHooks()
+    pipeline = SimpleNamespace(nodes=[node("train_teacher")])
+    caplog.set_level(logging.INFO, logger="distillation_studies.progress")
+    hooks.before_pipeline_run({}, pipeline, None)
+    hooks.after_pipeline_run({}, pipeline, DataCatalog({STUDY_RUN: MemoryDataset(study)}))
+    assert caplog.records[-1].getMessage().splitlines() == [
+        "MLflow study run: abc123 (experiment 3) in sqlite:////work/p/mlflow.db",
+        "  see it: mlflow ui --backend-store-uri sqlite:////work/p/mlflow.db --port 5000, then open "
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc123",
+    ]
+    server = replace(study, tracking_uri="http://tracking:5000/")
+    assert mlflow_lines(server)[1] == "  see it: http://tracking:5000/#/experiments/3/runs/abc123"

@@ -85,7 +85,7 @@ def mlflow_tree(project: Path) -> dict[str, dict]:
             "status": found.info.status,
             "params": sorted(found.data.params),
             "metrics": sorted(found.data.metrics),
-            "epochs": [m.step for m in client.get_metric_history(run_id, "epoch_val_accuracy")],
+            "epochs": [m.step for m in client.get_metric_history(run_id, "val/accuracy")],
             "artifacts": sorted(a.path for a in client.list_artifacts(run_id, "checkpoints")) + sorted(a.path for a in client.list_artifacts(run_id, "model") if a.path == "model/MLmodel") + [a.path for a in client.list_artifacts(run_id) if not a.is_dir],
         }
     return tree

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,18 @@ from mlflow import MlflowClient
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.hooks import ArmDataset, arm_of, protocol_tags
-from distillation_studies.tracking import NestedRun, StudyTracker, arm_runs, check_store, end_study, flatten, resolve_uri
+from distillation_studies.analysis.metrics import METRICS
+from distillation_studies.tracking import (
+    NestedRun,
+    StudyTracker,
+    arm_runs,
+    check_store,
+    end_study,
+    epoch_metric_name,
+    flatten,
+    metric_name,
+    resolve_uri,
+)
 
 
 def test_datasets_map_to_their_nested_run():
@@ -116,7 +128,7 @@ def test_epochs_are_logged_as_they_end_with_real_timestamps(tmp_path):
     time.sleep(0.05)
     run.log_epoch({"epoch": 2, "loss_ce": 0.4, "val_accuracy": 0.5})
     run.finish()
-    history = MlflowClient(study.tracking_uri).get_metric_history(run.run_id, "epoch_val_accuracy")
+    history = MlflowClient(study.tracking_uri).get_metric_history(run.run_id, "val/accuracy")
     assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.5)]
     assert before <= history[0].timestamp < history[1].timestamp <= int(time.time() * 1000)
     info = MlflowClient(study.tracking_uri).get_run(run.run_id).info
@@ -180,6 +192,61 @@ def test_several_processes_write_one_sqlite_database_at_once(tmp_path):
     assert arm_runs(study) == dict(zip(keys, run_ids))
     for run_id in run_ids:
         run = client.get_run(run_id)
-        assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == 0.5
-        assert [m.step for m in client.get_metric_history(run_id, "epoch_loss_ce")] == list(range(1, 21))
+        assert run.info.status == "FINISHED" and run.data.metrics["test/accuracy"] == 0.5
+        assert [m.step for m in client.get_metric_history(run_id, "train/loss_ce")] == list(range(1, 21))
         assert [a.path for a in client.list_artifacts(run_id)] == ["history.json"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("test_accuracy", "test/accuracy"),
+        ("last_test_accuracy", "test/last_accuracy"),
+        ("test_teacher_agreement", "test/teacher_agreement"),
+        ("best_val_accuracy", "val/best_accuracy"),
+        ("best_epoch", "val/best_epoch"),
+        ("flops", "cost/flops"),
+        ("train_time_s", "cost/train_time_s"),
+        ("seed", None),
+        ("label_fraction", None),
+        ("hp_temperature", None),
+    ],
+)
+def test_reported_metrics_get_their_section_prefix_and_labels_none(name, expected):
+    assert metric_name(name) == expected
+
+
+def test_every_reported_metric_has_one_distinct_prefixed_name():
+    names = [metric_name(m.name) for m in METRICS]
+    assert len(set(names)) == len(METRICS) and all(n.split("/")[0] in {"test", "cost", "val"} for n in names)
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [("loss_ce", "train/loss_ce"), ("loss_total", "train/loss_total"), ("lr", "train/lr"), ("train_accuracy", "train/accuracy"),
+     ("val_accuracy", "val/accuracy"), ("val_loss", "val/loss")],
+)
+def test_history_columns_are_logged_under_train_and_val(column, expected):
+    assert epoch_metric_name(column) == expected
+
+
+def test_an_evaluation_logs_its_metrics_prefixed_and_its_labels_not_at_all(tmp_path):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    run = NestedRun.open(study, "kd/seed_0", 0, {"seed": 0})
+    run.log_metrics({"seed": 0, "label_fraction": 0.1, "train_size": 120, "hp_temperature": 4.0, "usable": True,
+                     "test_accuracy": 0.9, "flops": 1000, "best_val_accuracy": 0.8, "best_epoch": 3})
+    run.finish()
+    metrics = MlflowClient(study.tracking_uri).get_run(run.run_id).data.metrics
+    assert metrics == {"test/accuracy": 0.9, "cost/flops": 1000.0, "val/best_accuracy": 0.8, "val/best_epoch": 3.0}
+
+
+@pytest.mark.parametrize(("setting", "gpu_visible", "logged"), [(True, False, True), (False, True, False), (None, True, True), (None, False, False)])
+def test_system_metrics_follow_the_setting_and_by_default_a_visible_gpu(tmp_path, monkeypatch, setting, gpu_visible, logged):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: gpu_visible)
+    study = replace(_tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v"), system_metrics=setting, system_metrics_interval_s=0.2)
+    run = NestedRun.open(study, "kd/seed_0", 0, {})
+    time.sleep(1.0)  # a few samples
+    run.finish()
+    metrics = MlflowClient(study.tracking_uri).get_run(run.run_id).data.metrics
+    assert ("system/cpu_utilization_percentage" in metrics) is logged
+    assert ("system/system_memory_usage_megabytes" in metrics) is logged

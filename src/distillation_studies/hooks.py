@@ -11,6 +11,7 @@ outputs are saved. No hook keeps state from one node to the next, so any process
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import logging
 import signal
@@ -23,11 +24,17 @@ from typing import Any, NamedTuple
 from kedro.framework.hooks import hook_impl
 
 from distillation_studies import study_params
+from distillation_studies.analysis.metrics import SELECTION_METRIC
+from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.learning.export import first_images
+from distillation_studies.learning.training import TrainConfig
+from distillation_studies.mlflow_datasets import split_inputs
 from distillation_studies.mlflow_models import log_classifier, register_recommended, registry_runs
+from distillation_studies.pipelines.evaluation.nodes import DATA_FACTOR_LABELS
 from distillation_studies.study.identity import ArmRun
+from distillation_studies.study.schema import TrackingConfig
 from distillation_studies.tracking import (
     NestedRun,
     StudyLog,
@@ -36,6 +43,7 @@ from distillation_studies.tracking import (
     arm_runs,
     check_store,
     end_study,
+    metric_name,
     resolve_uri,
     set_live,
 )
@@ -138,15 +146,15 @@ class StudyHooks:
                 f"lose the study's MLflow tracking. Run the arms in parallel with --runner={PROJECT_RUNNER} "
                 "(settings in conf/base/runner.yml)."
             )
-        tracking = self.params.get("tracking") or {}
+        tracking = parse_dataclass(TrackingConfig, self.params.get("tracking"), "tracking")
         resuming = bool(run_params.get("only_missing_outputs"))
         if resuming:
             self._check_resumable(catalog)
-        if not tracking.get("enabled", True):
+        if not tracking.enabled:
             return
-        uri = resolve_uri(str(tracking.get("uri", "sqlite:///mlflow.db")), self.project_path)
+        uri = resolve_uri(tracking.uri, self.project_path)
         check_store(uri)
-        tracker = StudyTracker(uri, str(tracking.get("experiment", "distillation-studies")), self.project_path)
+        tracker = StudyTracker(uri, tracking.experiment, self.project_path)
         digest = config_hash(self.params)
         orphans = tracker.close_orphans(digest)
         if orphans:
@@ -160,7 +168,12 @@ class StudyHooks:
             **{f"version.{name}": version for name, version in package_versions().items()},
         }
         name = f"study-{self.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-        study = replace(tracker.start(name, self.params, tags, save_version), register=tracking.get("register"))
+        study = replace(
+            tracker.start(name, self.params, tags, save_version),
+            register=tracking.register,
+            system_metrics=tracking.system_metrics,
+            system_metrics_interval_s=tracking.system_metrics_interval_s,
+        )
         catalog[STUDY_RUN] = study
         _close_on_exit(study)
         log.info("MLflow study run %s (%s) at %s", name, study.run_id, uri)
@@ -177,13 +190,9 @@ class StudyHooks:
         tracking = _NodeTracking(study, unsaved=set(node.outputs))
         arm = _trained_arm(node)
         if arm is not None:
-            role = "teacher" if arm.key == "teacher" else "student"
-            # method=teacher: "Group by method" in the MLflow UI gives the teacher its own group.
-            params = {"role": role, "method": "teacher", **(inputs.get("params:teacher") or {})} if role == "teacher" else {
-                "role": role, "training": inputs.get("params:student.training") or {}  # how this student was trained
-            }
-            tracking.arm, tracking.key = NestedRun.open(study, arm.key, arm.seed, params), arm.key
+            tracking.arm, tracking.key = NestedRun.open(study, arm.key, arm.seed, _run_params(arm, inputs)), arm.key
             tracking.data_summary, tracking.examples = _export_inputs(inputs)
+            _log_datasets(tracking.arm, inputs, catalog)
             set_live(arm.key, tracking.arm)
         with _running_lock:
             _running[node.name] = tracking
@@ -238,6 +247,21 @@ class StudyHooks:
             )
 
 
+def _run_params(arm: ArmDataset, inputs: dict[str, Any]) -> dict[str, Any]:
+    """How the arm is trained, every setting with its default filled in, so a run alone says it; the
+    teacher has ``method=teacher``, its own group under "Group by method" in the MLflow UI."""
+    if arm.key != ArmRun.teacher().key:
+        return {"role": "student", "training": _effective_training(inputs.get("params:student.training"), "student.training")}
+    teacher = dict(inputs.get("params:teacher") or {})
+    training = _effective_training(teacher.pop("training", None), "teacher.training")
+    return {"role": "teacher", "method": "teacher", **teacher, "training": training}
+
+
+def _effective_training(raw: Any, where: str) -> dict[str, Any]:
+    config = raw if isinstance(raw, TrainConfig) else parse_dataclass(TrainConfig, raw, where)
+    return dataclasses.asdict(config)
+
+
 def _pop(node_name: str) -> _NodeTracking | None:
     with _running_lock:
         return _running.pop(node_name, None)
@@ -276,7 +300,8 @@ def _register(study: StudyRun, recommendation: dict[str, Any]) -> None:
     registered model, the recommended one with the alias ``recommended``."""
     client = study.client()
     runs = [run_id for candidate in recommendation.get("ranked", []) for run_id in candidate.get("run_ids", [])]
-    best_val = {run_id: client.get_run(run_id).data.metrics.get("best_val_accuracy", float("-inf")) for run_id in runs}
+    selection = metric_name(SELECTION_METRIC)
+    best_val = {run_id: client.get_run(run_id).data.metrics.get(selection, float("-inf")) for run_id in runs}
     if not best_val:
         log.warning("tracking.register: no ranked candidate has an MLflow run, nothing registered")
         return
@@ -285,13 +310,40 @@ def _register(study: StudyRun, recommendation: dict[str, Any]) -> None:
     log.info("Registered %d version(s) of %s; models:/%s@recommended is run %s", len(versions), study.register, study.register, recommended)
 
 
+def _model_input(inputs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(catalog name, splits) of the data cell a training node reads, if it reads one."""
+    for name, value in inputs.items():
+        if name.split(".")[-1].startswith("model_input") and isinstance(value, dict) and "val" in value:
+            return name, value
+    return None
+
+
 def _export_inputs(inputs: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
     """The data summary and a few validation images of a training node's inputs (its model_input)."""
-    summary = inputs.get("data_summary")
-    split = next((value for name, value in inputs.items() if name.split(".")[-1].startswith("model_input")), None)
-    if summary is None or not isinstance(split, dict) or "val" not in split:
+    summary, cell = inputs.get("data_summary"), _model_input(inputs)
+    if summary is None or cell is None:
         return None, None
-    return summary, first_images(split["val"], EXAMPLE_IMAGES)
+    return summary, first_images(cell[1]["val"], EXAMPLE_IMAGES)
+
+
+def _log_datasets(run: NestedRun, inputs: dict[str, Any], catalog) -> None:
+    """The arm's train, validation and test splits as MLflow datasets, sourced at the file they were loaded from."""
+    summary, cell = inputs.get("data_summary"), _model_input(inputs)
+    if summary is None or cell is None:
+        return
+    name, splits = cell
+    run.log_inputs(split_inputs(name, splits, summary, _saved_path(catalog, name)))
+
+
+def _saved_path(catalog, name: str) -> str | None:
+    """The file a catalog entry was loaded from (its latest version), or None (in memory, or unknown)."""
+    try:
+        dataset = catalog.get(name)
+        loader = getattr(dataset, "_get_load_path", None)
+        path = loader() if loader is not None else getattr(dataset, "_filepath", None)
+        return str(Path(str(path)).resolve()) if path is not None else None
+    except Exception:  # noqa: BLE001 - the source is a pointer for the reader; never fail an arm for it
+        return None
 
 
 def _log_mlflow_model(run: NestedRun, model: Any, tracking: _NodeTracking) -> None:
@@ -309,14 +361,17 @@ def _arm_params(key: str, history: dict[str, Any]) -> dict[str, Any]:
     run = ArmRun.from_key(key)
     if run.is_teacher:
         return {"model": summary.get("model")}
-    wanted = ("method", "registered_method", "setting", "student", "label_fraction", "train_size", "seed", "hyperparameters", "model")
+    wanted = (
+        "method", "registered_method", "setting", "student", "label_fraction", "train_size", "seed", "hyperparameters", "model",
+        *DATA_FACTOR_LABELS,  # the data cell: transfer set, label noise, labels changed, labelled samples
+    )
     return {"arm": summary.get("arm", run.arm), **{k: summary[k] for k in wanted if k in summary}}
 
 
 def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
     if dataset == "comparison_table":
         study.log_text(value.to_csv(index=False), "report/comparison_table.csv")
-        study.log_metrics({f"{row['arm']}.test_accuracy_mean": row["test_accuracy_mean"] for _, row in value.iterrows()})
+        study.log_metrics({f"{metric_name('test_accuracy')}_mean/{row['arm']}": row["test_accuracy_mean"] for _, row in value.iterrows()})
     elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published"):
         study.log_text(value.to_csv(index=False), f"report/{dataset}.csv")
     elif dataset == "comparison_plot":

@@ -15,10 +15,14 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from distillation_studies.hooks import STUDY_RUN
+from distillation_studies.tracking import StudyRun
+
 log = logging.getLogger("distillation_studies.progress")
 
 ARM_NODE = "distil_student"  # the node that trains one (arm, seed); its namespace names the arm
 REPORT_DATASETS = ("study_report_md", "study_report_html")
+MLFLOW_UI_PORT = 5000
 
 
 def clock(seconds: float) -> str:
@@ -75,6 +79,20 @@ def report_paths(catalog, names: tuple[str, ...] = REPORT_DATASETS) -> list[str]
     return paths
 
 
+def mlflow_lines(study: StudyRun | None, port: int = MLFLOW_UI_PORT) -> list[str]:
+    """Where the study's MLflow run is, and the command that shows it."""
+    if study is None:
+        return []
+    page = f"#/experiments/{study.experiment_id}/runs/{study.run_id}"
+    where = f"MLflow study run: {study.run_id} (experiment {study.experiment_id}) in {study.tracking_uri}"
+    if study.tracking_uri.startswith(("http://", "https://")):  # a tracking server serves its own UI
+        return [where, f"  see it: {study.tracking_uri.rstrip('/')}/{page}"]
+    return [
+        where,
+        f"  see it: mlflow ui --backend-store-uri {study.tracking_uri} --port {port}, then open http://127.0.0.1:{port}/{page}",
+    ]
+
+
 class ProgressHooks:
     def __init__(self) -> None:
         self.progress: StudyProgress | None = None
@@ -112,5 +130,6 @@ class ProgressHooks:
             lines += ["", self.recommendation.strip(), ""]
         paths = report_paths(catalog) if "build_report" in {n.name for n in pipeline.nodes} else []
         lines += [f"Report: {path}" for path in paths]
+        lines += mlflow_lines(catalog.load(STUDY_RUN) if STUDY_RUN in catalog else None)
         if lines:
             log.info("\n".join(lines))

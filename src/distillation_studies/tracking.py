@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -34,13 +35,41 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
 
+from distillation_studies.analysis.metrics import BY_NAME, COST, QUALITY, SELECTION
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.datasets import model_payload
+
+log = logging.getLogger(__name__)
 
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 5000
 SEARCH_LIMIT = 50000  # MLflow's largest page: more runs than any study has
 URI_SCHEMES = ("sqlite", "http", "https", "databricks", "postgresql", "mysql", "mssql", "file")
+# MLflow groups a run's charts by the prefix before the first "/": test quality, costs, validation
+# (the selection), training curves, and MLflow's own system/ metrics.
+SECTIONS = {QUALITY: "test", COST: "cost", SELECTION: "val"}
+
+
+def metric_name(name: str) -> str | None:
+    """The MLflow name of a reported metric (``analysis/metrics.py``), under its section:
+    ``test_accuracy`` -> ``test/accuracy``, ``best_val_accuracy`` -> ``val/best_accuracy``,
+    ``flops`` -> ``cost/flops``; None for anything else (labels, settings: those are params)."""
+    if name == "best_epoch":
+        return "val/best_epoch"
+    metric = BY_NAME.get(name)
+    if metric is None:
+        return None
+    section = SECTIONS[metric.kind]
+    return f"{section}/{name.replace(f'{section}_', '', 1)}"
+
+
+def epoch_metric_name(column: str) -> str:
+    """A history column's MLflow name: loss terms, the learning rate and training accuracy under
+    ``train/``, validation under ``val/`` (``loss_ce`` -> ``train/loss_ce``, ``val_loss`` -> ``val/loss``)."""
+    section, _, rest = column.partition("_")
+    if section in ("train", "val") and rest:
+        return f"{section}/{rest}"
+    return f"train/{column}"
 
 
 def resolve_uri(uri: str, project_path: Path) -> str:
@@ -112,6 +141,8 @@ class StudyRun:
     save_version: str  # Kedro's run id: every dataset of the run is saved under it
     git_commit: str = ""  # MLflow's standard source tags, on the study run and on every nested run
     register: str | None = None  # tracking.register: the registered model the recommendation's candidates join
+    system_metrics: bool | None = None  # tracking.system_metrics: None logs them where the arm's process sees a GPU
+    system_metrics_interval_s: float = 10.0
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri)
@@ -306,6 +337,7 @@ class NestedRun:
     def __init__(self, study: StudyRun, run_id: str) -> None:
         self.study, self.run_id = study, run_id
         self.client = study.client()
+        self._monitor: Any = None  # MLflow's system-metrics thread, in the process that trains the arm
 
     @classmethod
     def open(cls, study: StudyRun, key: str, seed: int | None, params: dict[str, Any]) -> NestedRun:
@@ -329,6 +361,8 @@ class NestedRun:
         run = client.create_run(study.experiment_id, run_name=key, tags=tags)
         arm = cls(study, run.info.run_id)
         arm.log_params(params)
+        if _system_metrics_on(study):
+            arm._monitor = _start_monitor(study, arm.run_id)
         return arm
 
     @classmethod
@@ -343,12 +377,19 @@ class NestedRun:
         _log_batch(self.client, self.run_id, params=_params(fresh))
 
     def log_epoch(self, row: dict[str, float]) -> None:
-        """One epoch's loss terms and validation accuracy, stamped now (step = epoch)."""
-        values = {f"epoch_{k}": v for k, v in row.items() if k != "epoch"}
+        """One epoch's loss terms, accuracies, validation loss and learning rate, stamped now (step = epoch)."""
+        values = {epoch_metric_name(k): v for k, v in row.items() if k != "epoch"}
         _log_batch(self.client, self.run_id, metrics=_metrics(values, step=int(row["epoch"])))
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
-        _log_batch(self.client, self.run_id, metrics=_metrics(metrics))
+        """The reported metrics of an evaluation, under their sections; its labels are the run's params."""
+        named = {metric_name(k): v for k, v in metrics.items()}
+        named.pop(None, None)
+        _log_batch(self.client, self.run_id, metrics=_metrics(named))
+
+    def log_inputs(self, inputs: list[Any]) -> None:
+        """The datasets (``mlflow_datasets.split_inputs``) the arm trains and is evaluated on."""
+        self.client.log_inputs(self.run_id, datasets=inputs)
 
     def log_history(self, history: dict[str, Any]) -> None:
         self.client.log_text(self.run_id, json.dumps(history, indent=1), "history.json")
@@ -363,10 +404,37 @@ class NestedRun:
         set_tags(self.client, self.run_id, tags)
 
     def finish(self) -> None:
+        self._stop_monitor()
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, error: BaseException) -> None:
+        self._stop_monitor()
         close_run(self.client, self.run_id, "FAILED", _error_text(error))
+
+    def _stop_monitor(self) -> None:
+        """Stop sampling and flush what was sampled, before the run closes (a closed run takes no metrics)."""
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+
+
+def _system_metrics_on(study: StudyRun) -> bool:
+    """tracking.system_metrics, with null meaning: on where this process sees a CUDA GPU."""
+    return torch.cuda.is_available() if study.system_metrics is None else study.system_metrics
+
+
+def _start_monitor(study: StudyRun, run_id: str) -> Any:
+    """MLflow's sampler of CPU, memory, disk, network and (with nvidia-ml-py and a GPU) GPU use, logged
+    as ``system/*`` into the arm's run; a sampler that cannot start never stops the arm."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    try:
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=study.system_metrics_interval_s, tracking_uri=study.tracking_uri)
+        monitor.start()
+        return monitor
+    except Exception as error:  # noqa: BLE001 - e.g. psutil missing: the arm trains without system metrics
+        log.warning("system metrics not logged for run %s: %s", run_id, error)
+        return None
 
 
 def _attempts(client: MlflowClient, study: StudyRun, key: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -53,7 +55,7 @@ def test_history_has_every_loss_term_and_val_accuracy(data):
     result, _, _ = _run(data, "ce", {})
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     for row in result.history:
-        assert set(row) == {"epoch", "loss_ce", "loss_total", "val_accuracy"}
+        assert set(row) == {"epoch", "loss_ce", "loss_total", "train_accuracy", "val_accuracy", "val_loss", "lr"}
         assert row["loss_total"] == pytest.approx(row["loss_ce"])
         assert 0.0 <= row["val_accuracy"] <= 1.0
     assert result.history[-1]["loss_ce"] < result.history[0]["loss_ce"]
@@ -116,6 +118,36 @@ def test_best_epoch_is_the_first_of_tied_epochs(data):
     accuracies = [row["val_accuracy"] for row in result.history]
     assert len(set(accuracies)) == 1 and len(accuracies) == 3
     assert result.best_epoch == 1
+
+
+def test_epoch_rows_hold_training_accuracy_validation_loss_and_the_epochs_starting_rate(data):
+    # Zero loss: the weights never move, so every epoch's figures are those of the initial model,
+    # computed here directly; the rate follows the cosine schedule's closed form at each epoch's first step.
+    student, method = _recording(data, scale=0.0)
+    with torch.no_grad():
+        train_logits, val_logits = student(data["train"]["x"]), student(data["val"]["x"])
+    expected_train = (train_logits.argmax(1) == data["train"]["y"]).float().mean().item()
+    expected_val_loss = F.cross_entropy(val_logits, data["val"]["y"]).item()
+    steps = -(-len(data["train"]["y"]) // CONFIG.batch_size)
+    result = train(student, method, data["train"], data["val"], CONFIG, seed=0)
+    for row in result.history:
+        assert row["train_accuracy"] == pytest.approx(expected_train, abs=1e-6)
+        assert row["val_loss"] == pytest.approx(expected_val_loss, rel=1e-5)
+        step = (row["epoch"] - 1) * steps
+        assert row["lr"] == pytest.approx(CONFIG.lr * 0.5 * (1 + math.cos(math.pi * step / (CONFIG.epochs * steps))))
+    assert result.history[0]["lr"] == CONFIG.lr
+
+
+def test_training_accuracy_of_a_transfer_set_counts_labelled_samples_only(data):
+    student, method = _recording(data, scale=0.0)
+    size = len(data["train"]["y"])
+    labelled = torch.arange(size) % 3 == 0
+    with torch.no_grad():
+        hits = student(data["train"]["x"]).argmax(1) == data["train"]["y"]
+    result = train(student, method, data["train"], data["val"], CONFIG, seed=0, labelled=labelled)
+    assert hits[labelled].float().mean().item() != pytest.approx(hits.float().mean().item())  # the two really differ
+    for row in result.history:
+        assert row["train_accuracy"] == pytest.approx(hits[labelled].float().mean().item(), abs=1e-6)
 
 
 def test_best_epoch_is_argmax_of_val_accuracy(data):

@@ -20,6 +20,7 @@ from typing import Callable, Union
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -365,6 +366,8 @@ def train(
         method.train()
         method.start_epoch(epoch, config.epochs)
         totals: dict[str, Tensor] = {}
+        correct = torch.zeros((), device=device)  # labelled training samples the student got right, on the device
+        lr = optimizer.param_groups[0]["lr"]  # the rate the epoch starts with (the schedule steps per batch)
         groups = _epoch_groups(size, config, generator, mask)
         # A batch too small to give every process a sample is dropped on all of them.
         groups = [indices[rank::world] for indices in groups if len(indices) >= world]
@@ -394,16 +397,24 @@ def train(
             for name, value in terms.items():  # summed on the device: no host sync per step
                 weight = labelled_count if name in method.label_terms else len(indices)
                 totals[name] = totals.get(name, 0.0) + value.detach().float() * weight
-        if world > 1:  # loss terms summed over every process's share of the data
-            for value in totals.values():
+            correct += (student_out.logits.detach().argmax(dim=1) == labels).sum()  # UNLABELLED never matches
+        labelled_seen = torch.tensor(float(sum(label_counts)), device=device)
+        if world > 1:  # loss terms and counts summed over every process's share of the data
+            for value in [*totals.values(), correct, labelled_seen]:
                 dist.all_reduce(value)
         with autocast:
-            val_accuracy = accuracy(val_source.predict(model).logits, val_source.y)
+            val_logits = val_source.predict(model).logits
         seen = _samples_seen(size, groups, label_counts, world, mask is not None)
         row = {"epoch": epoch, **{f"loss_{k}": v.item() / seen[k in method.label_terms] for k, v in totals.items()}}
         row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
         check_finite(row, label, seed, history)  # a NaN/inf loss stops this run now, naming the term
-        row["val_accuracy"] = val_accuracy
+        val_accuracy = accuracy(val_logits, val_source.y)
+        row.update(
+            train_accuracy=correct.item() / max(1.0, labelled_seen.item()),  # on the batches as trained (augmented)
+            val_accuracy=val_accuracy,
+            val_loss=F.cross_entropy(val_logits.float(), val_source.y).item(),
+            lr=lr,
+        )
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)

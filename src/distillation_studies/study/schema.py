@@ -170,8 +170,11 @@ class TrackingConfig:
     experiment: str = "distillation-studies"
     enabled: bool = True
     register: str | None = None  # registered model name: candidates become versions, the pick gets @recommended
+    system_metrics: bool | None = None  # CPU/GPU/memory use per arm run; null: on where a CUDA GPU is visible
+    system_metrics_interval_s: float = 10.0  # seconds between samples
 
     def check(self, where: str) -> None:
+        require_positive(self, where, "system_metrics_interval_s")
         if self.register is None:
             return
         if not isinstance(self.register, str) or not self.register.strip():
