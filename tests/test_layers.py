@@ -3,7 +3,8 @@
 Lower layers never import higher ones, and each layer imports only the third-party packages of
 its job: the torch code never sees pandas, Kedro or MLflow; the analysis never sees torch or text
 formatting; the report never trains; the study schema never touches Kedro. Only the shell
-(pipelines, hooks, tracking, datasets, settings) ties them to Kedro and MLflow.
+(pipelines, hooks, tracking, datasets, settings) ties them to Kedro and MLflow. Inside the torch
+layer, the distillation methods sit below the training loop and never import it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def imports(source: str) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
+            names.add(node.module)  # and each imported name, which may be a module: from pkg import training
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module":
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 names.add(node.args[0].value)
@@ -78,6 +80,22 @@ def violations(source: str, layer: str) -> list[str]:
 
 LAYER_FILES = sorted(p for p in PACKAGE.rglob("*.py") if layer_of(p) != "shell")
 
+# Inside a layer: folder -> the modules of its layer above it, which it never imports. The methods sit
+# below the one training loop (training imports methods.base): a method that fits a network of its
+# own does it with methods.fitting.fit.
+ABOVE: dict[str, set[str]] = {"learning/methods": {"distillation_studies.learning.training"}}
+
+
+def inner_violations(source: str, folder: str) -> list[str]:
+    """The modules above ``folder`` (or a folder it is in) that ``source`` imports or imports from."""
+    above = set().union(*(mods for f, mods in ABOVE.items() if folder == f or folder.startswith(f"{f}/")))
+    names = imports(source)
+    return sorted(a for a in above if any(n == a or n.startswith(f"{a}.") for n in names))
+
+
+def folder_of(path: Path) -> str:
+    return path.parent.relative_to(PACKAGE).as_posix()
+
 
 def test_every_layer_has_modules():
     assert {layer_of(p) for p in LAYER_FILES} == set(LAYERS)
@@ -89,6 +107,30 @@ def test_every_layer_has_modules():
 @pytest.mark.parametrize("path", LAYER_FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_module_respects_its_layer(path):
     assert violations(path.read_text(), layer_of(path)) == []
+
+
+@pytest.mark.parametrize("path", LAYER_FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_module_imports_nothing_above_it_in_its_layer(path):
+    assert inner_violations(path.read_text(), folder_of(path)) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from distillation_studies.learning.training import train",
+        "def prepare():\n    from distillation_studies.learning.training import TrainConfig",
+        "from distillation_studies.learning import training",
+        "import distillation_studies.learning.training as loop",
+    ],
+)
+def test_checker_catches_a_method_importing_the_loop(source):
+    assert inner_violations(source, "learning/methods") == ["distillation_studies.learning.training"]
+
+
+def test_checker_lets_methods_import_their_own_helpers_and_the_loop_import_methods():
+    source = "from distillation_studies.learning.methods.fitting import fit\nfrom distillation_studies.learning.models import build_model"
+    assert inner_violations(source, "learning/methods") == []
+    assert inner_violations("from distillation_studies.learning.methods.base import Batch", "learning") == []
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from distillation_studies.common.errors import ConfigError
+from torch.utils.data import Dataset
+
 from distillation_studies.learning.methods import METHODS, build_method, parse_method_config
+from distillation_studies.learning.methods.base import DistillationMethod
 from distillation_studies.learning.methods.kd import soft_target_kl
-from distillation_studies.learning.methods.takd import TeacherAssistantKD
+from distillation_studies.learning.methods.takd import TeacherAssistantKD, kd_terms
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.training import TrainConfig, forward_with_features, predict, train
 from tests.method_checks import assert_gradients_flow, one_step, tiny_batch, tiny_cnn
@@ -110,3 +113,53 @@ def test_two_epochs_through_the_unchanged_loop():
     assert {"loss_ce", "loss_kd"} <= set(result.history[-1])
     assert result.method_parameters == 0  # the frozen assistant is reported apart, as assistant_parameters
     assert method.assistant_parameters > 0
+
+
+class _KDToFixedLogits(DistillationMethod):
+    """The loop's view of the assistant's stage: KD against the teacher's logits, looked up by index."""
+
+    needs_teacher = False
+
+    def __init__(self, config, targets):
+        super().__init__(config, None)
+        self.targets = targets
+
+    def forward(self, student, teacher, batch):
+        return kd_terms(student.logits, self.targets[batch.indices], batch.labels, self.config.alpha, self.config.temperature)
+
+
+class _Split(Dataset):
+    """A Dataset of (x, y) with ``labels``, as a StreamedSplit reaches prepare."""
+
+    def __init__(self, data):
+        self.x, self.labels = data["x"], data["y"]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.x[i], self.labels[i]
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["tensors", "dataset"])
+def test_assistant_is_what_the_one_loop_trains_with_the_same_seed(as_dataset):
+    # prepare fits the assistant with methods.fitting, not the loop: same batches, steps and schedule,
+    # so on the CPU the same weights as train() with the assistant's settings (cosine Adam, last epoch).
+    torch.manual_seed(0)
+    data = _data(40)
+    student, teacher = tiny_cnn(), tiny_cnn(channels=(8, 16), embed=32)
+    config = _config(assistant_epochs=3, assistant_lr=1e-2, assistant_batch_size=16, alpha=0.7, temperature=2.0)
+    method = build_method("takd", config, student, teacher, 40, "methods.t")
+    teacher_out = predict(teacher.eval(), data["x"])
+    state = torch.get_rng_state()
+    method.prepare(teacher_out, _Split(data) if as_dataset else data)
+    torch.set_rng_state(state)
+    reference = build_model(method.assistant_spec)  # the same draws prepare made: initial weights, then seed
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    schedule = TrainConfig(epochs=3, batch_size=16, lr=1e-2)
+    result = train(reference, _KDToFixedLogits(config, teacher_out.logits), data, data, schedule, seed)
+    reference.load_state_dict(result.last_state)
+    trained = method.assistant.state_dict()
+    assert all(torch.equal(trained[k], v) for k, v in reference.state_dict().items())
+    for ours, loop in zip(method.assistant_history, result.history, strict=True):
+        assert ours == {k: v for k, v in loop.items() if k != "val_accuracy"}

@@ -8,8 +8,8 @@ Kim, Park, Kwak, "Paraphrasing Complex Network: Network Compression via Factor T
        L_rec = || x - D(E(x)) ||^2                               (here the per-element mean, MSE)
    and then frozen. This runs in ``prepare()`` on the teacher's training-set features:
    ``paraphraser_epochs`` epochs of Adam over mini-batches shuffled by a ``torch.Generator`` seeded
-   with ``paraphraser_seed`` (the initial weights come from torch's global seed, so the stage is
-   deterministic given both).
+   with ``paraphraser_seed`` (``methods.fitting.fit``; the initial weights come from torch's global
+   seed, so the stage is deterministic given both).
 2. A translator T (trained with the student) maps the student feature to the factor space, and
        F_T = E(x_teacher),  F_S = T(x_student)
        L_FT = || F_T / ||F_T||_2 - F_S / ||F_S||_2 ||_p,   p = 1
@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from distillation_studies.common.config import require_non_negative, require_positive, require_set
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.fitting import fit
 
 log = logging.getLogger(__name__)
 
@@ -159,22 +160,18 @@ class FactorTransfer(LayerPairMethod):
             return
         features = teacher_train.features[self.config.teacher_layer].detach()
         cfg = self.config
-        generator = torch.Generator().manual_seed(cfg.paraphraser_seed)
         autoencoder = nn.Sequential(self.paraphraser, self.decoder).train()
         optimizer = torch.optim.Adam(autoencoder.parameters(), lr=cfg.paraphraser_lr)
         self.paraphraser_mse = {"before": self.reconstruction_error(features)}
-        with torch.enable_grad():
-            for epoch in range(1, cfg.paraphraser_epochs + 1):
-                order = torch.randperm(len(features), generator=generator).to(features.device)
-                running = 0.0
-                for start in range(0, len(features), cfg.paraphraser_batch_size):
-                    x = features[order[start : start + cfg.paraphraser_batch_size]]
-                    loss = F.mse_loss(autoencoder(x), x)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    running += loss.item() * len(x)
-                log.debug("ft paraphraser epoch %d/%d mse=%.6f", epoch, cfg.paraphraser_epochs, running / len(features))
+
+        def batch_terms(indices: Tensor) -> dict[str, Tensor]:
+            x = features[indices]
+            return {"mse": F.mse_loss(autoencoder(x), x)}
+
+        fit(
+            autoencoder, batch_terms, len(features), optimizer, epochs=cfg.paraphraser_epochs,
+            batch_size=cfg.paraphraser_batch_size, seed=cfg.paraphraser_seed, label="ft/paraphraser",
+        )
         self.paraphraser_mse["after"] = self.reconstruction_error(features)
         log.info(
             "ft paraphraser: %d epochs, reconstruction MSE %.6f -> %.6f",

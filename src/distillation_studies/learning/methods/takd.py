@@ -9,14 +9,16 @@ with z_target the teacher's logits for the TA and the TA's logits for the studen
 
 Settings: ``assistant`` is a model section like the student's (``{name: cnn, channels: [...], embed:
 ...}``); its ``in_shape`` and ``num_classes`` come from the student's spec. The TA is trained in
-``prepare`` through the one training loop (``core.training.train``) for ``assistant_epochs`` with
-Adam at ``assistant_lr``, cosine schedule, batches of ``assistant_batch_size``, on the same KD loss
-(same ``temperature`` and ``alpha``) against the teacher's logits on the training set, which the
-loop hands to ``prepare`` (un-augmented inputs). ``prepare`` gets no validation data, so the loop is
-given the training set as its validation set and the TA keeps its LAST epoch's weights (no
-best-on-validation selection for the TA). The TA's initialisation and its loop seed are drawn from
-the global torch RNG, which the loop seeds before building the student and the method, so a run
-repeats given its seed.
+``prepare`` by ``methods.fitting.fit`` for ``assistant_epochs`` with Adam at ``assistant_lr``, cosine
+schedule stepped per batch, batches of ``assistant_batch_size``, on the same KD loss (same
+``temperature`` and ``alpha``) against the teacher's logits on the training set, which the loop hands
+to ``prepare`` with the training data (un-augmented inputs, ``{"x", "y"}`` tensors or a Dataset read
+by index). It keeps its last epoch's weights: ``prepare`` gets no validation data. This is what the
+one training loop did with these settings until the method stopped importing it (same batch order,
+steps and schedule, so the same weights on the CPU; pinned by a test). It trains on the device of the
+teacher's logits, i.e. the student's, under bf16 autocast on CUDA as the loop's default precision
+did. The TA's initialisation and its seed are drawn from the global torch RNG, which the loop seeds
+before building the student and the method, so a run repeats given its seed.
 
 Afterwards the TA is frozen (``requires_grad`` False, eval mode) and kept outside the module tree,
 so it is neither optimised nor part of ``method.parameters()`` / ``training_parameters``; its size
@@ -27,15 +29,17 @@ each step, so they follow any augmentation of the student's inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import default_collate
 
 from distillation_studies.common.config import require_positive, require_range
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.fitting import fit
 from distillation_studies.learning.methods.kd import soft_target_kl
 from distillation_studies.learning.models import SPEC_KEYS, build_model, make_spec, parse_model_config
 
@@ -63,26 +67,25 @@ class TAKDConfig:
         require_range(self, where, "alpha", 0.0, 1.0)
 
 
+def batch_reader(train_data: Any, device: torch.device) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """indices -> (inputs, labels) on ``device``: ``{"x", "y"}`` tensors are moved there once (a copy
+    per batch would wait for the GPU), a Dataset of ``(x, y, ...)`` is read item by item."""
+    if isinstance(train_data, Mapping):
+        x, y = train_data["x"].to(device), train_data["y"].to(device)
+        return lambda indices: (x[indices], y[indices])
+
+    def read(indices: Tensor) -> tuple[Tensor, Tensor]:
+        inputs, labels = default_collate([tuple(train_data[i][:2]) for i in indices.tolist()])
+        return inputs.to(device), torch.as_tensor(labels).to(device)
+
+    return read
+
+
 def kd_terms(logits: Tensor, target_logits: Tensor, labels: Tensor, alpha: float, temperature: float) -> dict[str, Tensor]:
     return {
         "ce": (1.0 - alpha) * F.cross_entropy(logits, labels),
         "kd": alpha * soft_target_kl(logits, target_logits.detach(), temperature),
     }
-
-
-class _KDFromCachedLogits(DistillationMethod):
-    """KD against fixed target logits looked up by ``batch.indices`` (the teacher's, for the TA)."""
-
-    Config = TAKDConfig
-    needs_teacher = False
-
-    def __init__(self, config: TAKDConfig, setup: MethodSetup, target_logits: Tensor) -> None:
-        super().__init__(config, setup)
-        self.register_buffer("target_logits", target_logits.detach().clone())
-
-    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
-        targets = self.target_logits[batch.indices.to(self.target_logits.device).long()]
-        return kd_terms(student.logits, targets, batch.labels, self.config.alpha, self.config.temperature)
 
 
 class TeacherAssistantKD(DistillationMethod):
@@ -109,19 +112,27 @@ class TeacherAssistantKD(DistillationMethod):
         return self._assistant[0]
 
     def prepare(self, teacher_train: ModelOutputs | None, train_data: Any) -> None:
-        from distillation_studies.learning.training import TrainConfig, train  # training imports methods.base
-
         if teacher_train is None:
             raise ConfigError("takd: needs the teacher's outputs on the training set to train the assistant")
         config = self.config
         assistant = build_model(self.assistant_spec)
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        method = _KDFromCachedLogits(config, self.setup, teacher_train.logits)
-        schedule = TrainConfig(epochs=config.assistant_epochs, batch_size=config.assistant_batch_size, lr=config.assistant_lr)
-        result = train(assistant, method, train_data, train_data, schedule, seed, label="takd/assistant")
-        assistant.load_state_dict(result.last_state)  # prepare has no validation data: keep the last epoch
-        self.assistant_history = result.history
-        assistant.zero_grad(set_to_none=True)  # drop the last training step's gradients
+        targets = teacher_train.logits.detach()
+        device = targets.device
+        read = batch_reader(train_data, device)
+        assistant.to(device)
+
+        def batch_terms(indices: Tensor) -> dict[str, Tensor]:
+            inputs, labels = read(indices)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                return kd_terms(assistant(inputs), targets[indices], labels, config.alpha, config.temperature)
+
+        optimizer = torch.optim.Adam(assistant.parameters(), lr=config.assistant_lr)
+        self.assistant_history = fit(
+            assistant, batch_terms, len(targets), optimizer, epochs=config.assistant_epochs,
+            batch_size=config.assistant_batch_size, seed=seed, label="takd/assistant", cosine=True,
+        )
+        assistant.to("cpu").zero_grad(set_to_none=True)  # drop the last training step's gradients
         assistant.eval().requires_grad_(False)
         self._assistant = [assistant]
 

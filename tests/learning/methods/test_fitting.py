@@ -1,0 +1,78 @@
+"""methods.fitting.fit: the few epochs a method fits a network of its own for (FT, TAKD), checked by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distillation_studies.learning.divergence import DivergenceError
+from distillation_studies.learning.methods.fitting import fit
+from distillation_studies.learning.training import TrainConfig, _epoch_groups
+
+
+def _line(w: float, b: float) -> nn.Linear:
+    module = nn.Linear(1, 1)
+    with torch.no_grad():
+        module.weight.fill_(w)
+        module.bias.fill_(b)
+    return module
+
+
+@pytest.mark.parametrize(("cosine", "w", "b"), [(False, 1.66, 0.39), (True, 1.58, 0.345)])
+def test_full_batch_sgd_by_hand(cosine, w, b):
+    # y = w x + b from w=1, b=0 on x=[1, 2], y=[2, 4], mean squared error, SGD lr 0.1, one batch per epoch.
+    # Epoch 1: residuals [-1, -2], loss 2.5, grad w = mean(2 r x) = -5, grad b = mean(2 r) = -3 -> w 1.5, b 0.3.
+    # Epoch 2: residuals [-0.2, -0.7], loss 0.265, grads -1.6, -0.9; lr 0.1 -> w 1.66, b 0.39;
+    # cosine over 2 steps: lr 0.1 * (1 + cos(pi / 2)) / 2 = 0.05 -> w 1.58, b 0.345.
+    x, y = torch.tensor([[1.0], [2.0]]), torch.tensor([[2.0], [4.0]])
+    module = _line(1.0, 0.0)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    history = fit(
+        module, lambda i: {"mse": F.mse_loss(module(x[i]), y[i])}, 2, optimizer,
+        epochs=2, batch_size=2, seed=0, label="line", cosine=cosine,
+    )
+    assert module.weight.item() == pytest.approx(w, abs=1e-6) and module.bias.item() == pytest.approx(b, abs=1e-6)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert [row["loss_mse"] for row in history] == pytest.approx([2.5, 0.265], abs=1e-6)
+    assert [row["loss_total"] for row in history] == pytest.approx([2.5, 0.265], abs=1e-6)
+
+
+def test_batches_follow_the_loops_order_for_the_same_seed():
+    module, seen = _line(0.0, 0.0), []
+
+    def terms(indices):
+        seen.append(indices.tolist())
+        return {"zero": 0.0 * module.weight.sum()}
+
+    fit(module, terms, 5, torch.optim.SGD(module.parameters(), lr=0.1), epochs=2, batch_size=2, seed=3, label="order")
+    generator = torch.Generator().manual_seed(3)
+    expected = [g.tolist() for _ in range(2) for g in _epoch_groups(5, TrainConfig(batch_size=2), generator, None)]
+    assert seen == expected and len(seen) == 6
+    assert sorted(sum(seen[:3], [])) == sorted(sum(seen[3:], [])) == [0, 1, 2, 3, 4]
+    assert seen[:3] != seen[3:]  # reshuffled every epoch
+
+
+def test_epoch_terms_are_averaged_over_samples_not_batches():
+    # Term = mean of index^2 over the batch; over samples 0, 1, 2 weighted by batch size: (0 + 1 + 4) / 3,
+    # whichever 2 + 1 split the shuffle makes (a mean of batch means would give 1.5 or 2.25 or 2.5).
+    module = _line(0.0, 0.0)
+    history = fit(
+        module, lambda i: {"sq": (i.float() ** 2).mean() + 0.0 * module.weight.sum(), "one": module.bias.sum() * 0 + 1},
+        3, torch.optim.SGD(module.parameters(), lr=0.1), epochs=3, batch_size=2, seed=0, label="avg",
+    )
+    assert [row["loss_sq"] for row in history] == pytest.approx([5 / 3] * 3)
+    assert [row["loss_total"] for row in history] == pytest.approx([8 / 3] * 3)
+
+
+def test_a_non_finite_term_stops_the_fit_at_that_epoch():
+    module, calls = _line(1.0, 0.0), []
+
+    def terms(indices):
+        calls.append(1)
+        return {"ok": module.bias.sum() * 0, "bad": module.weight.sum() * float("nan")}
+
+    with pytest.raises(DivergenceError, match=r"diverged: demo/fit \(seed 7\) epoch 1: .* in term\(s\) bad"):
+        fit(module, terms, 4, torch.optim.SGD(module.parameters(), lr=0.1), epochs=5, batch_size=2, seed=7, label="demo/fit")
+    assert len(calls) == 2  # one epoch of two batches, not five
