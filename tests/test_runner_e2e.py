@@ -115,7 +115,7 @@ def test_two_workers_give_the_sequential_mlflow_tree(sequential_and_dask):
     assert set(dask) == ARMS | {"teacher"}
     assert dask == sequential
     kd = dask["kd/seed_0"]
-    assert kd["status"] == "FINISHED" and kd["epochs"] == [1, 2] and "test_accuracy" in kd["metrics"]
+    assert kd["status"] == "FINISHED" and kd["epochs"] == [1, 2] and "test/accuracy" in kd["metrics"]
     assert kd["artifacts"] == ["checkpoints/last_model.pt", "checkpoints/model.pt", "model/MLmodel", "history.json"]
     assert "hyperparameters.temperature" in kd["params"]
 
