@@ -15,7 +15,6 @@ import torch
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from distillation_studies import study_params
 from distillation_studies.analysis.reference import reproduced_vs_published
 from distillation_studies.pipelines.comparison.nodes import build_report
 from tests.cifar_files import FINE_NAMES, skip_cifar_md5, write_cifar100
@@ -55,7 +54,6 @@ def _run_smoke(tmp_path_factory, runtime_params: dict) -> dict:
                 loaded["model_input_file"] = project / "data" / "05_model_input" / "cifar100_smoke" / "model_input.pt"
         finally:
             torch.set_num_threads(threads)
-            study_params.remember(None)  # the hook stored this env's parameters process-wide
     return loaded
 
 

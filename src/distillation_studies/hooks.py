@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 from kedro.framework.hooks import hook_impl
 
-from distillation_studies import study_params
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.learning.export import first_images
@@ -124,7 +123,6 @@ class StudyHooks:
         self.params = context.config_loader["parameters"]
         self.project_path = Path(context.project_path)
         self.env = context.env or "local"
-        study_params.remember(self.params)
         from distillation_studies import runner  # the runner's settings live in conf/<env>/runner.yml
 
         runner.remember_settings(runner.settings_from(context.config_loader))

@@ -6,7 +6,7 @@ Every student is evaluated on the full test split, whatever labelled fraction it
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.study.identity import student_runs
-from distillation_studies.study_params import study_config
+from distillation_studies.study.schema import StudyConfig
 
 from .nodes import diagnose_capacity_gap, evaluate_student, evaluate_teacher
 
@@ -25,8 +25,7 @@ def student_evaluation_template() -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    study = study_config()
+def create_pipeline(study: StudyConfig) -> Pipeline:
     teacher = Pipeline(
         [
             node(

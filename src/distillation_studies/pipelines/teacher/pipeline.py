@@ -1,14 +1,13 @@
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.study.identity import model_input_name
-from distillation_studies.study.schema import teacher_label_noise
-from distillation_studies.study_params import study_config
+from distillation_studies.study.schema import StudyConfig, teacher_label_noise
 
 from .nodes import protocol_card, train_teacher
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    teacher_input = model_input_name(1.0, False, teacher_label_noise(study_config()))  # data.teacher_labels
+def create_pipeline(study: StudyConfig) -> Pipeline:
+    teacher_input = model_input_name(1.0, False, teacher_label_noise(study))  # data.teacher_labels
     return Pipeline(
         [
             node(
