@@ -1,6 +1,7 @@
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.analysis.reference import PUBLISHED_DATASET
+from distillation_studies.pipelines.validated_params import with_validated_params
 from distillation_studies.study.identity import student_runs
 from distillation_studies.study.schema import StudyConfig
 
@@ -77,4 +78,4 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
         ],
         tags="report",
     )
-    return collect + report
+    return with_validated_params(collect + report, study)

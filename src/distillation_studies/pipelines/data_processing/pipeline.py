@@ -2,6 +2,7 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
+from distillation_studies.pipelines.validated_params import with_validated_params
 from distillation_studies.study.identity import model_input_name
 from distillation_studies.study.schema import StudyConfig
 
@@ -27,4 +28,4 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
         source, name = model_input_name(1.0, False, rate), model_input_name(fraction, transfer, rate)
         make = _bound(transfer_input if transfer else label_subset, fraction=fraction)
         nodes.append(node(make, [source, "params:data"], name, name=f"make_{name}"))
-    return Pipeline(nodes, tags="data")
+    return with_validated_params(Pipeline(nodes, tags="data"), study)

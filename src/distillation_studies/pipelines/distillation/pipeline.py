@@ -8,6 +8,7 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
+from distillation_studies.pipelines.validated_params import with_validated_params
 from distillation_studies.study.grid import Arm
 from distillation_studies.study.identity import ArmRun, model_input_name, student_model_param
 from distillation_studies.study.schema import StudyConfig
@@ -59,4 +60,4 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
         ),
         Pipeline([]),
     )
-    return arms
+    return with_validated_params(arms, study)

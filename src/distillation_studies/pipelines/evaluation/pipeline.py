@@ -5,6 +5,7 @@ Every student is evaluated on the full test split, whatever labelled fraction it
 
 from kedro.pipeline import Pipeline, node
 
+from distillation_studies.pipelines.validated_params import with_validated_params
 from distillation_studies.study.identity import student_runs
 from distillation_studies.study.schema import StudyConfig
 
@@ -61,4 +62,4 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
         )
         for run in student_runs(study.arms, study.seeds)
     ]
-    return sum(students, teacher)
+    return with_validated_params(sum(students, teacher), study)
