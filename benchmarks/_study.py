@@ -17,5 +17,6 @@ def default_study() -> tuple[StudyConfig, dict]:
     params: dict = {}
     for path in sorted(CONF.glob("parameters_*.yml")):
         params.update(yaml.safe_load(path.read_text()))
-    model_input, _ = split_images(load_images(params["data"]), params["data"])
-    return validate_study(params), model_input
+    study = validate_study(params)
+    model_input, _ = split_images(load_images(study.data), study.data)
+    return study, model_input

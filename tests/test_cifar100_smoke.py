@@ -15,9 +15,10 @@ import torch
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from distillation_studies import study_params
 from distillation_studies.analysis.reference import reproduced_vs_published
+from distillation_studies.common.config import parse_dataclass
 from distillation_studies.pipelines.comparison.nodes import build_report
+from distillation_studies.study.schema import ComparisonConfig
 from tests.cifar_files import FINE_NAMES, skip_cifar_md5, write_cifar100
 from tests.conftest import ROOT, copy_project
 
@@ -55,7 +56,6 @@ def _run_smoke(tmp_path_factory, runtime_params: dict) -> dict:
                 loaded["model_input_file"] = project / "data" / "05_model_input" / "cifar100_smoke" / "model_input.pt"
         finally:
             torch.set_num_threads(threads)
-            study_params.remember(None)  # the hook stored this env's parameters process-wide
     return loaded
 
 
@@ -101,9 +101,10 @@ def test_report_gains_the_section_when_the_pair_is_published(smoke):
     assert matched["delta_pp"].iloc[0] == pytest.approx(kd_mean - 50.0)
     inputs = [smoke[name] for name in (
         "comparison_table", "paired_tests", "sensitivity_table", "recommendation", "capacity_report", "protocol_card",
-        "study_histories", "run_details", "teacher_metrics", "data_summary", "params:comparison",
+        "study_histories", "run_details", "teacher_metrics", "data_summary",
     )]
-    markdown, page, _ = build_report(*inputs, matched)
+    comparison = parse_dataclass(ComparisonConfig, smoke["params:comparison"], "comparison")  # as the node receives it
+    markdown, page, _ = build_report(*inputs, comparison, matched)
     assert "## Reproduced vs published" in markdown and "hand-made" in markdown
     assert markdown.index("## Comparison") < markdown.index("## Reproduced vs published") < markdown.index("## Capacity gap")
     assert "Reproduced vs published" in page

@@ -34,9 +34,9 @@ from distillation_studies.mlflow_models import (
 )
 from distillation_studies.pipelines.data_processing.nodes import split_images
 from distillation_studies.pipelines.teacher.nodes import train_teacher
-from distillation_studies.study.schema import TrackingConfig
+from distillation_studies.study.schema import DataConfig, TrackingConfig, parse_model_section
 
-DATA = {"dataset": "digits", "val_fraction": 0.1, "test_fraction": 0.2, "split_seed": 0, "normalisation": "train"}
+DATA = DataConfig(dataset="digits", val_fraction=0.1, test_fraction=0.2, split_seed=0, normalisation="train")
 STUDENT = {"seed": 0, "model": {"name": "mlp", "hidden": [32]}, "training": {"epochs": 6, "batch_size": 32, "lr": 0.01}}
 
 # Runs in the bare interpreter: only what site-packages holds (torch, mlflow), read without .pth files.
@@ -67,7 +67,7 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow_models")
     images = data.load_embedded("digits")
     model_input, summary = split_images(images, DATA)
-    best, last, history = train_teacher(model_input, summary, STUDENT)
+    best, last, history = train_teacher(model_input, summary, parse_model_section(STUDENT, "teacher", summary))
     metrics = evaluate_model(best, last, model_input["test"], None, history["summary"], latency_repeats=1, throughput_batch=8)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -76,7 +76,7 @@ def study(tmp_path_factory):
     client.log_metric(run_id, "test/accuracy", metrics["test_accuracy"])
     model_uri = log_classifier(client, run_id, best, summary, first_images(model_input["val"], 8))
     # The raw test split: the same stratified split of the un-normalised images (data.load_embedded).
-    raw_test = data.stratified_split(images, data.SplitConfig(DATA["val_fraction"], DATA["test_fraction"], DATA["split_seed"]))["test"]
+    raw_test = data.stratified_split(images, DATA.split())["test"]
     raw_path = root / "raw_test.npz"
     np.savez(raw_path, x=raw_test["x"].numpy(), y=raw_test["y"].numpy())
     return {"root": root, "uri": uri, "client": client, "experiment": experiment, "run_id": run_id,

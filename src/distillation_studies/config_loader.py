@@ -12,10 +12,14 @@ changes that one key and nothing else.
 It also names the study whose results a catalog path holds: ``${study_env:}`` resolves to the run
 environment (``default`` for plain ``kedro run``), so each environment writes under its own paths and
 running ``tiny`` never changes what the default study's "latest" version is.
+
+And it is the one bridge from a Kedro session to the pipeline registry (``session_parameters``).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
@@ -25,12 +29,17 @@ from omegaconf import OmegaConf
 DEFAULT_STUDY = "default"
 LOCAL_ENVS = {None, "", "local"}  # the project's default study: base (+ conf/local overrides)
 
+# The loader Kedro created last: see ``session_parameters``. Process state, on purpose and alone.
+_last_loader: StudyConfigLoader | None = None
+
 
 class StudyConfigLoader(OmegaConfigLoader):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Bound to this loader, and replaced by each new one, as Kedro does for ``globals``.
         OmegaConf.register_new_resolver("study_env", self.study_name, replace=True)
+        global _last_loader
+        _last_loader = self
 
     def study_name(self) -> str:
         """The folder of this environment's results: its name, or ``default`` for base/local."""
@@ -48,3 +57,28 @@ class StudyConfigLoader(OmegaConfigLoader):
         if key == "parameters" and self.runtime_params:
             return OmegaConf.to_container(OmegaConf.merge(config, self.runtime_params), resolve=True)
         return config
+
+
+def session_parameters() -> dict[str, Any]:
+    """The parameters the pipelines are built for: those of the config loader Kedro created last.
+
+    The shape of the study (one pipeline per arm and seed) depends on the parameters, including
+    ``--params`` overrides, which exist only in the session: Kedro calls ``register_pipelines()``
+    with no arguments, and ``KedroSession.run`` creates the context's config loader, with the
+    session's ``env`` and ``runtime_params``, in ``load_context()`` before it reads
+    ``pipelines[name]``; kedro-viz (which runs no hooks) does the same before ``dict(pipelines)``.
+    Before any session (``kedro registry``, a script importing the registry) this reads ``conf/``
+    under ``KEDRO_ENV``. Dask workers receive built nodes and never read this.
+    """
+    loader = _last_loader if _last_loader is not None else _loader_without_session()  # a loader is a (falsy) dict
+    return loader["parameters"]
+
+
+def _loader_without_session() -> StudyConfigLoader:
+    from kedro.framework.project import settings
+    from kedro.utils import find_kedro_project
+
+    project = find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[2]
+    return StudyConfigLoader(
+        conf_source=str(project / settings.CONF_SOURCE), env=os.environ.get("KEDRO_ENV"), **settings.CONFIG_LOADER_ARGS
+    )

@@ -24,7 +24,7 @@ from kedro.config import OmegaConfigLoader
 from distillation_studies.learning.methods import build_method, parse_method_config
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import labels_of
-from distillation_studies.study.schema import parse_model_section, validate_study
+from distillation_studies.study.schema import validate_study
 from distillation_studies.learning.training import train
 from distillation_studies.datasets import model_payload
 from distillation_studies.pipelines.data_processing.nodes import load_images, split_images
@@ -38,14 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = OmegaConfigLoader(args.conf, env=args.env, base_env="base", default_run_env="local")["parameters"]
-    validate_study(params)  # every error before any process trains
+    study = validate_study(params)  # every error before any process trains
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group("nccl" if cuda else "gloo")
     try:
-        model_input, summary = split_images(load_images(params["data"]), params["data"])
-        spec, training, seed = parse_model_section(params["teacher"], "teacher", summary)
+        model_input, _ = split_images(load_images(study.data), study.data)
+        spec, training, seed = study.teacher.spec, study.teacher.training, study.teacher.seed
         torch.manual_seed(seed)
         teacher = build_model(spec)
         loss = build_method("ce", parse_method_config("ce", {}, "teacher"), teacher, None, len(labels_of(model_input["train"])))

@@ -1,4 +1,4 @@
-"""Kedro hooks: record the study parameters for the registry, and track the study in MLflow.
+"""Kedro hooks: track the study in MLflow.
 
 Nodes stay pure; these hooks log what they produced (models, histories, metrics, the report). The
 driver's pipeline hooks open and close the study run and put its :class:`~tracking.StudyRun` into the
@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 
 from kedro.framework.hooks import hook_impl
 
-from distillation_studies import study_params
 from distillation_studies.analysis.metrics import SELECTION_METRIC
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
@@ -132,7 +131,6 @@ class StudyHooks:
         self.params = context.config_loader["parameters"]
         self.project_path = Path(context.project_path)
         self.env = context.env or "local"
-        study_params.remember(self.params)
         from distillation_studies import runner  # the runner's settings live in conf/<env>/runner.yml
 
         runner.remember_settings(runner.settings_from(context.config_loader))

@@ -4,6 +4,7 @@ say what they show, and report links that resolve on disk and in MLflow's layout
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -16,12 +17,16 @@ from kedro.io.core import Version  # noqa: E402
 from kedro_datasets.matplotlib import MatplotlibDataset  # noqa: E402
 
 from distillation_studies.analysis.comparison import WITHIN_NOISE  # noqa: E402
+from distillation_studies.analysis.recommend import Constraints  # noqa: E402
+from distillation_studies.common.config import parse_dataclass  # noqa: E402
 from distillation_studies.datasets import MarkdownReportDataset  # noqa: E402
 from distillation_studies.pipelines.comparison.nodes import build_report, compare_methods, recommend_method  # noqa: E402
 from distillation_studies.report.plots import PARETO_FRONT_GID  # noqa: E402
+from distillation_studies.study.schema import ComparisonConfig  # noqa: E402
 from tests.analysis.test_comparison import DISAGREEING  # noqa: E402
 
-COMPARISON = {"baselines": ["ce", "kd"], "confidence": 0.95, "significance": 0.05, "correction": "holm"}
+COMPARISON = ComparisonConfig(baselines=("ce", "kd"), confidence=0.95, significance=0.05, correction="holm")
+NO_CONSTRAINTS = Constraints()
 # Latency and parameters per arm: the Pareto front over latency is ce (fastest, most accurate) alone;
 # over training time it is at (fastest) and ce.
 COSTS = {
@@ -74,7 +79,7 @@ def details(seed: int) -> dict:
 def outputs():
     runs = study_runs()
     table, tests, sensitivity, _ = compare_methods(runs, TEACHER, COMPARISON)
-    record = recommend_method(table, runs, {}, {}, COMPARISON)
+    record = recommend_method(table, runs, NO_CONSTRAINTS, {}, COMPARISON)
     histories = {f"{a}/seed_{s}": {"epochs": [{"epoch": 1, "val_accuracy": 0.5, "loss_total": 1.0}]} for a in DISAGREEING for s in (0, 1)}
     run_details = {f"{a}/seed_{s}": details(s) for a in DISAGREEING for s in (0, 1)}
     markdown, page, figures = build_report(
@@ -106,8 +111,9 @@ def test_one_pair_one_signed_difference_and_one_verdict_in_every_output(outputs)
 
 def test_recommendation_respects_the_configured_correction():
     runs = study_runs()
-    table, *_ = compare_methods(runs, TEACHER, {**COMPARISON, "correction": "none"})
-    record = recommend_method(table, runs, {}, {}, {**COMPARISON, "correction": "none"})
+    uncorrected = replace(COMPARISON, correction="none")
+    table, *_ = compare_methods(runs, TEACHER, uncorrected)
+    record = recommend_method(table, runs, NO_CONSTRAINTS, {}, uncorrected)
     versus = next(c for c in record["ranked"] if c["candidate"] == "rkd")["versus"]
     assert record["statistics"]["correction"] == "none"
     assert versus["p_adjusted"] == table.set_index("arm").loc["rkd", "test_accuracy_p_vs_ce"] < 0.05
@@ -118,7 +124,8 @@ def test_deprecated_recommendation_significance_still_works_with_a_message_namin
     runs = study_runs()
     table, *_ = compare_methods(runs, TEACHER, COMPARISON)
     with pytest.warns(FutureWarning, match=r"recommendation\.significance is deprecated.*comparison\.significance"):
-        record = recommend_method(table, runs, {"significance": 0.2}, {}, COMPARISON)
+        constraints = parse_dataclass(Constraints, {"significance": 0.2}, "recommendation")  # once, at validation
+    record = recommend_method(table, runs, constraints, {}, COMPARISON)
     assert record["statistics"]["significance"] == 0.2
 
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
-from distillation_studies import study_params
 from distillation_studies.pipelines import comparison
+from distillation_studies.study.schema import validate_study
 from tests.study.test_schema import env_params
 
 
-@pytest.fixture
-def remember():
-    yield study_params.remember
-    study_params.remember(None)
-
-
-def test_cifar100_study_sets_its_results_against_the_published_numbers(remember):
-    remember(env_params("cifar100_smoke"))
-    pipeline = comparison.create_pipeline()
+def test_cifar100_study_sets_its_results_against_the_published_numbers():
+    pipeline = comparison.create_pipeline(validate_study(env_params("cifar100_smoke")))
     assert "published_reference" in pipeline.inputs()
     report = next(n for n in pipeline.nodes if n.name == "build_report")
     assert report.inputs[-1] == "reproduced_vs_published"
@@ -25,9 +16,8 @@ def test_cifar100_study_sets_its_results_against_the_published_numbers(remember)
     assert published.outputs == ["reproduced_vs_published"]
 
 
-def test_other_studies_do_not_read_the_reference(remember):
-    remember(env_params("tiny"))
-    pipeline = comparison.create_pipeline()
+def test_other_studies_do_not_read_the_reference():
+    pipeline = comparison.create_pipeline(validate_study(env_params("tiny")))
     assert "published_reference" not in pipeline.all_inputs()
     assert "compare_with_published" not in {n.name for n in pipeline.nodes}
     report = next(n for n in pipeline.nodes if n.name == "build_report")

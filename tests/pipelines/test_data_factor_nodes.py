@@ -7,8 +7,9 @@ import torch
 from distillation_studies.learning.methods import parse_method_config
 from distillation_studies.pipelines.data_processing.nodes import label_subset, noisy_input, transfer_input
 from distillation_studies.pipelines.distillation.nodes import data_factor_record, transfer_split
+from distillation_studies.study.schema import DataConfig
 
-DATA = {"dataset": "digits", "split_seed": 3, "label_noise_model": "pair"}
+DATA = DataConfig(dataset="digits", split_seed=3, label_noise_model="pair")
 SUMMARY = {"num_classes": 10}
 
 

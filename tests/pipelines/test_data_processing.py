@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError, DataError
 from distillation_studies.learning.vision_data import STANDARD_NORMALISATION
 from distillation_studies.pipelines.data_processing.nodes import label_subset, load_images, split_images
+from distillation_studies.study.schema import DataConfig
 from tests.cifar_files import FINE_NAMES, skip_cifar_md5, write_cifar100
 
 
@@ -21,8 +23,9 @@ def cifar_root(tmp_path, monkeypatch):
     return tmp_path, written
 
 
-def _data(root, **extra):
-    return {"dataset": "cifar100", "root": str(root), "val_fraction": 0.2, "split_seed": 0, **extra}
+def _data(root, **extra) -> DataConfig:
+    """The validated ``data:`` section the nodes receive."""
+    return parse_dataclass(DataConfig, {"dataset": "cifar100", "root": str(root), "val_fraction": 0.2, "split_seed": 0, **extra}, "data")
 
 
 def test_cifar100_official_splits_and_standard_normalisation(cifar_root):
@@ -93,7 +96,7 @@ def test_missing_cifar_folder_names_the_first_file(tmp_path):
 
 
 def test_embedded_dataset_keeps_its_three_way_split():
-    data = {"dataset": "digits", "val_fraction": 0.1, "test_fraction": 0.2, "split_seed": 0, "normalisation": "standard"}
+    data = DataConfig(dataset="digits", val_fraction=0.1, test_fraction=0.2, split_seed=0, normalisation="standard")
     raw = load_images(data)
     assert set(raw) == {"x", "y"} and raw["x"].dtype == torch.float32
     splits, summary = split_images(raw, data)

@@ -4,8 +4,8 @@ import pytest
 from kedro.io import MemoryDataset
 from kedro.runner import SequentialRunner
 
-from distillation_studies import study_params
 from distillation_studies.pipelines import comparison, data_processing, distillation, evaluation, teacher
+from distillation_studies.study.schema import validate_study
 from tests.pipelines.test_study_slice import catalog_for, tiny_params
 
 
@@ -25,14 +25,13 @@ def grid_params():
     params["grid"] = {"students": {}, "label_fractions": [0.5, 1.0]}
     params["seeds"] = [0, 1]
     params["evaluation"] = {"latency_repeats": 2, "throughput_batch": 8}
-    study_params.remember(params)
-    yield params
-    study_params.remember(None)
+    return params
 
 
 def test_grid_selects_settings_on_validation_and_reports_curves(grid_params):
+    study = validate_study(grid_params)
     parts = (data_processing, teacher, distillation, evaluation, comparison)
-    pipeline = sum((part.create_pipeline() for part in parts[1:]), parts[0].create_pipeline())
+    pipeline = sum((part.create_pipeline(study) for part in parts[1:]), parts[0].create_pipeline(study))
     assert {n.name for n in pipeline.nodes} >= {"make_model_input_labels_50", "students.kd__temperature_1__labels_50.seed_1.distil_student"}
     catalog = catalog_for(grid_params)
     catalog["mlflow_run_ids"] = MemoryDataset({}, copy_mode="assign")

@@ -9,8 +9,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
-from distillation_studies import study_params
 from distillation_studies.pipelines import data_processing, distillation, evaluation, teacher
+from distillation_studies.study.schema import validate_study
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -29,10 +29,7 @@ def tiny_params() -> dict:
 
 @pytest.fixture
 def params():
-    values = tiny_params()
-    study_params.remember(values)
-    yield copy.deepcopy(values)
-    study_params.remember(None)
+    return copy.deepcopy(tiny_params())
 
 
 def catalog_for(params: dict) -> DataCatalog:
@@ -47,11 +44,12 @@ def catalog_for(params: dict) -> DataCatalog:
 
 
 def test_slice_from_raw_images_to_one_students_metrics(params):
+    study = validate_study(params)
     pipeline = (
-        data_processing.create_pipeline()
-        + teacher.create_pipeline()
-        + distillation.create_pipeline()
-        + evaluation.create_pipeline()
+        data_processing.create_pipeline(study)
+        + teacher.create_pipeline(study)
+        + distillation.create_pipeline(study)
+        + evaluation.create_pipeline(study)
     )
     kd_arm = pipeline.to_outputs("students.kd.seed_0.metrics")
     assert {n.name for n in kd_arm.nodes} == {
@@ -73,8 +71,7 @@ def test_slice_from_raw_images_to_one_students_metrics(params):
 def test_one_template_per_arm_shares_one_teacher(params):
     params["methods"]["ce2"] = {"method": "ce"}
     params["seeds"] = [0, 1]
-    study_params.remember(params)
-    pipeline = distillation.create_pipeline()
+    pipeline = distillation.create_pipeline(validate_study(params))
     assert {n.namespace for n in pipeline.nodes} == {
         f"students.{m}.seed_{s}" for m in ("ce", "kd", "ce2") for s in (0, 1)
     }

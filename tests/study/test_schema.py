@@ -140,6 +140,24 @@ def test_named_method_entry_passes():
     assert (entry.key, entry.method, entry.config.temperature) == ("kd_t8", "kd", 8.0)
 
 
+def test_each_parameter_key_has_one_validated_section():
+    config = base_config()
+    config["methods"]["kd"]["sweep"] = {"temperature": [2.0, 8.0]}
+    config["grid"] = {"students": {"wide": {"name": "mlp", "hidden": [64]}}}
+    study = validate_study(config)
+    assert study.section("data") is study.data and study.section("recommendation") is study.constraints
+    assert study.section("student.training") is study.student.training and study.section("teacher").seed == 0
+    assert study.section("grid.students.wide")["in_shape"] == [1, 8, 8]  # sized to the data, like student.model
+    assert study.section("grid").students == {"wide": study.section("grid.students.wide")}
+    kd = study.section("methods.kd")
+    assert kd.config_for({"temperature": 8.0}).temperature == 8.0 and kd.config_for({"temperature": 8.0}) is kd.configs[1]
+    assert study.raw("methods.kd") == config["methods"]["kd"] and study.raw("grid.label_noise") is None
+    with pytest.raises(ConfigError, match=r"^methods\.nope: no validated section"):
+        study.section("methods.nope")
+    with pytest.raises(ConfigError, match=r"^methods\.kd: \{'temperature': 4\.0\} is not one of its settings"):
+        kd.config_for({"temperature": 4.0})
+
+
 @pytest.mark.parametrize("mutate, message", [case[1:] for case in BAD_CONFIGS], ids=[case[0] for case in BAD_CONFIGS])
 def test_bad_config_names_the_key(mutate, message):
     config = copy.deepcopy(base_config())

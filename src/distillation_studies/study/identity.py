@@ -93,6 +93,11 @@ def model_input_name(fraction: float, transfer_set: bool = False, label_noise: f
     return "_".join(parts)
 
 
+def student_model_key(student: str) -> str:
+    """The parameter key of a student architecture: ``student.model`` or ``grid.students.<name>``."""
+    return "student.model" if student == DEFAULT_STUDENT else f"grid.students.{student}"
+
+
 def student_model_param(arm: Arm) -> str:
     """The parameter holding an arm's student architecture."""
-    return "params:student.model" if arm.student == DEFAULT_STUDENT else f"params:grid.students.{arm.student}"
+    return f"params:{student_model_key(arm.student)}"

@@ -3,12 +3,15 @@
 ``validate_study(params)`` reads the Kedro parameters tree (plain dicts), checks every key and
 value, builds the teacher and student once to check feature layers and adapter shapes, and returns
 a frozen ``StudyConfig``. Every error is a ``ConfigError`` naming the key and what is allowed.
+``StudyConfig.section(key)`` is the validated object of one parameter key: what a node receives for
+its ``params:<key>`` input, so no node parses config again.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from distillation_studies.common.config import parse_dataclass, require_choice, require_non_negative, require_positive
@@ -24,7 +27,6 @@ from distillation_studies.learning.data import (
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.study import limits
 from distillation_studies.study.grid import (
-    DEFAULT_STUDENT,
     Arm,
     check_label_fractions,
     check_label_noise,
@@ -35,6 +37,8 @@ from distillation_studies.study.grid import (
 from distillation_studies.learning.methods import build_method, method_class, parse_method_config
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.analysis.recommend import Constraints
+from distillation_studies.analysis.stats import Statistics
+from distillation_studies.common.names import DEFAULT_STUDENT
 from distillation_studies.learning.training import DEVICES, TrainConfig
 from distillation_studies.learning.vision_data import VisionDataConfig
 
@@ -163,6 +167,10 @@ class ComparisonConfig:
             raise ConfigError(f"{where}.baselines: at least one baseline method is required")
         require_choice(self, where, "correction", CORRECTIONS)
 
+    def statistics(self) -> Statistics:
+        """The section as the analysis reads it."""
+        return Statistics(tuple(self.baselines), self.confidence, self.significance, self.correction)
+
 
 @dataclass(frozen=True)
 class TrackingConfig:
@@ -195,28 +203,107 @@ class MethodEntry:
     config: Any
     raw: dict[str, Any]
     settings: tuple[dict[str, Any], ...] = ({},)
+    configs: tuple[Any, ...] = ()  # the typed config of each setting, parsed once by parse_method_entry
 
     def config_for(self, setting: Mapping[str, Any]) -> Any:
-        """The typed config with one swept setting applied (validated like any config)."""
-        return parse_method_config(self.method, {**self.raw, **setting}, f"methods.{self.key}")
+        """The typed config with one of ``settings`` applied."""
+        for known, config in zip(self.settings, self.configs):
+            if known == dict(setting):
+                return config
+        raise ConfigError(f"methods.{self.key}: {dict(setting)} is not one of its settings {list(self.settings)}")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """A validated ``teacher:`` or ``student:`` section: the model spec sized to the data, how it trains,
+    its seed, and (teacher only) the checkpoint its weights are imported from."""
+
+    spec: dict[str, Any]
+    training: TrainConfig
+    seed: int = 0
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The validated ``grid:`` section. ``students`` holds the swept architectures' sized specs, empty
+    when the study trains ``student.model`` alone."""
+
+    students: dict[str, dict[str, Any]]
+    label_fractions: tuple[float, ...] = (1.0,)
+    transfer_set: tuple[bool, ...] = (False,)
+    label_noise: tuple[float, ...] = (0.0,)
 
 
 @dataclass(frozen=True)
 class StudyConfig:
     data: DataConfig
-    teacher_spec: dict[str, Any]
-    teacher_training: TrainConfig
-    teacher_seed: int
-    student_spec: dict[str, Any]
-    student_training: TrainConfig
+    teacher: ModelSection
+    student: ModelSection
     methods: tuple[MethodEntry, ...]
     seeds: tuple[int, ...]
-    student_specs: dict[str, dict[str, Any]]
+    grid: GridConfig
     arms: tuple[Arm, ...]
     evaluation: EvaluationConfig
     comparison: ComparisonConfig
     constraints: Constraints
     tracking: TrackingConfig
+    params: dict[str, Any] = field(default_factory=dict, compare=False)  # the parameters as validated
+
+    @property
+    def teacher_spec(self) -> dict[str, Any]:
+        return self.teacher.spec
+
+    @property
+    def teacher_training(self) -> TrainConfig:
+        return self.teacher.training
+
+    @property
+    def teacher_seed(self) -> int:
+        return self.teacher.seed
+
+    @property
+    def student_spec(self) -> dict[str, Any]:
+        return self.student.spec
+
+    @property
+    def student_training(self) -> TrainConfig:
+        return self.student.training
+
+    @property
+    def student_specs(self) -> dict[str, dict[str, Any]]:
+        """Student architectures by name: the grid's, else ``student.model`` alone."""
+        return self.grid.students or {DEFAULT_STUDENT: self.student.spec}
+
+    def section(self, key: str) -> Any:
+        """The validated value of parameter ``key`` (``data``, ``student.training``, ``methods.kd``,
+        ``grid.students.<name>`` ...): what a node's ``params:<key>`` input stands for."""
+        sections = {
+            "data": self.data,
+            "teacher": self.teacher,
+            "student": self.student,
+            "student.model": self.student.spec,
+            "student.training": self.student.training,
+            "methods": self.methods,
+            **{f"methods.{entry.key}": entry for entry in self.methods},
+            "seeds": self.seeds,
+            "grid": self.grid,
+            **{f"grid.students.{name}": spec for name, spec in self.grid.students.items()},
+            "evaluation": self.evaluation,
+            "comparison": self.comparison,
+            "recommendation": self.constraints,
+            "tracking": self.tracking,
+        }
+        if key not in sections:
+            raise ConfigError(f"{key}: no validated section of that name; known: {sorted(sections)}")
+        return sections[key]
+
+    def raw(self, key: str) -> Any:
+        """Parameter ``key`` as written (None when absent), e.g. ``raw("methods.kd")``."""
+        value: Any = self.params
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return value
 
 
 def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -229,10 +316,8 @@ def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 MODEL_SECTION_KEYS = ["model", "training", "seed", "checkpoint"]
 
 
-def parse_model_section(
-    section: Mapping[str, Any], role: str, data_summary: Mapping[str, Any]
-) -> tuple[dict[str, Any], TrainConfig, int]:
-    """A teacher/student section: model spec (sized to the data), training config and its seed."""
+def parse_model_section(section: Mapping[str, Any], role: str, data_summary: Mapping[str, Any]) -> ModelSection:
+    """A teacher/student section: model spec (sized to the data), training config, seed and checkpoint."""
     if not isinstance(section, Mapping):
         raise ConfigError(f"{role}: missing or not a mapping (check conf/base/parameters_*.yml)")
     unknown = sorted(set(section) - set(MODEL_SECTION_KEYS))
@@ -245,7 +330,7 @@ def parse_model_section(
     checkpoint = section.get("checkpoint")
     if checkpoint is not None and (role != "teacher" or not isinstance(checkpoint, str) or not checkpoint):
         raise ConfigError(f"{role}.checkpoint: only the teacher can be imported, from a file path (got {checkpoint!r})")
-    return spec, training, seed
+    return ModelSection(spec, training, seed, checkpoint)
 
 
 def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
@@ -261,9 +346,9 @@ def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
     sweep = raw.pop("sweep", None)
     method_class(name, f"{where}.method" if name != key else where)
     settings = tuple(sweep_settings(sweep, f"{where}.sweep"))
-    for setting in settings:  # every swept value is checked as the method's own config
-        parse_method_config(name, {**raw, **setting}, where)
-    return MethodEntry(key, name, parse_method_config(name, raw, where), raw, settings)
+    # every swept value is checked as the method's own config
+    configs = tuple(parse_method_config(name, {**raw, **setting}, where) for setting in settings)
+    return MethodEntry(key, name, parse_method_config(name, raw, where), raw, settings, configs)
 
 
 def _seeds(raw: Any) -> tuple[int, ...]:
@@ -277,12 +362,10 @@ def _seeds(raw: Any) -> tuple[int, ...]:
     return tuple(raw)
 
 
-def _student_specs(
-    students: Mapping[str, Any] | None, default_spec: dict[str, Any], data_summary: Mapping[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """Student architectures swept for capacity, by name; the ``student.model`` alone by default."""
+def _grid_students(students: Mapping[str, Any] | None, data_summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Student architectures swept for capacity (``grid.students``), by name; empty when none are."""
     if not students:
-        return {DEFAULT_STUDENT: default_spec}
+        return {}
     if not isinstance(students, Mapping):
         raise ConfigError("grid.students: must map student names to model sections")
     in_shape, classes = tuple(data_summary["input_shape"]), int(data_summary["num_classes"])
@@ -296,7 +379,7 @@ def _student_specs(
 
 def _check_sizes(
     data: DataConfig,
-    teacher: tuple[dict[str, Any], TrainConfig],
+    teacher: ModelSection,
     student_training: TrainConfig,
     student_specs: dict[str, dict[str, Any]],
     evaluation: EvaluationConfig,
@@ -304,7 +387,7 @@ def _check_sizes(
     """Every model, batch and epoch count against the data's size and the documented limits,
     before any model is built for real (a width of 10^9 must not reach the allocator)."""
     train_size = expected_train_size(data.dataset, data.val_fraction, data.test_fraction)
-    teacher_spec, teacher_training = teacher
+    teacher_spec, teacher_training = teacher.spec, teacher.training
     teacher_size = limits.check_model_size(teacher_spec, "teacher.model")
     limits.check_training(teacher_training, "teacher.training", train_size, teacher_size)
     footprints = {"teacher": teacher_size}
@@ -357,8 +440,8 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
     data = parse_dataclass(DataConfig, _section(params, "data"), "data")
     in_shape, classes = data.shape()
     data_summary = {"input_shape": in_shape, "num_classes": classes}
-    teacher_spec, teacher_training, teacher_seed = parse_model_section(params.get("teacher"), "teacher", data_summary)
-    student_spec, student_training, _ = parse_model_section(params.get("student"), "student", data_summary)
+    teacher = parse_model_section(params.get("teacher"), "teacher", data_summary)
+    student = parse_model_section(params.get("student"), "student", data_summary)
     methods_raw = _section(params, "methods")
     if not methods_raw:
         raise ConfigError("methods: at least one method is required")
@@ -371,22 +454,57 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
                 f"comparison.baselines: {baseline!r} is not one of the study's methods {list(methods_raw)}"
             )
     constraints = parse_dataclass(Constraints, params.get("recommendation"), "recommendation")
-    grid = params.get("grid") or {}
+    grid = _grid(params.get("grid"), data, data_summary)
+    student_specs = grid.students or {DEFAULT_STUDENT: student.spec}
+    arms = expand_arms(
+        {e.key: list(e.settings) for e in methods}, list(student_specs), list(grid.label_fractions),
+        list(grid.transfer_set), list(grid.label_noise),
+    )
+    check_transfer_methods(arms, methods)
+    limits.check_seed_count(seeds, len(arms))
+    evaluation = parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation")
+    _check_sizes(data, teacher, student.training, student_specs, evaluation)
+    _check_methods(data, teacher.spec, student_specs, student.training, methods, arms)
+    return StudyConfig(
+        data=data,
+        teacher=teacher,
+        student=student,
+        methods=methods,
+        seeds=seeds,
+        grid=grid,
+        arms=tuple(arms),
+        evaluation=evaluation,
+        comparison=comparison,
+        constraints=constraints,
+        tracking=parse_dataclass(TrackingConfig, params.get("tracking"), "tracking"),
+        params=copy.deepcopy(dict(params)),
+    )
+
+
+def _grid(raw: Any, data: DataConfig, data_summary: Mapping[str, Any]) -> GridConfig:
+    grid = raw or {}
     if not isinstance(grid, Mapping):
         raise ConfigError(f"grid: must be a mapping with keys {GRID_KEYS}, got {grid!r}")
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
         raise ConfigError(f"grid.{unknown[0]}: unknown key; allowed keys: {GRID_KEYS}")
-    student_specs = _student_specs(grid.get("students"), student_spec, data_summary)
+    students = _grid_students(grid.get("students"), data_summary)
     fractions = check_label_fractions(grid.get("label_fractions", [1.0]))
     transfer_sets = check_transfer_sets(grid.get("transfer_set", [False]), fractions)
     noise = check_label_noise(grid.get("label_noise", [0.0]))
     check_data_factors(data, noise)
-    arms = expand_arms({e.key: list(e.settings) for e in methods}, list(student_specs), fractions, transfer_sets, noise)
-    check_transfer_methods(arms, methods)
-    limits.check_seed_count(seeds, len(arms))
-    evaluation = parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation")
-    _check_sizes(data, (teacher_spec, teacher_training), student_training, student_specs, evaluation)
+    return GridConfig(students, tuple(fractions), tuple(transfer_sets), tuple(noise))
+
+
+def _check_methods(
+    data: DataConfig,
+    teacher_spec: dict[str, Any],
+    student_specs: dict[str, dict[str, Any]],
+    student_training: TrainConfig,
+    methods: tuple[MethodEntry, ...],
+    arms: list[Arm],
+) -> None:
+    """Build every arm's method on the real teacher and student: feature layers and adapter shapes."""
     teacher = build_model(teacher_spec)
     num_train = data.train_size()
     known_size = expected_train_size(data.dataset, data.val_fraction, data.test_fraction)
@@ -397,19 +515,3 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         build_method(
             entry.method, entry.config_for(arm.setting), student, teacher, num_train, f"methods.{entry.key}", batch
         )
-    return StudyConfig(
-        data=data,
-        teacher_spec=teacher_spec,
-        teacher_training=teacher_training,
-        teacher_seed=teacher_seed,
-        student_spec=student_spec,
-        student_training=student_training,
-        methods=methods,
-        seeds=seeds,
-        student_specs=student_specs,
-        arms=tuple(arms),
-        evaluation=evaluation,
-        comparison=comparison,
-        constraints=constraints,
-        tracking=parse_dataclass(TrackingConfig, params.get("tracking"), "tracking"),
-    )

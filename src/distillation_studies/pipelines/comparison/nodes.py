@@ -14,23 +14,15 @@ from distillation_studies.report.data_factors import data_factor_figures, data_f
 from distillation_studies.analysis.pareto import pareto_fronts
 from distillation_studies.analysis.pooled import mean_per_class, pool_reliability
 from distillation_studies.analysis.recommend import Constraints, failed, recommend
-from distillation_studies.analysis.stats import Statistics
-from distillation_studies.common.config import parse_dataclass
 from distillation_studies.report import plots, sections
 from distillation_studies.report.html import HTML, html_report, markdown_to_html
 from distillation_studies.report.recommendation import recommendation_markdown, title
 from distillation_studies.study.identity import ArmRun
-from distillation_studies.study.schema import ComparisonConfig
+from distillation_studies.study.schema import ComparisonConfig, DataConfig, ModelSection
 
 log = logging.getLogger(__name__)
 PARETO_COSTS = ["training_parameters_mean", "flops_mean", "latency_ms_mean", "train_time_s_mean"]
 REPORT_TITLE = "Distillation study report"
-
-
-def statistics_section(comparison: dict[str, Any] | None) -> Statistics:
-    """The validated ``comparison:`` section as the analysis reads it."""
-    config = parse_dataclass(ComparisonConfig, comparison, "comparison")
-    return Statistics(tuple(config.baselines), config.confidence, config.significance, config.correction)
 
 
 def collect_runs(*student_metrics: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -50,10 +42,10 @@ def collect_histories(*histories: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_methods(
-    study_runs: pd.DataFrame, teacher_metrics: dict[str, Any], comparison: dict[str, Any]
+    study_runs: pd.DataFrame, teacher_metrics: dict[str, Any], comparison: ComparisonConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Figure]:
     """Comparison table of the selected settings, its family of paired tests, sensitivity table and the cost plot."""
-    statistics = statistics_section(comparison)
+    statistics = comparison.statistics()
     selected, sensitivity = core.select_settings(study_runs, statistics.confidence)
     table, tests = core.comparison_table(selected, statistics)
     return table, tests, sensitivity, plots.cost_plot(table, teacher_metrics)
@@ -62,20 +54,19 @@ def compare_methods(
 def recommend_method(
     comparison_table: pd.DataFrame,
     study_runs: pd.DataFrame,
-    recommendation: dict[str, Any] | None,
+    recommendation: Constraints,
     mlflow_run_ids: dict[str, str],
-    comparison: dict[str, Any] | None = None,
+    comparison: ComparisonConfig = ComparisonConfig(),
 ) -> dict[str, Any]:
     """Candidates filtered by the configured constraints and ranked, ties kept as ties, with evidence.
 
     The paired tests are the comparison's family (``comparison:`` statistics), so a pair gets the
     table's verdict. The record is JSON data plus its rendering under ``markdown``.
     """
-    constraints = parse_dataclass(Constraints, recommendation, "recommendation")
     runs = study_runs.rename(columns={"arm": "candidate"})
     runs["run_id"] = [mlflow_run_ids.get(ArmRun(c, s).key, "") for c, s in zip(runs["candidate"], runs["seed"])]
     runs = runs[runs["candidate"].isin(set(comparison_table["arm"]))]
-    result = recommend(comparison_table.rename(columns={"arm": "candidate"}), runs, constraints, statistics_section(comparison))
+    result = recommend(comparison_table.rename(columns={"arm": "candidate"}), runs, recommendation, comparison.statistics())
     record = result.to_dict()
     markdown = recommendation_markdown(record, heading=True)
     log.info("Which method should I use?\n%s", markdown)
@@ -90,17 +81,17 @@ def compare_with_published(
     comparison_table: pd.DataFrame,
     teacher_metrics: dict[str, Any],
     published_reference: pd.DataFrame,
-    data: dict[str, Any],
-    teacher: dict[str, Any],
-    student: dict[str, Any],
+    data: DataConfig,
+    teacher: ModelSection,
+    student: ModelSection,
 ) -> pd.DataFrame:
     """The study's arms next to the published CIFAR-100 numbers for its teacher/student pair (empty if none)."""
     return reference.reproduced_vs_published(
         comparison_table,
         published_reference,
-        teacher_name=str((teacher.get("model") or {}).get("name", "")),
-        student_name=str((student.get("model") or {}).get("name", "")),
-        dataset=str(data.get("dataset", "")),
+        teacher_name=teacher.spec["name"],
+        student_name=student.spec["name"],
+        dataset=data.dataset,
         teacher_metrics=teacher_metrics,
     )
 
@@ -116,7 +107,7 @@ def build_report(
     run_details: dict[str, Any],
     teacher_metrics: dict[str, Any],
     data_summary: dict[str, Any],
-    comparison: dict[str, Any],
+    comparison: ComparisonConfig,
     reproduced_vs_published: pd.DataFrame | None = None,
 ) -> tuple[str, str, dict[str, Figure]]:
     """The study report as Markdown and as one self-contained HTML page, plus its plots as PNGs.
@@ -126,7 +117,7 @@ def build_report(
     file's links at the plots' versioned folder on disk. With a non-empty ``reproduced_vs_published``
     table (CIFAR-100 studies of a published pair) the report gains a "Reproduced vs published" section.
     """
-    statistics = statistics_section(comparison)
+    statistics = comparison.statistics()
     figures = _figures(comparison_table, sensitivity_table, study_histories, run_details)
     published = []
     if reproduced_vs_published is not None and not reproduced_vs_published.empty:

@@ -1,14 +1,14 @@
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.analysis.reference import PUBLISHED_DATASET
+from distillation_studies.pipelines.validated_params import with_validated_params
 from distillation_studies.study.identity import student_runs
-from distillation_studies.study_params import study_config
+from distillation_studies.study.schema import StudyConfig
 
 from .nodes import build_report, collect_histories, collect_runs, compare_methods, compare_with_published, recommend_method
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    study = study_config()
+def create_pipeline(study: StudyConfig) -> Pipeline:
     runs = student_runs(study.arms, study.seeds)
     # CIFAR-100 studies are set against the published numbers (data/01_raw/reference/published_cifar100.csv);
     # other studies do not read that file at all.
@@ -23,7 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         ],
         tags="students",
     )
-    return collect + Pipeline(
+    report = Pipeline(
         [
             node(
                 compare_methods,
@@ -78,3 +78,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         ],
         tags="report",
     )
+    return with_validated_params(collect + report, study)

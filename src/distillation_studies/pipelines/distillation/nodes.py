@@ -8,16 +8,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from distillation_studies.common.config import parse_dataclass
 from distillation_studies.learning.data import labelled_part
 from distillation_studies.learning.methods import build_method, method_class
-from distillation_studies.learning.models import build_model, make_spec
+from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import labels_of
-from distillation_studies.study.schema import parse_method_entry
-from distillation_studies.study.identity import ArmRun
+from distillation_studies.study.schema import MethodEntry
+from distillation_studies.study.identity import ArmRun, student_model_key
 from distillation_studies.learning.divergence import DivergenceError, chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
-from distillation_studies.pipelines.teacher.nodes import history_record
+from distillation_studies.pipelines.teacher.nodes import check_data_shape, history_record
 from distillation_studies.tracking import epoch_logger
 
 log = logging.getLogger(__name__)
@@ -28,20 +27,20 @@ def distil_student(
     model_input: dict,
     data_summary: dict,
     student_model: dict[str, Any],
-    student_training: dict[str, Any],
-    method: dict[str, Any],
+    student_training: TrainConfig,
+    method: MethodEntry,
     *,
     arm: dict[str, Any],
     seed: int,
 ) -> tuple[nn.Module, nn.Module, dict]:
     """Best-on-validation student, its last-epoch weights, and the history of every loss term.
 
-    ``seed`` fixes the student's initialisation, batch order and any randomness of the method;
-    ``arm`` names the method setting, student architecture and label fraction of this grid point.
+    ``student_model`` is the arm's validated model spec, ``method`` its validated method entry; ``seed``
+    fixes the student's initialisation, batch order and any randomness of the method; ``arm`` names the
+    method setting, student architecture and label fraction of this grid point.
     """
-    spec = make_spec(student_model, data_summary["input_shape"], data_summary["num_classes"], "student.model")
-    training = parse_dataclass(TrainConfig, student_training, "student.training")
-    entry = parse_method_entry(arm["method_key"], method)
+    spec, entry = student_model, method
+    check_data_shape(spec, data_summary, student_model_key(arm["student"]))
     config = entry.config_for(arm["setting"])
     train_data, labelled = transfer_split(model_input, entry.method, config)
     torch.manual_seed(seed)
@@ -54,7 +53,7 @@ def distil_student(
     label = ArmRun(arm["key"], seed).key
     try:
         result = train(
-            model, loss, train_data, model_input["val"], training, seed, teacher=teacher, label=label,
+            model, loss, train_data, model_input["val"], student_training, seed, teacher=teacher, label=label,
             labelled=labelled, on_epoch=epoch_logger(label),
         )
         failure = failure_reason(result.history, chance)

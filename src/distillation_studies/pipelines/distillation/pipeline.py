@@ -8,9 +8,10 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
+from distillation_studies.pipelines.validated_params import with_validated_params
 from distillation_studies.study.grid import Arm
 from distillation_studies.study.identity import ArmRun, model_input_name, student_model_param
-from distillation_studies.study_params import study_config
+from distillation_studies.study.schema import StudyConfig
 
 from .nodes import distil_student
 
@@ -37,9 +38,8 @@ def student_template(arm: Arm, seed: int) -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    study = study_config()
-    return sum(
+def create_pipeline(study: StudyConfig) -> Pipeline:
+    arms = sum(
         (
             Pipeline(
                 student_template(arm, seed),
@@ -60,3 +60,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         ),
         Pipeline([]),
     )
+    return with_validated_params(arms, study)

@@ -5,8 +5,9 @@ Every student is evaluated on the full test split, whatever labelled fraction it
 
 from kedro.pipeline import Pipeline, node
 
+from distillation_studies.pipelines.validated_params import with_validated_params
 from distillation_studies.study.identity import student_runs
-from distillation_studies.study_params import study_config
+from distillation_studies.study.schema import StudyConfig
 
 from .nodes import diagnose_capacity_gap, evaluate_student, evaluate_teacher
 
@@ -25,8 +26,7 @@ def student_evaluation_template() -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    study = study_config()
+def create_pipeline(study: StudyConfig) -> Pipeline:
     teacher = Pipeline(
         [
             node(
@@ -62,4 +62,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         )
         for run in student_runs(study.arms, study.seeds)
     ]
-    return sum(students, teacher)
+    return with_validated_params(sum(students, teacher), study)

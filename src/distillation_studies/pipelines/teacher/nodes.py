@@ -8,10 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import build_method, parse_method_config
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import labels_of
-from distillation_studies.study.schema import parse_model_section
+from distillation_studies.study.schema import ModelSection
 from distillation_studies.learning.checkpoints import load_weights
 from distillation_studies.learning.training import TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
@@ -32,22 +33,36 @@ def history_record(result: TrainResult, extra: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def train_teacher(model_input: dict, data_summary: dict, teacher: dict[str, Any]) -> tuple[nn.Module, nn.Module, dict]:
+def check_data_shape(spec: dict[str, Any], data_summary: dict, where: str) -> None:
+    """The loaded data must have the shape the model spec was validated for (``data.shape()``, read
+    before any image is loaded), or the checked feature layers are not the ones that train."""
+    found = [int(d) for d in data_summary["input_shape"]], int(data_summary["num_classes"])
+    if found != (spec["in_shape"], spec["num_classes"]):
+        raise ConfigError(
+            f"{where}: validated for inputs {spec['in_shape']} and {spec['num_classes']} classes, "
+            f"but the loaded data has inputs {found[0]} and {found[1]} classes"
+        )
+
+
+def train_teacher(model_input: dict, data_summary: dict, teacher: ModelSection) -> tuple[nn.Module, nn.Module, dict]:
     """Best-on-validation teacher, its last-epoch weights, and its training history.
 
     With ``teacher.checkpoint`` the weights are imported from that file instead of trained.
     """
-    spec, training, seed = parse_model_section(teacher, "teacher", data_summary)
-    torch.manual_seed(seed)
-    model = build_model(spec)
-    if teacher.get("checkpoint"):
-        return _imported_teacher(model, teacher["checkpoint"], model_input["val"], seed)
+    check_data_shape(teacher.spec, data_summary, "teacher.model")
+    torch.manual_seed(teacher.seed)
+    model = build_model(teacher.spec)
+    if teacher.checkpoint:
+        return _imported_teacher(model, teacher.checkpoint, model_input["val"], teacher.seed)
     method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(labels_of(model_input["train"])))
-    result = train(model, method, model_input["train"], model_input["val"], training, seed, label="teacher", on_epoch=epoch_logger("teacher"))
-    last = build_model(spec)
+    result = train(
+        model, method, model_input["train"], model_input["val"], teacher.training, teacher.seed, label="teacher",
+        on_epoch=epoch_logger("teacher"),
+    )
+    last = build_model(teacher.spec)
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)
-    return model, last, history_record(result, {"seed": seed, "model": spec})
+    return model, last, history_record(result, {"seed": teacher.seed, "model": teacher.spec})
 
 
 def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict[str, Any]) -> dict[str, Any]:
