@@ -82,7 +82,7 @@ LAYER_FILES = sorted(p for p in PACKAGE.rglob("*.py") if layer_of(p) != "shell")
 
 # Inside a layer: folder -> the modules of its layer above it, which it never imports. The methods sit
 # below the one training loop (training imports methods.base): a method that fits a network of its
-# own does it with methods.fitting.fit.
+# own does it with methods.shared.fit.
 ABOVE: dict[str, set[str]] = {"learning/methods": {"distillation_studies.learning.training"}}
 
 
@@ -128,7 +128,7 @@ def test_checker_catches_a_method_importing_the_loop(source):
 
 
 def test_checker_lets_methods_import_their_own_helpers_and_the_loop_import_methods():
-    source = "from distillation_studies.learning.methods.fitting import fit\nfrom distillation_studies.learning.models import build_model"
+    source = "from distillation_studies.learning.methods.shared import fit\nfrom distillation_studies.learning.models import build_model"
     assert inner_violations(source, "learning/methods") == []
     assert inner_violations("from distillation_studies.learning.methods.base import Batch", "learning") == []
 

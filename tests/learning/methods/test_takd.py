@@ -143,7 +143,7 @@ class _Split(Dataset):
 
 @pytest.mark.parametrize("as_dataset", [False, True], ids=["tensors", "dataset"])
 def test_assistant_is_what_the_one_loop_trains_with_the_same_seed(as_dataset):
-    # prepare fits the assistant with methods.fitting, not the loop: same batches, steps and schedule,
+    # prepare fits the assistant with methods.shared.fit, not the loop: same batches, steps and schedule,
     # so on the CPU the same weights as train() with the assistant's settings (cosine Adam, last epoch).
     torch.manual_seed(0)
     data = _data(40)

@@ -1,4 +1,4 @@
-"""methods.fitting.fit: the few epochs a method fits a network of its own for (FT, TAKD), checked by hand."""
+"""methods.shared.fit: the few epochs a method fits a network of its own for (FT, TAKD), checked by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillation_studies.learning.divergence import DivergenceError
-from distillation_studies.learning.methods.fitting import fit
+from distillation_studies.learning.methods.shared import fit
 from distillation_studies.learning.training import TrainConfig, _epoch_groups
 
 
