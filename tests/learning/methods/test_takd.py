@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from distillation_studies.learning.methods import METHODS, build_method, parse_method_config
 from distillation_studies.learning.methods.base import DistillationMethod
-from distillation_studies.learning.methods.kd import soft_target_kl
+from distillation_studies.learning.methods.shared import soft_target_kl
 from distillation_studies.learning.methods.takd import TeacherAssistantKD, kd_terms
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.training import TrainConfig, forward_with_features, predict, train

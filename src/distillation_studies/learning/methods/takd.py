@@ -39,8 +39,7 @@ from torch.utils.data import default_collate
 from distillation_studies.common.config import require_positive, require_range
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import fit
-from distillation_studies.learning.methods.kd import soft_target_kl
+from distillation_studies.learning.methods.shared import fit, soft_target_kl
 from distillation_studies.learning.models import SPEC_KEYS, build_model, make_spec, parse_model_config
 
 
