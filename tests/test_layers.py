@@ -82,7 +82,7 @@ LAYER_FILES = sorted(p for p in PACKAGE.rglob("*.py") if layer_of(p) != "shell")
 
 # Inside a layer: folder -> the modules of its layer above it, which it never imports. The methods sit
 # below the one training loop (training imports methods.base): a method that fits a network of its
-# own does it with methods.fitting.fit.
+# own does it with methods.shared.fit.
 ABOVE: dict[str, set[str]] = {"learning/methods": {"distillation_studies.learning.training"}}
 
 
@@ -127,8 +127,32 @@ def test_checker_catches_a_method_importing_the_loop(source):
     assert inner_violations(source, "learning/methods") == ["distillation_studies.learning.training"]
 
 
+METHODS_DIR = PACKAGE / "learning" / "methods"
+METHOD_FILES = sorted(p for p in METHODS_DIR.glob("*.py") if p.stem not in {"__init__", "base", "shared"})
+
+
+def other_method_files(source: str, own: str) -> list[str]:
+    """Method files other than ``own`` that ``source`` imports: shared helpers live in methods.shared."""
+    stems = {p.stem for p in METHOD_FILES} - {own}
+    prefix = "distillation_studies.learning.methods."
+    return sorted({n[len(prefix):].split(".")[0] for n in imports(source) if n.startswith(prefix)} & stems)
+
+
+@pytest.mark.parametrize("path", METHOD_FILES, ids=lambda p: p.stem)
+def test_a_method_imports_no_other_method_file(path):
+    assert other_method_files(path.read_text(), path.stem) == []
+
+
+def test_checker_catches_a_helper_taken_from_another_method():
+    assert other_method_files("from distillation_studies.learning.methods.kd import soft_target_kl", "ctkd") == ["kd"]
+    assert other_method_files(
+        "from distillation_studies.learning.methods import method_class\n"
+        "from distillation_studies.learning.methods.shared import fit", "takd"
+    ) == []
+
+
 def test_checker_lets_methods_import_their_own_helpers_and_the_loop_import_methods():
-    source = "from distillation_studies.learning.methods.fitting import fit\nfrom distillation_studies.learning.models import build_model"
+    source = "from distillation_studies.learning.methods.shared import fit\nfrom distillation_studies.learning.models import build_model"
     assert inner_violations(source, "learning/methods") == []
     assert inner_violations("from distillation_studies.learning.methods.base import Batch", "learning") == []
 

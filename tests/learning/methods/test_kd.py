@@ -10,7 +10,8 @@ import torch
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import build_method, parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.kd import KnowledgeDistillation, soft_target_kl
+from distillation_studies.learning.methods.kd import KnowledgeDistillation
+from distillation_studies.learning.methods.shared import soft_target_kl
 from tests.method_checks import assert_gradients_flow, tiny_cnn, tiny_mlp
 
 STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 2.0]]

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from distillation_studies.learning.methods import METHODS, build_method, parse_method_config
 from distillation_studies.learning.methods.base import DistillationMethod
-from distillation_studies.learning.methods.kd import soft_target_kl
+from distillation_studies.learning.methods.shared import soft_target_kl
 from distillation_studies.learning.methods.takd import TeacherAssistantKD, kd_terms
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.training import TrainConfig, forward_with_features, predict, train
@@ -143,7 +143,7 @@ class _Split(Dataset):
 
 @pytest.mark.parametrize("as_dataset", [False, True], ids=["tensors", "dataset"])
 def test_assistant_is_what_the_one_loop_trains_with_the_same_seed(as_dataset):
-    # prepare fits the assistant with methods.fitting, not the loop: same batches, steps and schedule,
+    # prepare fits the assistant with methods.shared.fit, not the loop: same batches, steps and schedule,
     # so on the CPU the same weights as train() with the assistant's settings (cosine Adam, last epoch).
     torch.manual_seed(0)
     data = _data(40)
@@ -162,4 +162,5 @@ def test_assistant_is_what_the_one_loop_trains_with_the_same_seed(as_dataset):
     trained = method.assistant.state_dict()
     assert all(torch.equal(trained[k], v) for k, v in reference.state_dict().items())
     for ours, loop in zip(method.assistant_history, result.history, strict=True):
-        assert ours == {k: v for k, v in loop.items() if k == "epoch" or k.startswith("loss_")}  # the loop also logs accuracies, lr
+        # fit's rows hold the epoch and its loss terms; the loop's also carry lr and accuracies
+        assert ours == {k: v for k, v in loop.items() if k == "epoch" or k.startswith("loss_")}

@@ -19,64 +19,20 @@ Default beta = 1000: the authors' README (``--beta 1e+3``) and RepDistiller's CI
 
 Attention maps are channel-free, so student and teacher may have any channel counts, but each pair's
 spatial sizes must be equal: RepDistiller average-pools the larger map, which is not in the paper, so
-here a mismatch is a ``ConfigError`` listing the shapes. The helpers ``check_layer_lists`` and
-``conv_pairs`` are shared with the other feature-map methods (NST, FSP, OFD).
+here a mismatch is a ``ConfigError`` listing the shapes (``methods.shared.conv_pairs``, which NST, FSP
+and OFD use too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from distillation_studies.common.config import require_positive
-from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-
-
-def check_layer_lists(config: Any, where: str, minimum: int = 1) -> None:
-    """``student_layers`` and ``teacher_layers``: lists of >= ``minimum`` module paths, equally long."""
-    for key in ("student_layers", "teacher_layers"):
-        value = getattr(config, key)
-        if (
-            not isinstance(value, tuple)
-            or len(value) < minimum
-            or not all(isinstance(path, str) and path for path in value)
-        ):
-            raise ConfigError(
-                f"{where}.{key}: required, a list of at least {minimum} module path(s) "
-                f"(e.g. [features.0, features.1]), got {value!r}"
-            )
-    if len(config.student_layers) != len(config.teacher_layers):
-        raise ConfigError(
-            f"{where}.teacher_layers: {len(config.teacher_layers)} teacher layers for "
-            f"{len(config.student_layers)} student layers; give one teacher layer per student layer"
-        )
-
-
-def conv_pairs(
-    config: Any, setup: MethodSetup, where: str, same_spatial: bool
-) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
-    """(student, teacher) per-sample (C, H, W) shapes of each layer pair; non-maps or unequal H x W fail."""
-    pairs = []
-    for s_layer, t_layer in zip(config.student_layers, config.teacher_layers):
-        s_shape, t_shape = tuple(setup.student_shapes[s_layer]), tuple(setup.teacher_shapes[t_layer])
-        for key, layer, shape in (("student_layers", s_layer, s_shape), ("teacher_layers", t_layer, t_shape)):
-            if len(shape) != 3:
-                raise ConfigError(
-                    f"{where}.{key}: layer {layer!r} outputs shape {shape}, not a conv feature map (C, H, W); "
-                    "choose convolutional layers"
-                )
-        if same_spatial and s_shape[1:] != t_shape[1:]:
-            raise ConfigError(
-                f"{where}.student_layers/teacher_layers: student {s_layer!r} {s_shape} and teacher {t_layer!r} "
-                f"{t_shape} have different spatial sizes (H x W {s_shape[1:]} vs {t_shape[1:]}); "
-                "pair layers of equal H x W"
-            )
-        pairs.append((s_shape, t_shape))
-    return pairs
+from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs
 
 
 @dataclass(frozen=True)

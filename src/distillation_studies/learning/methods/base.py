@@ -17,13 +17,10 @@ target/non-target split; a transfer-set cell with such a method is a ConfigError
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
-
-from distillation_studies.common.errors import ConfigError
 
 UNLABELLED = -100  # the label an unlabelled (transfer-set) sample carries; F.cross_entropy ignores it
 UNLABELLED_USES = ("learn", "skip", "refuse")
@@ -121,33 +118,3 @@ class LayerPairMethod(DistillationMethod):
     @classmethod
     def layers(cls, config: Any) -> tuple[list[str], list[str]]:
         return [config.student_layer], [config.teacher_layer]
-
-
-def make_adapter(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...], where: str) -> nn.Module:
-    """A learned map from a student feature to the teacher's shape (identity when they already match).
-
-    Conv maps (C, H, W) bridge channel counts with a 1x1 convolution when spatial sizes agree;
-    anything else is flattened and mapped linearly, except conv maps whose spatial sizes differ.
-    """
-    if tuple(student_shape) == tuple(teacher_shape):
-        return nn.Identity()
-    if len(student_shape) == 3 and len(teacher_shape) == 3:
-        if student_shape[1:] != teacher_shape[1:]:
-            raise ConfigError(
-                f"{where}: student feature {tuple(student_shape)} and teacher feature {tuple(teacher_shape)} "
-                "have different spatial sizes, which a 1x1 adapter cannot bridge; choose layers of equal H x W"
-            )
-        return nn.Conv2d(student_shape[0], teacher_shape[0], kernel_size=1, bias=False)
-    return _FlatLinear(math.prod(student_shape), teacher_shape)
-
-
-class _FlatLinear(nn.Module):
-    """Flatten, project linearly, reshape to the teacher's per-sample shape."""
-
-    def __init__(self, in_features: int, out_shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.out_shape = tuple(out_shape)
-        self.linear = nn.Linear(in_features, math.prod(out_shape))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x.flatten(1)).view(x.shape[0], *self.out_shape)

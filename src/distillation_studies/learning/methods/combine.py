@@ -29,50 +29,18 @@ instance, True when any part needs a teacher.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from torch import Tensor, nn
 
-from distillation_studies.common.config import coerce_value
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.shared import LABEL_TERM, parse_sub_method
 
 LABEL_TERM = "ce"
 PART_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def parse_sub_method(raw: Any, where: str, refuse: tuple[str, ...], weighted: bool) -> tuple[str, float, Any]:
-    """``(method name, weight, parsed config)`` from ``{method: name, [weight: w,] ...settings}``.
-
-    The registry is imported here, not at module level, because the registry imports this module.
-    With ``weighted``, ``weight`` is the part multiplier unless the method has its own ``weight``
-    hyperparameter, in which case it is passed to the method and the multiplier is 1.
-    """
-    from distillation_studies.learning.methods import METHODS, method_class, parse_method_config
-
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"{where}: must be a mapping with a 'method' key and that method's settings, got {type(raw).__name__}"
-        )
-    settings = dict(raw)
-    if "method" not in settings:
-        raise ConfigError(f"{where}.method: required; allowed methods: {sorted(set(METHODS) - set(refuse))}")
-    name = settings.pop("method")
-    if not isinstance(name, str):
-        raise ConfigError(f"{where}.method: expected a method name, got {name!r}")
-    if name in refuse:
-        raise ConfigError(f"{where}.method: {name!r} cannot be used here; allowed methods: {sorted(set(METHODS) - set(refuse))}")
-    cls = method_class(name, f"{where}.method")
-    weight = 1.0
-    own_weight = any(f.name == "weight" for f in dataclasses.fields(cls.Config))
-    if weighted and not own_weight and "weight" in settings:
-        weight = coerce_value(settings.pop("weight"), float, f"{where}.weight")  # a finite number
-        if weight < 0:
-            raise ConfigError(f"{where}.weight: must be >= 0, got {weight}")
-    return name, float(weight), parse_method_config(name, settings, where)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from distillation_studies.common.config import require_non_negative, require_positive, require_range
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.kd import soft_target_kl
+from distillation_studies.learning.methods.shared import soft_target_kl
 
 
 @dataclass(frozen=True)

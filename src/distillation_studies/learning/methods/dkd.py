@@ -13,7 +13,7 @@ CIFAR-100 defaults from the paper / mdistiller: alpha = 1, beta = 8, T = 4, warm
 (beta is tuned per teacher-student pair; 8 is mdistiller's default, used for ResNet32x4 -> ResNet8x4).
 
 ``logit_standardization: true`` z-scores each sample's logits before dividing by T (Sun et al.,
-CVPR 2024; see ``kd.standardize_logits``), as that paper does for DKD.
+CVPR 2024; see ``shared.standardize_logits``), as that paper does for DKD.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from distillation_studies.common.config import require_non_negative, require_positive
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
-from distillation_studies.learning.methods.kd import standardize_logits
+from distillation_studies.learning.methods.shared import standardize_logits
 
 
 @dataclass(frozen=True)

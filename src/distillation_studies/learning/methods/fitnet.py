@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillation_studies.common.config import require_positive, require_set
-from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs, make_adapter
+from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.shared import make_adapter
 
 
 @dataclass(frozen=True)

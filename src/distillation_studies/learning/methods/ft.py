@@ -8,7 +8,7 @@ Kim, Park, Kwak, "Paraphrasing Complex Network: Network Compression via Factor T
        L_rec = || x - D(E(x)) ||^2                               (here the per-element mean, MSE)
    and then frozen. This runs in ``prepare()`` on the teacher's training-set features:
    ``paraphraser_epochs`` epochs of Adam over mini-batches shuffled by a ``torch.Generator`` seeded
-   with ``paraphraser_seed`` (``methods.fitting.fit``; the initial weights come from torch's global
+   with ``paraphraser_seed`` (``methods.shared.fit``; the initial weights come from torch's global
    seed, so the stage is deterministic given both).
 2. A translator T (trained with the student) maps the student feature to the factor space, and
        F_T = E(x_teacher),  F_S = T(x_student)
@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from distillation_studies.common.config import require_non_negative, require_positive, require_set
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.fitting import fit
+from distillation_studies.learning.methods.shared import fit
 
 log = logging.getLogger(__name__)
 

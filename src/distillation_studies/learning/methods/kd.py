@@ -22,6 +22,7 @@ from torch import Tensor
 
 from distillation_studies.common.config import require_positive, require_range
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.learning.methods.shared import soft_target_kl, standardize_logits
 
 
 @dataclass(frozen=True)
@@ -33,21 +34,6 @@ class KDConfig:
     def check(self, where: str) -> None:
         require_positive(self, where, "temperature")
         require_range(self, where, "alpha", 0.0, 1.0)
-
-
-def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
-    """Z-score each sample's logits over classes: (z - mean) / (std + eps), std over 1/K (Sun et al. 2024)."""
-    mean = logits.mean(dim=1, keepdim=True)
-    std = logits.std(dim=1, keepdim=True, correction=0)
-    return (logits - mean) / (std + eps)
-
-
-def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float | Tensor) -> Tensor:
-    """T^2 * KL(p_t || p_s) at temperature T, averaged over the batch."""
-    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
-    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
-    return kl * temperature**2
 
 
 class KnowledgeDistillation(DistillationMethod):

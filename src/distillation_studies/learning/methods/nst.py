@@ -28,7 +28,7 @@ from torch import Tensor
 
 from distillation_studies.common.config import require_positive
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.methods.at import check_layer_lists, conv_pairs
+from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 
 

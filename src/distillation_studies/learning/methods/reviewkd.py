@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from distillation_studies.common.config import require_non_negative, require_positive
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.vid import as_map, check_layer_lists, map_shape
+from distillation_studies.learning.methods.shared import as_map, check_layer_lists, map_shape
 
 HCL_LEVELS = (4, 2, 1)
 

@@ -9,7 +9,7 @@ with z_target the teacher's logits for the TA and the TA's logits for the studen
 
 Settings: ``assistant`` is a model section like the student's (``{name: cnn, channels: [...], embed:
 ...}``); its ``in_shape`` and ``num_classes`` come from the student's spec. The TA is trained in
-``prepare`` by ``methods.fitting.fit`` for ``assistant_epochs`` with Adam at ``assistant_lr``, cosine
+``prepare`` by ``methods.shared.fit`` for ``assistant_epochs`` with Adam at ``assistant_lr``, cosine
 schedule stepped per batch, batches of ``assistant_batch_size``, on the same KD loss (same
 ``temperature`` and ``alpha``) against the teacher's logits on the training set, which the loop hands
 to ``prepare`` with the training data (un-augmented inputs, ``{"x", "y"}`` tensors or a Dataset read
@@ -39,8 +39,7 @@ from torch.utils.data import default_collate
 from distillation_studies.common.config import require_positive, require_range
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.fitting import fit
-from distillation_studies.learning.methods.kd import soft_target_kl
+from distillation_studies.learning.methods.shared import fit, soft_target_kl
 from distillation_studies.learning.models import SPEC_KEYS, build_model, make_spec, parse_model_config
 
 

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.combine import LABEL_TERM, parse_sub_method
+from distillation_studies.learning.methods.shared import LABEL_TERM, parse_sub_method
 
 
 @dataclass(frozen=True)

@@ -32,34 +32,7 @@ from torch import Tensor, nn
 from distillation_studies.common.config import require_positive
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-
-
-def check_layer_lists(obj, where: str) -> None:
-    """``student_layers`` and ``teacher_layers``: non-empty lists of module paths of equal length."""
-    for key in ("student_layers", "teacher_layers"):
-        value = getattr(obj, key)
-        if not isinstance(value, tuple) or not value:
-            raise ConfigError(f"{where}.{key}: required (a non-empty list of module paths), got {value!r}")
-        if not all(isinstance(path, str) and path for path in value):
-            raise ConfigError(f"{where}.{key}: every entry must be a module path string, got {list(value)}")
-    if len(obj.student_layers) != len(obj.teacher_layers):
-        raise ConfigError(
-            f"{where}.teacher_layers: must pair one-to-one with student_layers, got "
-            f"{len(obj.student_layers)} student and {len(obj.teacher_layers)} teacher layers"
-        )
-
-
-def as_map(feature: Tensor) -> Tensor:
-    """(B, C, H, W) unchanged; flat (B, D) as (B, D, 1, 1)."""
-    return feature if feature.dim() == 4 else feature.flatten(1)[:, :, None, None]
-
-
-def map_shape(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
-    if len(shape) == 3:
-        return tuple(shape)
-    if len(shape) == 1:
-        return (shape[0], 1, 1)
-    raise ConfigError(f"{where}: needs a conv map (C, H, W) or a flat feature (D,), got shape {tuple(shape)}")
+from distillation_studies.learning.methods.shared import as_map, check_layer_lists, map_shape
 
 
 @dataclass(frozen=True)

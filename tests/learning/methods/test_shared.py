@@ -1,15 +1,53 @@
-"""methods.fitting.fit: the few epochs a method fits a network of its own for (FT, TAKD), checked by hand."""
+"""methods.shared: the layer-list check every layer-pairing method uses, and ``fit``, the few epochs a
+method fits a network of its own for (FT, TAKD), checked by hand."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.divergence import DivergenceError
-from distillation_studies.learning.methods.fitting import fit
+from distillation_studies.learning.methods.shared import check_layer_lists, fit
 from distillation_studies.learning.training import TrainConfig, _epoch_groups
+
+
+def _layers(student: object, teacher: object) -> SimpleNamespace:
+    return SimpleNamespace(student_layers=student, teacher_layers=teacher)
+
+
+@pytest.mark.parametrize("minimum", [1, 2])
+def test_layer_lists_of_paired_paths_pass(minimum):
+    check_layer_lists(_layers(("a", "b"), ("c", "d")), "methods.x", minimum)
+
+
+@pytest.mark.parametrize(
+    ("student", "teacher", "minimum", "message"),
+    [
+        # AT, NST, OFD, VID, ReviewKD: one pair is enough
+        ((), ("c",), 1, "methods.x.student_layers: required, a list of at least 1 module path(s) "
+         "(e.g. [features.0, features.1]), got ()"),
+        (("a",), None, 1, "methods.x.teacher_layers: required, a list of at least 1 module path(s) "
+         "(e.g. [features.0, features.1]), got None"),
+        (("a", ""), ("c", "d"), 1, "methods.x.student_layers: every entry must be a module path string, got ['a', '']"),
+        (("a", 3), ("c", "d"), 1, "methods.x.student_layers: every entry must be a module path string, got ['a', 3]"),
+        (("a", "b"), ("c",), 1, "methods.x.teacher_layers: must pair one-to-one with student_layers, "
+         "got 2 student and 1 teacher layers; give one teacher layer per student layer"),
+        # FSP reads consecutive layers: one pair is too few
+        (("a",), ("c",), 2, "methods.x.student_layers: required, a list of at least 2 module path(s) "
+         "(e.g. [features.0, features.1]), got ('a',)"),
+        (("a", "b"), ("c", "d", "e"), 2, "methods.x.teacher_layers: must pair one-to-one with student_layers, "
+         "got 2 student and 3 teacher layers; give one teacher layer per student layer"),
+    ],
+)
+def test_bad_layer_lists_name_the_key(student, teacher, minimum, message):
+    with pytest.raises(ConfigError) as error:
+        check_layer_lists(_layers(student, teacher), "methods.x", minimum)
+    assert str(error.value) == message
 
 
 def _line(w: float, b: float) -> nn.Linear:

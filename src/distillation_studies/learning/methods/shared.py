@@ -1,0 +1,227 @@
+"""Helpers several methods share, in one place so no method imports another method's file.
+
+- Layer lists and shapes: ``check_layer_lists`` (the ``student_layers``/``teacher_layers`` keys of
+  AT, NST, FSP, OFD, VID, ReviewKD), ``conv_pairs`` (per-pair conv shapes), ``as_map``/``map_shape``
+  (flat features as 1x1 maps) and ``make_adapter`` (a learned student -> teacher shape map).
+- Logits: ``soft_target_kl`` (Hinton et al.'s T^2-scaled KL, used by KD, CTKD, TAKD) and
+  ``standardize_logits`` (Sun et al. 2024, used by KD and DKD).
+- Composites: ``parse_sub_method`` and ``LABEL_TERM`` (``combine``, ``two_stage``).
+- ``fit``: a method's own network fitted for N epochs in ``prepare`` (FT's paraphraser, TAKD's
+  assistant). Methods sit below the one training loop (``learning.training`` imports
+  ``methods.base``), so a method that must fit a network before the student trains does it here, not
+  through the loop. The batch order is the loop's for the same seed and size: one ``randperm`` per
+  epoch from a CPU generator seeded with ``seed``, cut into batches of ``batch_size`` (the last one
+  shorter). The caller reads its own data from the batch's sample indices, so tensors and Datasets
+  are both fine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from distillation_studies.common.config import coerce_value
+from distillation_studies.common.errors import ConfigError
+from distillation_studies.learning.divergence import check_finite
+from distillation_studies.learning.methods.base import MethodSetup
+
+log = logging.getLogger(__name__)
+
+LABEL_TERM = "ce"  # the label term's name: a composite keeps it once, unweighted
+
+
+def check_layer_lists(config: Any, where: str, minimum: int = 1) -> None:
+    """``student_layers`` and ``teacher_layers``: lists of >= ``minimum`` module paths, paired one-to-one.
+
+    One check for every method that pairs layer lists, so a bad list reads the same whichever method
+    it is given to; ``minimum`` is 2 where a method reads pairs of consecutive layers (FSP).
+    """
+    for key in ("student_layers", "teacher_layers"):
+        value = getattr(config, key)
+        if not isinstance(value, tuple) or len(value) < minimum:
+            raise ConfigError(
+                f"{where}.{key}: required, a list of at least {minimum} module path(s) "
+                f"(e.g. [features.0, features.1]), got {value!r}"
+            )
+        if not all(isinstance(path, str) and path for path in value):
+            raise ConfigError(f"{where}.{key}: every entry must be a module path string, got {list(value)}")
+    if len(config.student_layers) != len(config.teacher_layers):
+        raise ConfigError(
+            f"{where}.teacher_layers: must pair one-to-one with student_layers, got "
+            f"{len(config.student_layers)} student and {len(config.teacher_layers)} teacher layers; "
+            "give one teacher layer per student layer"
+        )
+
+
+def conv_pairs(
+    config: Any, setup: MethodSetup, where: str, same_spatial: bool
+) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """(student, teacher) per-sample (C, H, W) shapes of each layer pair; non-maps or unequal H x W fail."""
+    pairs = []
+    for s_layer, t_layer in zip(config.student_layers, config.teacher_layers):
+        s_shape, t_shape = tuple(setup.student_shapes[s_layer]), tuple(setup.teacher_shapes[t_layer])
+        for key, layer, shape in (("student_layers", s_layer, s_shape), ("teacher_layers", t_layer, t_shape)):
+            if len(shape) != 3:
+                raise ConfigError(
+                    f"{where}.{key}: layer {layer!r} outputs shape {shape}, not a conv feature map (C, H, W); "
+                    "choose convolutional layers"
+                )
+        if same_spatial and s_shape[1:] != t_shape[1:]:
+            raise ConfigError(
+                f"{where}.student_layers/teacher_layers: student {s_layer!r} {s_shape} and teacher {t_layer!r} "
+                f"{t_shape} have different spatial sizes (H x W {s_shape[1:]} vs {t_shape[1:]}); "
+                "pair layers of equal H x W"
+            )
+        pairs.append((s_shape, t_shape))
+    return pairs
+
+
+def as_map(feature: Tensor) -> Tensor:
+    """(B, C, H, W) unchanged; flat (B, D) as (B, D, 1, 1)."""
+    return feature if feature.dim() == 4 else feature.flatten(1)[:, :, None, None]
+
+
+def map_shape(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
+    """The (C, H, W) that ``as_map`` gives a per-sample feature shape; other ranks fail."""
+    if len(shape) == 3:
+        return tuple(shape)
+    if len(shape) == 1:
+        return (shape[0], 1, 1)
+    raise ConfigError(f"{where}: needs a conv map (C, H, W) or a flat feature (D,), got shape {tuple(shape)}")
+
+
+def make_adapter(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...], where: str) -> nn.Module:
+    """A learned map from a student feature to the teacher's shape (identity when they already match).
+
+    Conv maps (C, H, W) bridge channel counts with a 1x1 convolution when spatial sizes agree;
+    anything else is flattened and mapped linearly, except conv maps whose spatial sizes differ.
+    """
+    if tuple(student_shape) == tuple(teacher_shape):
+        return nn.Identity()
+    if len(student_shape) == 3 and len(teacher_shape) == 3:
+        if student_shape[1:] != teacher_shape[1:]:
+            raise ConfigError(
+                f"{where}: student feature {tuple(student_shape)} and teacher feature {tuple(teacher_shape)} "
+                "have different spatial sizes, which a 1x1 adapter cannot bridge; choose layers of equal H x W"
+            )
+        return nn.Conv2d(student_shape[0], teacher_shape[0], kernel_size=1, bias=False)
+    return _FlatLinear(math.prod(student_shape), teacher_shape)
+
+
+class _FlatLinear(nn.Module):
+    """Flatten, project linearly, reshape to the teacher's per-sample shape."""
+
+    def __init__(self, in_features: int, out_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.out_shape = tuple(out_shape)
+        self.linear = nn.Linear(in_features, math.prod(out_shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x.flatten(1)).view(x.shape[0], *self.out_shape)
+
+
+def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
+    """Z-score each sample's logits over classes: (z - mean) / (std + eps), std over 1/K (Sun et al. 2024)."""
+    mean = logits.mean(dim=1, keepdim=True)
+    std = logits.std(dim=1, keepdim=True, correction=0)
+    return (logits - mean) / (std + eps)
+
+
+def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float | Tensor) -> Tensor:
+    """T^2 * KL(p_t || p_s) at temperature T, averaged over the batch."""
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
+def parse_sub_method(raw: Any, where: str, refuse: tuple[str, ...], weighted: bool) -> tuple[str, float, Any]:
+    """``(method name, weight, parsed config)`` from ``{method: name, [weight: w,] ...settings}``.
+
+    The registry is imported here, not at module level, because the registry imports this module.
+    With ``weighted``, ``weight`` is the part multiplier unless the method has its own ``weight``
+    hyperparameter, in which case it is passed to the method and the multiplier is 1.
+    """
+    from distillation_studies.learning.methods import METHODS, method_class, parse_method_config
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{where}: must be a mapping with a 'method' key and that method's settings, got {type(raw).__name__}"
+        )
+    settings = dict(raw)
+    if "method" not in settings:
+        raise ConfigError(f"{where}.method: required; allowed methods: {sorted(set(METHODS) - set(refuse))}")
+    name = settings.pop("method")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.method: expected a method name, got {name!r}")
+    if name in refuse:
+        raise ConfigError(f"{where}.method: {name!r} cannot be used here; allowed methods: {sorted(set(METHODS) - set(refuse))}")
+    cls = method_class(name, f"{where}.method")
+    weight = 1.0
+    own_weight = any(f.name == "weight" for f in dataclasses.fields(cls.Config))
+    if weighted and not own_weight and "weight" in settings:
+        weight = coerce_value(settings.pop("weight"), float, f"{where}.weight")  # a finite number
+        if weight < 0:
+            raise ConfigError(f"{where}.weight: must be >= 0, got {weight}")
+    return name, float(weight), parse_method_config(name, settings, where)
+
+
+BatchTerms = Callable[[Tensor], dict[str, Tensor]]  # sample indices -> named loss terms, batch means
+
+
+def fit(
+    module: nn.Module,
+    batch_terms: BatchTerms,
+    size: int,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    label: str,
+    cosine: bool = False,
+) -> list[dict[str, float]]:
+    """Minimise the sum of ``batch_terms(indices)`` over ``epochs`` shuffled passes of ``range(size)``.
+
+    One ``optimizer`` step per batch; ``cosine`` anneals its learning rate to 0 over all steps, stepped
+    per batch as the loop does. Returns one row per epoch like the loop's history (``epoch``,
+    ``loss_<term>`` averaged over samples, ``loss_total``); a non-finite term stops the fit with
+    :class:`~distillation_studies.learning.divergence.DivergenceError` naming ``label`` and ``seed``.
+    Indices are on the device of ``module``'s first parameter.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    device = next(module.parameters()).device
+    steps = epochs * math.ceil(size / batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps) if cosine else None
+    history: list[dict[str, float]] = []
+    module.train()
+    with torch.enable_grad():  # prepare may be called under no_grad
+        for epoch in range(1, epochs + 1):
+            totals: dict[str, Tensor] = {}
+            for indices in torch.randperm(size, generator=generator).to(device).split(batch_size):
+                terms = batch_terms(indices)
+                loss = torch.stack([t.float() for t in terms.values()]).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                for name, value in terms.items():  # summed on the device: no host sync per step
+                    totals[name] = totals.get(name, 0.0) + value.detach().float() * len(indices)
+            history.append(_epoch_row(epoch, totals, size, label, seed, history))
+    return history
+
+
+def _epoch_row(epoch: int, totals: dict[str, Tensor], size: int, label: str, seed: int, history: list[dict]) -> dict[str, float]:
+    """The epoch's sample-averaged terms and their total, checked finite and logged."""
+    row: dict[str, float] = {"epoch": epoch, **{f"loss_{k}": v.item() / size for k, v in totals.items()}}
+    row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
+    check_finite(row, label, seed, history)
+    log.debug("%s epoch %d %s", label, epoch, " ".join(f"{k[5:]}={v:.6f}" for k, v in row.items() if k.startswith("loss_")))
+    return row
