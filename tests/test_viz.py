@@ -88,3 +88,37 @@ def test_report_previews_as_the_page_the_table_as_people_read_it_and_plots_as_an
         plot = _details(viz, main, name)
         assert plot["preview_type"] == "ImagePreview"
         assert base64.b64decode(plot["preview"])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+LOAD_GRAPH = """
+import json, sys
+from pathlib import Path
+from kedro_viz.integrations.kedro.data_loader import load_data
+
+_, pipelines, _ = load_data(Path.cwd(), env=sys.argv[1] or None)
+print(json.dumps(sorted({node.namespace.split(".", 2)[1] + "/" + node.namespace.split(".", 2)[2]
+                         for node in pipelines["__default__"].nodes
+                         if (node.namespace or "").startswith("students.") and node.namespace.count(".") == 2})))
+"""
+
+
+@pytest.mark.parametrize(
+    ("cli_env", "expected_runs"),
+    [
+        ("tiny", {f"{method}/seed_{seed}" for method in ("ce", "kd", "fitnet", "rkd") for seed in (0, 1)}),
+        ("", None),  # conf/base: its own grid, not tiny's
+    ],
+)
+def test_kedro_viz_run_env_draws_that_environments_study(project, cli_env, expected_runs):
+    """``kedro viz run --env X`` builds the graph through kedro-viz's ``load_data(env=X)``, with no KEDRO_ENV set."""
+    env = {key: value for key, value in os.environ.items() if key != "KEDRO_ENV"} | {"KEDRO_DISABLE_TELEMETRY": "1"}
+    result = subprocess.run(
+        [str(Path(KEDRO).with_name("python")), "-c", LOAD_GRAPH, cli_env],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    if expected_runs is not None:
+        assert runs == expected_runs
+    else:
+        assert not any(run.startswith("rkd/") for run in runs) and "kd__labels_100/seed_4" in runs
