@@ -132,6 +132,7 @@ def test_every_nested_run_says_what_it_trained_on_how_and_groups_its_metrics(pro
         assert {"epochs", "lr", "batch_size", "optimizer"} <= {k.split(".", 1)[1] for k in params if k.startswith("training.")}, name
         assert all(key.split("/")[0] in {"train", "val", "test", "cost", "system"} for key in metrics), (name, sorted(metrics))
         assert not set(metrics) & set(params) and not {"seed", "label_fraction", "train_size"} & set(metrics), name
+        assert "role" not in params, name  # the tag role (arm/study) is the only role in the Group-by menu
         for curve in ("train/loss_total", "train/accuracy", "train/lr", "val/accuracy", "val/loss"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, curve)] == [1, 2], (name, curve)
         assert {"test/accuracy", "val/best_accuracy", "cost/parameters", "cost/train_time_s"} <= set(metrics), name
@@ -144,6 +145,11 @@ def test_every_nested_run_says_what_it_trained_on_how_and_groups_its_metrics(pro
     assert recommended.run_id in recommendation["ranked"][0]["run_ids"]
     versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
     assert len(versions) == len(recommendation["ranked"])
+    by_run = {r.info.run_id: r for r in students}
+    for version in versions:  # each version names its arm and seed on the registry page
+        run = by_run[version.run_id]
+        assert {k: version.tags[k] for k in ("arm", "method", "seed")} == {k: run.data.params[k] for k in ("arm", "method", "seed")}
+        assert version.description.startswith(run.info.run_name)
 
 
 def test_same_seeds_give_identical_metrics(project):

@@ -123,13 +123,18 @@ def test_recommended_student_gets_the_alias_and_every_candidate_a_version(study)
     summary, model, examples = study["summary"], study["model"], first_images(study["model_input"]["val"], 4)
     runs = [study["run_id"]]
     for name in ("kd/seed_0", "dkd/seed_0"):
-        run_id = client.create_run(experiment, run_name=name).info.run_id
+        run_id = client.create_run(experiment, run_name=name, tags={"study_run": "parent-1"}).info.run_id
+        for key, value in zip(("arm", "method", "seed"), (name.split("/")[0], name.split("/")[0], "0")):
+            client.log_param(run_id, key, value)
         log_classifier(client, run_id, model, summary, examples)
         runs.append(run_id)
     versions = register_recommended(client, "digits-students", recommended_run_id=runs[1], candidate_run_ids=runs)
     assert versions == {runs[0]: "1", runs[1]: "2", runs[2]: "3"}
     picked = client.get_model_version_by_alias("digits-students", RECOMMENDED_ALIAS)
     assert (str(picked.version), picked.run_id) == ("2", runs[1])
+    # The registry page says which arm a version is, without opening its run.
+    assert picked.tags == {"arm": "kd", "method": "kd", "seed": "0", "study_run": "parent-1"}
+    assert picked.description == "kd/seed_0 of study run parent-1"
     assert picked.source == f"models:/{logged_model_id(client, runs[1])}"
     assert {client.get_model_version("digits-students", v).source for v in versions.values()} == {
         f"models:/{logged_model_id(client, run)}" for run in runs

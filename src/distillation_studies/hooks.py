@@ -247,12 +247,14 @@ class StudyHooks:
 
 def _run_params(arm: ArmDataset, inputs: dict[str, Any]) -> dict[str, Any]:
     """How the arm is trained, every setting with its default filled in, so a run alone says it; the
-    teacher has ``method=teacher``, its own group under "Group by method" in the MLflow UI."""
+    teacher has ``method=teacher``, its own group under "Group by method" in the MLflow UI. No ``role``
+    param: the tag ``role`` (``arm``/``study``) already names the run's place in the tree, and the UI's
+    Group-by menu lists tags and params side by side."""
     if arm.key != ArmRun.teacher().key:
-        return {"role": "student", "training": _effective_training(inputs.get("params:student.training"), "student.training")}
+        return {"training": _effective_training(inputs.get("params:student.training"), "student.training")}
     teacher = dict(inputs.get("params:teacher") or {})
     training = _effective_training(teacher.pop("training", None), "teacher.training")
-    return {"role": "teacher", "method": "teacher", **teacher, "training": training}
+    return {"method": "teacher", **teacher, "training": training}
 
 
 def _effective_training(raw: Any, where: str) -> dict[str, Any]:

@@ -163,7 +163,24 @@ def register_recommended(
         model_id = logged_model_id(client, run_id, name)
         # MLflow's sqlite registry resolves a ``models:/<id>`` source through the *global* tracking URI.
         with _global_tracking_uri(client.tracking_uri):
-            version = client.create_model_version(registry_name, f"models:/{model_id}", run_id=run_id, model_id=model_id)
+            version = client.create_model_version(
+                registry_name, f"models:/{model_id}", run_id=run_id, model_id=model_id, **_version_labels(client, run_id)
+            )
         versions[run_id] = str(version.version)
     client.set_registered_model_alias(registry_name, RECOMMENDED_ALIAS, versions[recommended_run_id])
     return versions
+
+
+VERSION_TAGS = ("arm", "method", "seed")  # params of the arm's run, read where the registry lists versions
+
+
+def _version_labels(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    """Tags and a description saying which arm and seed a version is: the registry page shows these, not
+    the run's params, and "Version 3" alone does not say it is ``kd`` seed 0."""
+    run = client.get_run(run_id)
+    tags = {key: run.data.params[key] for key in VERSION_TAGS if key in run.data.params}
+    study_run = run.data.tags.get("study_run")
+    if study_run:
+        tags["study_run"] = study_run
+    description = f"{run.info.run_name or run_id}" + (f" of study run {study_run}" if study_run else "")
+    return {"tags": tags, "description": description}
