@@ -33,11 +33,41 @@ _BASELINE_COLUMN = re.compile(r"^test_accuracy_diff_vs_(.+)$")
 _PLOTS_SECTION = re.compile(r"\n## Plots\n.*\Z", re.DOTALL)
 
 
+_TAG = re.compile(r"(<[^>]*>)")
+_MARKER = re.compile(r"[_*`]")  # what kedro-viz's preview pass pairs into <em>, <strong> and <code>
+_QUOTED = re.compile(r"""("[^"]*"|'[^']*')""")
+_RAW_TEXT = ("style", "script")
+
+
+def kedro_viz_preview(page: str) -> str:
+    """``page`` as kedro-viz 12 shows it as written.
+
+    kedro-viz sanitises an HTMLPreview, then runs a light Markdown pass over the markup (its
+    front-end's ``html-renderer``): ``_a_``/``*a*`` become italics within a line, newlines ``<br>``, and
+    everything from the first ``<li>`` to the last is re-wrapped in a list. So ``test_accuracy ...
+    test_accuracy`` lost its underscores to italics. Here newlines become spaces (HTML collapses them
+    anyway); each ``_``, ``*`` and backtick is followed by a line break inside an inert attribute (not at
+    its ends: the sanitiser trims values), which the pass cannot pair across; ``<li>`` carries an attribute the
+    pass does not match. Entities would not help: the sanitiser decodes them before the pass.
+    """
+    tokens, raw = [], False
+    for token in _TAG.split(page.replace("\r", " ").replace("\n", " ")):
+        if token.startswith("<"):
+            name = token[1:].lstrip("/").split(" ", 1)[0].rstrip(">").lower()
+            raw = name in _RAW_TEXT and not token.startswith("</")
+            token = token.replace("<li>", '<li data-item="">')
+            token = _QUOTED.sub(lambda value: _MARKER.sub(lambda m: m.group(0) + "\n", value.group(0)), token)
+        elif not raw:
+            token = _MARKER.sub(lambda m: m.group(0) + '<span data-break="-\n-"></span>', token)
+        tokens.append(token)
+    return "".join(tokens)
+
+
 class HTMLReportDataset(TextDataset):
     """The self-contained HTML study report; kedro-viz shows the page itself."""
 
     def preview(self) -> HTMLPreview:
-        return HTMLPreview(self.load())
+        return HTMLPreview(kedro_viz_preview(self.load()))
 
 
 class MarkdownReportDataset(datasets.MarkdownReportDataset):
@@ -46,7 +76,7 @@ class MarkdownReportDataset(datasets.MarkdownReportDataset):
 
     def preview(self) -> HTMLPreview:
         # The plots section links PNG files beside the report, which the side panel cannot reach.
-        return HTMLPreview(markdown_to_html(_PLOTS_SECTION.sub("\n", self.load()), heading_offset=0))
+        return HTMLPreview(kedro_viz_preview(markdown_to_html(_PLOTS_SECTION.sub("\n", self.load()), heading_offset=0)))
 
 
 class ComparisonTableDataset(CSVDataset):
