@@ -94,3 +94,22 @@ def test_cpu_latency_positive():
     assert set(result) == {"latency_ms", "throughput_per_s"}
     assert result["latency_ms"] > 0
     assert result["throughput_per_s"] > 0 and math.isfinite(result["throughput_per_s"])
+
+
+def test_throughput_is_the_batch_over_its_median_time_so_one_pause_does_not_move_it(monkeypatch):
+    """A fake clock: each batch forward takes 10 ms, except one that the machine pauses for 2 s."""
+    clock = {"now": 0.0, "batch_calls": 0}
+
+    class Clocked(nn.Module):
+        def forward(self, x):
+            if x.shape[0] == 8:
+                clock["batch_calls"] += 1
+                clock["now"] += 2.0 if clock["batch_calls"] == 3 else 0.010
+            else:
+                clock["now"] += 0.001
+            return x
+
+    monkeypatch.setattr("distillation_studies.learning.metrics.time.perf_counter", lambda: clock["now"])
+    result = cpu_latency(Clocked(), (3,), repeats=10, warmup=1, throughput_batch=8)
+    assert result["latency_ms"] == pytest.approx(1.0)
+    assert result["throughput_per_s"] == pytest.approx(8 / 0.010)  # the mean over the 5 timed calls gives 19.6/s
