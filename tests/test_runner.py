@@ -115,3 +115,21 @@ def test_a_failing_arm_is_named_and_the_other_arms_finish(cluster):
     assert "--only-missing-outputs" in str(raised.value)
     assert catalog.load("students.ce.seed_0.metrics") == 8.0  # the other arm ran to the end
     assert "comparison_table" not in catalog or not catalog.exists("comparison_table")
+
+
+def test_the_runner_reads_runner_yml_of_the_sessions_environment(tmp_path, monkeypatch):
+    """The CLI builds the runner before any config is read; it takes the session loader's runner.yml."""
+    from distillation_studies import config_loader
+    from distillation_studies.config_loader import StudyConfigLoader, session_config_loader
+    from distillation_studies.runner import settings_from
+    from distillation_studies.settings import CONFIG_LOADER_ARGS
+
+    for env, workers in (("base", 2), ("cluster", 5)):
+        (tmp_path / env).mkdir()
+        (tmp_path / env / "runner.yml").write_text(f"dask:\n  workers: {workers}\n  torch_threads: 1\n")
+    (tmp_path / "local").mkdir()
+    monkeypatch.setattr(config_loader, "_last_loader", None)
+    StudyConfigLoader(conf_source=str(tmp_path), env="cluster", **CONFIG_LOADER_ARGS)  # what KedroSession.load_context creates
+    assert settings_from(session_config_loader()) == {"workers": 5, "torch_threads": 1}
+    StudyConfigLoader(conf_source=str(tmp_path), **CONFIG_LOADER_ARGS)  # a later session without --env
+    assert resolve_settings(settings_from(session_config_loader()), {}).workers == 2

@@ -13,7 +13,9 @@ It also names the study whose results a catalog path holds: ``${study_env:}`` re
 environment (``default`` for plain ``kedro run``), so each environment writes under its own paths and
 running ``tiny`` never changes what the default study's "latest" version is.
 
-And it is the one bridge from a Kedro session to the pipeline registry (``session_parameters``).
+And it is the one bridge from a Kedro session to the code Kedro builds before or without handing it
+the session's config: the pipeline registry (``session_parameters``) and the Dask runner's settings
+(``session_config_loader``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ class StudyConfigLoader(OmegaConfigLoader):
         return config
 
 
+def session_config_loader() -> StudyConfigLoader:
+    """The config loader Kedro created last (see ``session_parameters``), or, before any session, one
+    over ``conf/`` under ``KEDRO_ENV``."""
+    return _last_loader if _last_loader is not None else _loader_without_session()  # a loader is a (falsy) dict
+
+
 def session_parameters() -> dict[str, Any]:
     """The parameters the pipelines are built for: those of the config loader Kedro created last.
 
@@ -70,8 +78,7 @@ def session_parameters() -> dict[str, Any]:
     Before any session (``kedro registry``, a script importing the registry) this reads ``conf/``
     under ``KEDRO_ENV``. Dask workers receive built nodes and never read this.
     """
-    loader = _last_loader if _last_loader is not None else _loader_without_session()  # a loader is a (falsy) dict
-    return loader["parameters"]
+    return session_config_loader()["parameters"]
 
 
 def _loader_without_session() -> StudyConfigLoader:

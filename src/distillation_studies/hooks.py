@@ -131,9 +131,6 @@ class StudyHooks:
         self.params = context.config_loader["parameters"]
         self.project_path = Path(context.project_path)
         self.env = context.env or "local"
-        from distillation_studies import runner  # the runner's settings live in conf/<env>/runner.yml
-
-        runner.remember_settings(runner.settings_from(context.config_loader))
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:

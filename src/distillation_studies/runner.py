@@ -32,6 +32,7 @@ from kedro.pipeline.node import Node
 from kedro.runner import AbstractRunner
 from kedro.runner.task import Task
 
+from distillation_studies.config_loader import session_config_loader
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.hooks import STUDY_RUN, arm_of
 from distillation_studies.study.identity import ArmRun
@@ -65,21 +66,12 @@ class DaskSettings:
             raise ConfigError("runner.dask.gpus_per_worker: 0 or 1 (a task trains one model on one GPU)")
 
 
-_configured: dict[str, Any] = {}
-
-
 def settings_from(config_loader) -> dict[str, Any]:
     """The ``dask`` section of ``conf/<env>/runner.yml`` (empty when there is none)."""
     try:
         return dict((config_loader["runner"] or {}).get("dask") or {})
     except Exception:  # MissingConfigException: no runner.yml in this conf source
         return {}
-
-
-def remember_settings(settings: dict[str, Any]) -> None:
-    """Called when Kedro creates its context: the runner is built by the CLI before any config is read."""
-    _configured.clear()
-    _configured.update(settings)
 
 
 def resolve_settings(configured: dict[str, Any], overrides: dict[str, Any]) -> DaskSettings:
@@ -151,7 +143,8 @@ class DaskRunner(AbstractRunner):
         return None  # tasks go to Dask; see _run
 
     def _run(self, pipeline: Pipeline, catalog, hook_manager=None, run_id: str | None = None) -> None:
-        settings = resolve_settings(_configured, self._overrides)
+        # The CLI builds the runner before any config is read; the session's loader exists by now.
+        settings = resolve_settings(settings_from(session_config_loader()), self._overrides)
         groups = task_groups(pipeline)
         needs = group_dependencies(groups)
         with _connect(settings) as client:
