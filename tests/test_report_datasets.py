@@ -50,6 +50,11 @@ class _Reader(HTMLParser):
             self.text.append(data)
 
 
+def read_as_kedro_viz_shows(markup: str) -> tuple[str, list[str]]:
+    """Visible text and element names of an HTMLPreview after kedro-viz's pass."""
+    return _read(kedro_viz_pass(markup))
+
+
 def _read(markup: str) -> tuple[str, list[str]]:
     reader = _Reader()
     reader.feed(markup)
