@@ -182,5 +182,5 @@ def _version_labels(client: MlflowClient, run_id: str) -> dict[str, Any]:
     study_run = run.data.tags.get("study_run")
     if study_run:
         tags["study_run"] = study_run
-    description = f"{run.info.run_name or run_id}" + (f" of study run {study_run}" if study_run else "")
+    description = (run.info.run_name or run_id) + (f" of study run {study_run}" if study_run else "")
     return {"tags": tags, "description": description}
