@@ -30,7 +30,7 @@ from distillation_studies.provenance import config_hash, git_commit, package_ver
 from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
 from distillation_studies.mlflow_datasets import split_inputs
-from distillation_studies.mlflow_models import log_classifier, register_recommended, registry_runs
+from distillation_studies.mlflow_models import log_classifier, recommended_alias, register_recommended, registry_runs
 from distillation_studies.pipelines.evaluation.nodes import DATA_FACTOR_LABELS
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import TrackingConfig
@@ -293,18 +293,25 @@ def _log_saved(tracking: _NodeTracking, dataset: str, value: Any) -> None:
 
 
 def _register(study: StudyRun, recommendation: dict[str, Any]) -> None:
-    """tracking.register: every ranked candidate (its best-validation seed) becomes a version of the
-    registered model, the recommended one with the alias ``recommended``."""
+    """tracking.register: every ranked candidate of every data cell (its best-validation seed) becomes a
+    version of the registered model; each cell's pick gets its alias, ``recommended`` in a study of one
+    cell, else ``recommended_<cell key>`` (no pick across cells: a user's data is their situation)."""
     client = study.client()
-    runs = [run_id for candidate in recommendation.get("ranked", []) for run_id in candidate.get("run_ids", [])]
+    cells = recommendation.get("cells", [])
+    runs = [run_id for cell in cells for candidate in cell.get("ranked", []) for run_id in candidate.get("run_ids", [])]
     selection = metric_name(SELECTION_METRIC)
     best_val = {run_id: client.get_run(run_id).data.metrics.get(selection, float("-inf")) for run_id in runs}
     if not best_val:
         log.warning("tracking.register: no ranked candidate has an MLflow run, nothing registered")
         return
-    recommended, candidates = registry_runs(recommendation, best_val)
-    versions = register_recommended(client, study.register, recommended, candidates)
-    log.info("Registered %d version(s) of %s; models:/%s@recommended is run %s", len(versions), study.register, study.register, recommended)
+    for cell in cells:
+        if not any(candidate.get("run_ids") for candidate in cell.get("ranked", [])):
+            continue
+        recommended, candidates = registry_runs(cell, best_val)
+        alias = recommended_alias(cell.get("key", ""))
+        versions = register_recommended(client, study.register, recommended, candidates, alias=alias)
+        log.info("Registered %d version(s) of %s (%s); models:/%s@%s is run %s", len(versions), study.register,
+                 cell.get("description", "one cell"), study.register, alias, recommended)
 
 
 def _model_input(inputs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

@@ -124,8 +124,15 @@ def logged_model_id(client: MlflowClient, run_id: str, name: str = "model") -> s
     return max(named, key=lambda model_id: steps[model_id])
 
 
+def recommended_alias(cell_key: str) -> str:
+    """The registry alias of a data cell's pick: ``recommended`` for a study of one cell (key ``''``),
+    else ``recommended_<cell key>`` (``recommended_labels_10__transfer``): one answer per cell, none across."""
+    return f"{RECOMMENDED_ALIAS}_{cell_key}" if cell_key else RECOMMENDED_ALIAS
+
+
 def registry_runs(recommendation: dict[str, Any], best_val_accuracy: Mapping[str, float]) -> tuple[str, list[str]]:
-    """(recommended run, candidate runs) to register: one run per ranked candidate of ``recommendation``.
+    """(recommended run, candidate runs) to register: one run per ranked candidate of ``recommendation``
+    (one cell's answer: a ``cells`` entry of ``recommendation.json``).
 
     A candidate is a method (arm) with one run per seed; the run registered is its seed with the best
     validation accuracy (``best_val_accuracy``: run id -> value), never chosen on test. The recommended
@@ -147,14 +154,15 @@ def register_recommended(
     recommended_run_id: str,
     candidate_run_ids: list[str],
     name: str = "model",
+    alias: str = RECOMMENDED_ALIAS,
 ) -> dict[str, str]:
     """Register each candidate run's model as a version of ``registry_name``; alias the recommended one.
 
     The recommended run is registered too when it is not among the candidates. Returns
-    ``{run_id: version}``; ``models:/<registry_name>@recommended`` then loads the recommended model.
+    ``{run_id: version}``; ``models:/<registry_name>@<alias>`` then loads the recommended model.
     """
     try:
-        client.create_registered_model(registry_name, description="Students of a distillation study; @recommended is the study's pick.")
+        client.create_registered_model(registry_name, description="Students of a distillation study; @recommended (or @recommended_<data cell> per cell) is the study's pick.")
     except MlflowException as error:
         if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
@@ -167,7 +175,7 @@ def register_recommended(
                 registry_name, f"models:/{model_id}", run_id=run_id, model_id=model_id, **_version_labels(client, run_id)
             )
         versions[run_id] = str(version.version)
-    client.set_registered_model_alias(registry_name, RECOMMENDED_ALIAS, versions[recommended_run_id])
+    client.set_registered_model_alias(registry_name, alias, versions[recommended_run_id])
     return versions
 
 

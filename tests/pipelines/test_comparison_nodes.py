@@ -92,7 +92,8 @@ def test_one_pair_one_signed_difference_and_one_verdict_in_every_output(outputs)
     table, tests, record, markdown, page, _ = outputs
     row = table.set_index("arm").loc["rkd"]
     test = tests.set_index(["metric", "arm", "reference"]).loc[("test_accuracy", "rkd", "ce")]
-    versus = next(c for c in record["ranked"] if c["candidate"] == "rkd")["versus"]
+    [cell] = record["cells"]  # one data cell: one answer
+    versus = next(c for c in cell["ranked"] if c["candidate"] == "rkd")["versus"]
     # The table, the paired tests and the recommendation: rkd - ce, the same adjusted p, within noise.
     assert versus["leader"] == "ce"
     assert row["test_accuracy_diff_vs_ce"] == test["diff_mean"] == versus["diff_mean"] < 0
@@ -114,7 +115,7 @@ def test_recommendation_respects_the_configured_correction():
     uncorrected = replace(COMPARISON, correction="none")
     table, *_ = compare_methods(runs, TEACHER, uncorrected)
     record = recommend_method(table, runs, NO_CONSTRAINTS, {}, uncorrected)
-    versus = next(c for c in record["ranked"] if c["candidate"] == "rkd")["versus"]
+    versus = next(c for c in record["cells"][0]["ranked"] if c["candidate"] == "rkd")["versus"]
     assert record["statistics"]["correction"] == "none"
     assert versus["p_adjusted"] == table.set_index("arm").loc["rkd", "test_accuracy_p_vs_ce"] < 0.05
     assert not versus["within_noise"] and table.set_index("arm").loc["rkd", "test_accuracy_verdict_vs_ce"] == "worse"
@@ -132,7 +133,9 @@ def test_deprecated_recommendation_significance_still_works_with_a_message_namin
 def test_headings_have_one_level_each_and_no_title_repeats(outputs):
     markdown, page = outputs[3], outputs[4]
     assert page.count("<h1>") == 1 and page.count("<h2>Recommendation") == 1
-    assert re.findall(r"<h(\d)>", page)[:4] == ["1", "2", "2", "3"]  # title, recommendation, comparison, its first table
+    # title, recommendation, its one cell's answer, comparison, its first table
+    assert re.findall(r"<h(\d)>", page)[:5] == ["1", "2", "3", "2", "3"]
+    assert "<h3>all labels</h3>" in page
     headings = [line for line in markdown.splitlines() if line.startswith("#")]
     assert [h for h in headings if h.startswith("# ")] == ["# Distillation study report"]
     assert headings[0] == "# Distillation study report"

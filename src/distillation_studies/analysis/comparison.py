@@ -7,8 +7,14 @@ accuracy, and only the picked setting's test results enter the comparison.
 
 Sign convention, everywhere: a difference is *row arm minus reference arm*, in the metric's own
 units, whatever the metric's direction; the verdict (``better``/``worse``) applies the direction.
-Every pair of arms is tested once per metric, and p-values are adjusted over that whole family
-(all pairs of a metric), which the table, the paired-tests output and the recommender all read.
+
+A user's data (label fraction, transfer set, noise rate) and student are their situation, not a
+choice, so arms are compared only within their data cell: every pair of arms *of one cell* is tested
+once per metric, and p-values are adjusted per (metric, cell) family, the pairs of that cell. The
+table, the paired-tests output and the recommender (one answer per cell) all read these families.
+Per cell, because the answer a user gets for their situation should not weaken as a study adds
+other situations (more fractions or noise rates) that are not theirs. Comparisons across cells ("what
+would more labels buy?") belong to :mod:`~distillation_studies.analysis.data_factors`, outside these families.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import math
 
 import numpy as np
 import pandas as pd
+
+from distillation_studies.common.names import DEFAULT_STUDENT
 
 from distillation_studies.analysis.metrics import (
     COST_METRICS,
@@ -28,6 +36,7 @@ from distillation_studies.analysis.metrics import (
 from distillation_studies.analysis.stats import Statistics, adjust_p_values, mean_ci, paired_difference, summarise_by_group
 
 CELL = ["student", "label_fraction", "transfer_set", "label_noise"]  # a data cell; older runs lack the last two
+CELL_DEFAULTS = {"student": DEFAULT_STUDENT, "label_fraction": 1.0, "transfer_set": False, "label_noise": 0.0}
 ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "transfer_set", "label_noise", "labels_changed", "train_size"]
 
 def _cell(runs: pd.DataFrame) -> list[str]:
@@ -40,7 +49,7 @@ BASELINE, NO_BASELINE, NOT_TESTABLE, WITHIN_NOISE, BETTER, WORSE = (
     "baseline", "no_baseline", "not_testable", "within_noise", "better", "worse"
 )
 TEST_COLUMNS = [
-    "metric", "arm", "reference", "arm_method", "reference_method", "same_cell", "n_pairs",
+    "metric", "arm", "reference", "arm_method", "reference_method", *CELL, "same_cell", "n_pairs",
     "diff_mean", "diff_std", "diff_ci_low", "diff_ci_high", "p_value", "p_adjusted", "within_noise", "verdict",
 ]
 # Per (metric, baseline) columns of the wide table, read from the tests of the arm against the baseline.
@@ -93,33 +102,37 @@ def pairwise_tests(
     metrics: list[str] | tuple[str, ...] = tuple(TESTED_METRICS),
     group: str = "arm",
 ) -> pd.DataFrame:
-    """Every pair of arms, paired by seed, once per metric; p-values adjusted over each metric's family.
+    """Every pair of arms *of one data cell*, paired by seed, once per metric; p-values adjusted per
+    (metric, cell) family.
 
-    ``runs`` has one row per (``group``, seed); ``method`` and the cell columns are used when present.
-    Each row: the mean of per-seed differences (``arm`` - ``reference``) over the shared seeds, their
-    std and Student-t interval, the paired test's p-value, the p-value adjusted by
-    ``statistics.correction`` over all pairs of the metric, ``within_noise`` and the verdict code.
+    ``runs`` has one row per (``group``, seed); ``method`` and the cell columns are used when present
+    (without cell columns the whole table is one cell). Each row: the pair's cell (``CELL`` columns,
+    defaults where the runs lack one; ``same_cell`` is always true), the mean of per-seed differences
+    (``arm`` - ``reference``) over the shared seeds, their std and Student-t interval, the paired test's
+    p-value, the p-value adjusted by ``statistics.correction`` over the pairs of the metric in the same
+    cell, ``within_noise`` and the verdict code. Arms of different cells are never paired here.
     """
     order = arm_order(runs, statistics.baselines, group)
     by_arm = {arm: runs[runs[group] == arm].set_index("seed") for arm in order}
     labels = runs.drop_duplicates(group).set_index(group)
+    cells = {arm: arm_cell(labels.loc[arm]) for arm in order}
     rows = []
     for metric in metrics:
         for i, reference in enumerate(order):
-            for arm in order[i + 1 :]:
+            for arm in [a for a in order[i + 1 :] if cells[a] == cells[reference]]:
                 rows.append(
                     {
                         "metric": metric, "arm": arm, "reference": reference,
                         "arm_method": _label(labels, arm, "method"), "reference_method": _label(labels, reference, "method"),
-                        "same_cell": all(_label(labels, arm, c) == _label(labels, reference, c) for c in CELL if c in labels),
+                        **cells[arm], "same_cell": True,
                         **_paired(by_arm[arm][metric], by_arm[reference][metric], statistics.confidence),
                     }
                 )
     tests = pd.DataFrame(rows, columns=TEST_COLUMNS[:-3])
     tests["p_adjusted"] = math.nan
-    for _, rows_of_metric in tests.groupby("metric", sort=False).groups.items():
-        p = tests.loc[rows_of_metric, "p_value"].to_numpy(dtype=float)
-        tests.loc[rows_of_metric, "p_adjusted"] = adjust_p_values(p, statistics.correction)
+    for _, rows_of_family in tests.groupby(["metric", *CELL], sort=False, dropna=False).groups.items():
+        p = tests.loc[rows_of_family, "p_value"].to_numpy(dtype=float)
+        tests.loc[rows_of_family, "p_adjusted"] = adjust_p_values(p, statistics.correction)
     tests["within_noise"] = [bool(n < 2 or math.isnan(p) or p >= statistics.significance)
                              for n, p in zip(tests["n_pairs"], tests["p_adjusted"])]
     tests["verdict"] = [
@@ -127,6 +140,23 @@ def pairwise_tests(
         for m, n, d, p in zip(tests["metric"], tests["n_pairs"], tests["diff_mean"], tests["p_adjusted"])
     ]
     return tests
+
+
+def arm_cell(labels: pd.Series) -> dict[str, object]:
+    """An arm's data cell (one row of arm labels), with ``CELL_DEFAULTS`` for the columns older runs lack."""
+    cell = {}
+    for column, default in CELL_DEFAULTS.items():
+        value = labels.get(column, default)
+        cell[column] = default if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    cell["transfer_set"] = bool(cell["transfer_set"])
+    cell["label_fraction"], cell["label_noise"] = float(cell["label_fraction"]), float(cell["label_noise"])
+    return cell
+
+
+def in_cell(frame: pd.DataFrame, cell: dict[str, object]) -> pd.Series:
+    """Rows of ``frame`` (arms or tests) in ``cell``: absent cell columns take their default."""
+    rows = [arm_cell(row) == cell for _, row in frame.iterrows()]
+    return pd.Series(rows, index=frame.index, dtype=bool)
 
 
 def _label(labels: pd.DataFrame, arm: str, column: str):
@@ -164,7 +194,7 @@ def comparison_table(runs: pd.DataFrame, statistics: Statistics) -> tuple[pd.Dat
     """Per arm: mean/std/CI of every metric; per tested metric and baseline, the arm's pair with that
     baseline's arm of its own cell (difference, interval, p, adjusted p, verdict code).
 
-    Returns the wide table and the family of paired tests it reads (every pair of arms, every tested metric).
+    Returns the wide table and the paired tests it reads (every pair of arms within a cell, every tested metric).
     """
     metrics = [m for m in QUALITY_METRICS + COST_METRICS if m in runs.columns]
     summary = summarise_by_group(runs, metrics, "arm", statistics.confidence)
@@ -218,7 +248,19 @@ def baseline_pairs(tests: pd.DataFrame, baselines: tuple[str, ...] | list[str]) 
     ).reset_index(drop=True)
 
 
-def family_size(tests: pd.DataFrame, metric: str) -> int:
-    """How many testable pairs share one correction family (one metric)."""
+def family_size(tests: pd.DataFrame, metric: str, cell: dict[str, object] | None = None) -> int:
+    """How many testable pairs share one correction family: the pairs of ``metric`` in ``cell``.
+
+    Without ``cell``, ``tests`` must hold one cell's tests (as the recommender passes them).
+    """
     rows = tests[tests["metric"] == metric]
+    if cell is not None:
+        rows = rows[in_cell(rows, cell)]
     return int(rows["p_value"].notna().sum())
+
+
+def family_sizes(tests: pd.DataFrame, metric: str) -> list[int]:
+    """The size of each cell's family of ``metric`` (one per cell that has a pair), largest first."""
+    rows = tests[(tests["metric"] == metric) & tests["p_value"].notna()]
+    sizes = rows.groupby([c for c in CELL if c in rows], sort=False, dropna=False).size() if not rows.empty else []
+    return sorted((int(n) for n in sizes), reverse=True)

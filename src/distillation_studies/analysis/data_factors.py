@@ -13,10 +13,9 @@ import math
 
 import pandas as pd
 
-from distillation_studies.analysis.comparison import CELL, baseline_pairs
+from distillation_studies.analysis.comparison import CELL, CELL_DEFAULTS, baseline_pairs
 
 DATA_CELL = CELL  # a data cell is the comparison's cell
-CELL_DEFAULTS = {"student": "student", "label_fraction": 1.0, "transfer_set": False, "label_noise": 0.0}
 METRIC = "test_accuracy"
 
 
@@ -70,7 +69,8 @@ def distillation_gains(
     table: pd.DataFrame, tests: pd.DataFrame, baseline: str = "ce", metric: str = METRIC, significance: float = 0.05
 ) -> pd.DataFrame:
     """Per data cell and method, the paired gain over ``baseline`` at equal labels, with its CI and the
-    adjusted p-value of the comparison (adjusted over the whole study, as in the comparison table).
+    adjusted p-value of the comparison (adjusted over the pairs of its cell, as in the comparison table
+    and the recommendation).
 
     Columns: the data cell, method, arm, seeds (pairs), gain, gain_ci_low, gain_ci_high, p_adjusted,
     helps (significantly better), hurts (significantly worse). Sorted by cell, then gain (largest first).

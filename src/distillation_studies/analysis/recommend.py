@@ -6,6 +6,10 @@ ranked by their mean metric, and a candidate that the paired test against its ra
 cannot tell apart shares the leader's rank. The paired tests are the comparison's family
 (:func:`~distillation_studies.analysis.comparison.pairwise_tests`, corrected as ``statistics.correction``
 says), so the table and the recommendation give one verdict and one signed difference per pair.
+
+A study gives one answer per data cell (:func:`recommend_per_cell`): a user with 10% of the labels
+cannot pick the full-label arm, so candidates are ranked only against candidates of their own cell
+(label fraction, transfer set, noise rate, student), and each answer reads its cell's family of tests.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from distillation_studies.analysis.comparison import family_size, oriented, pairwise_tests
+from distillation_studies.analysis.comparison import arm_cell, family_size, in_cell, oriented, pairwise_tests
 from distillation_studies.analysis.metrics import BY_NAME
 from distillation_studies.analysis.stats import Statistics, seeds_needed
 from distillation_studies.common.errors import ConfigError
@@ -313,6 +317,91 @@ def recommend(
         constraints=constraints,
         statistics=statistics,
     )
+
+
+@dataclass(frozen=True)
+class CellAnswer:
+    """The recommendation for one data cell: ``cell`` maps each ``CELL`` column to its value."""
+
+    cell: dict[str, Any]
+    recommendation: Recommendation
+
+
+@dataclass(frozen=True)
+class StudyRecommendation:
+    """One ranked answer per data cell (best data first: no noise, most labels); no ranking mixes cells."""
+
+    metric: str
+    higher_is_better: bool
+    cells: tuple[CellAnswer, ...]
+    constraints: Constraints
+    statistics: Statistics
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the shared settings once, then per cell its answer (``Recommendation.to_dict`` less
+        the shared keys)."""
+        shared = ("metric", "higher_is_better", "constraints", "statistics")
+        cells = []
+        for answer in self.cells:
+            record = answer.recommendation.to_dict()
+            cells.append({"cell": _jsonable(answer.cell), **{k: v for k, v in record.items() if k not in shared}})
+        return _jsonable(
+            {
+                "metric": self.metric,
+                "higher_is_better": self.higher_is_better,
+                "family": "cell",  # each cell's answer is corrected over the pairs of that cell
+                "cells": cells,
+                "constraints": dataclasses.asdict(self.constraints),
+                "statistics": dataclasses.asdict(self.statistics),
+            }
+        )
+
+
+def recommend_per_cell(
+    summary: pd.DataFrame,
+    runs: pd.DataFrame,
+    constraints: Constraints | None = None,
+    statistics: Statistics | None = None,
+    tests: pd.DataFrame | None = None,
+) -> StudyRecommendation:
+    """:func:`recommend` within each data cell of ``summary`` (its ``CELL`` columns; absent ones take
+    their defaults, so a table without them is one cell).
+
+    Each cell's candidates are ranked against each other only, with the tests of that cell: ``tests``
+    (the comparison's within-cell family) or, when not given, paired tests computed per cell. Cells come
+    best data first: noise rate ascending, label fraction descending, without transfer set first, then
+    students as first seen.
+    """
+    constraints = Constraints() if constraints is None else constraints
+    section = Statistics(baselines=()) if statistics is None else statistics
+    cells = _cells(summary)
+    answers = []
+    for cell in cells:
+        members = summary[in_cell(summary, cell)]
+        names = set(members["candidate"].astype(str))
+        cell_runs = runs[runs["candidate"].astype(str).isin(names)]
+        cell_tests = None
+        if tests is not None:
+            cell_tests = tests[tests["arm"].astype(str).isin(names) & tests["reference"].astype(str).isin(names)]
+        answers.append(CellAnswer(cell, recommend(members, cell_runs, constraints, section, cell_tests)))
+    return StudyRecommendation(
+        metric=constraints.metric,
+        higher_is_better=constraints.higher_is_better,
+        cells=tuple(answers),
+        constraints=constraints,
+        statistics=answers[0].recommendation.statistics if answers else constraints.statistics(section),
+    )
+
+
+def _cells(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The distinct cells of ``summary``, best data first (see :func:`recommend_per_cell`)."""
+    seen: list[dict[str, Any]] = []
+    for _, row in summary.iterrows():
+        cell = arm_cell(row)
+        if cell not in seen:
+            seen.append(cell)
+    students = {cell["student"]: i for i, cell in reversed(list(enumerate(seen)))}
+    return sorted(seen, key=lambda c: (c["label_noise"], -c["label_fraction"], c["transfer_set"], students[c["student"]]))
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def gains_markdown(gains: pd.DataFrame, baseline: str, correction: str, signific
         return f"No cell has a `{baseline}` arm to pair with, so no gain can be reported."
     lines = [
         f"Gain = paired test-accuracy difference to `{baseline}` of the same cell (same labelled samples, same "
-        f"seeds), in points, with its CI; p is {correction}-adjusted over the whole study. **helps** / **hurts**: "
+        f"seeds), in points, with its CI; p is {correction}-adjusted over the pairs of arms of the cell (the "
+        f"recommendation's family). **helps** / **hurts**: "
         f"adjusted p < {significance:g}; otherwise within noise.",
         "",
     ]

@@ -1,7 +1,9 @@
-"""The recommendation in words: ranks with their evidence, excluded candidates, and the seeds verdict.
+"""The recommendation in words: one answer per data cell, each with its ranks and their evidence,
+excluded candidates, and the seeds verdict.
 
-Renders the recommender's record (``Recommendation.to_dict()``, also what ``recommendation.json``
-holds), so the report and the notebook read one JSON file and never recompute a verdict.
+Renders the recommender's record (``StudyRecommendation.to_dict()``, also what ``recommendation.json``
+holds, or one cell's ``Recommendation.to_dict()``), so the report and the notebook read one JSON file
+and never recompute a verdict.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any, Mapping
 
 from distillation_studies.analysis import recommend as r
 from distillation_studies.report.sections import CORRECTIONS
-from distillation_studies.report.text import number, p_value, shown, unit
+from distillation_studies.report.text import cell_description, number, p_value, shown, unit
 
 
 def _nan(value: Any) -> float:
@@ -117,12 +119,43 @@ def seeds_text(record: Mapping[str, Any]) -> str:
     return f"{observed} About {int(seeds['needed'])} seeds per candidate would separate a difference this size with {power:.0%} power ({test})."
 
 
-def recommendation_markdown(record: r.Recommendation | Mapping[str, Any], heading: bool = False) -> str:
-    """The recommendation as Markdown; ``heading`` puts its title on top as ``##`` (standalone use)."""
-    record = record.to_dict() if isinstance(record, r.Recommendation) else record
-    statistics, limits = record["statistics"], {k: v for k, v in record["constraints"].items() if k in (*r.COST_LIMITS, "min_accuracy") and v is not None}
+PER_CELL = (
+    "One answer per data cell: your labels, transfer set, label noise and student are your situation, not a "
+    "choice, so each arm is ranked and tested only against the arms of its own cell. What more labels or "
+    "cleaner labels would buy is compared across cells in the data-factor sections, outside these rankings."
+)
+
+
+def cell_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each cell's answer with the shared keys (metric, constraints, statistics) merged in: the shape of
+    one ``Recommendation.to_dict()``, which the per-candidate texts read. A one-cell record is itself."""
+    if "cells" not in record:
+        return [dict(record)]
+    shared = {k: v for k, v in record.items() if k != "cells"}
+    return [{**shared, **cell} for cell in record["cells"]]
+
+
+def recommendation_markdown(record: r.Recommendation | r.StudyRecommendation | Mapping[str, Any], heading: bool = False) -> str:
+    """The recommendation as Markdown, one ``###`` answer per data cell headed by the cell's description;
+    ``heading`` puts its title on top as ``##`` (standalone use)."""
+    record = record.to_dict() if isinstance(record, (r.Recommendation, r.StudyRecommendation)) else record
+    limits = {k: v for k, v in record["constraints"].items() if k in (*r.COST_LIMITS, "min_accuracy") and v is not None}
     lines = [f"## {title(record)}", ""] if heading else []
     lines += ["Constraints: " + (", ".join(f"{k} = {number(v)}" for k, v in limits.items()) if limits else "none") + ".", ""]
+    if "cells" not in record:
+        return "\n".join(lines + cell_markdown(record))
+    lines += [PER_CELL, ""]
+    if not record["cells"]:
+        lines += ["No arm was evaluated, so there is nothing to recommend.", ""]
+    for cell in cell_records(record):
+        lines += [f"### {cell.get('description') or cell_description(cell['cell'])}", "", *cell_markdown(cell)]
+    return "\n".join(lines)
+
+
+def cell_markdown(record: Mapping[str, Any]) -> list[str]:
+    """One cell's answer (a ``Recommendation.to_dict()`` shape): ranks, the family, seeds, exclusions."""
+    statistics = record["statistics"]
+    lines: list[str] = []
     failed = [e for e in record["excluded"] if any(v["key"] == r.FAILED for v in e["violations"])]
     constrained = [e for e in record["excluded"] if e not in failed]
     if not record["ranked"]:
@@ -135,10 +168,11 @@ def recommendation_markdown(record: r.Recommendation | Mapping[str, Any], headin
     for entry in record["ranked"]:
         lines += [f"{entry['rank_label']}. **{entry['candidate']}**: {candidate_text(record, entry)}", ""]
     if record["ranked"]:
+        where = " of this data cell" if "cell" in record else ""
         lines += [
             "A candidate shares its rank group's leader's rank when their paired difference (candidate − leader, over "
             f"shared seeds) is not significant at {statistics['significance']} after {statistics['correction']} "
-            f"correction over the {record['comparisons']} pairwise comparison(s) of {record['metric']}: the "
+            f"correction over the {record['comparisons']} pairwise comparison(s) of {record['metric']}{where}: the "
             "comparison table's family, so both give the same verdict.",
             "",
         ]
@@ -148,4 +182,4 @@ def recommendation_markdown(record: r.Recommendation | Mapping[str, Any], headin
             lines += [heading, ""]
             lines += [f"- **{e['candidate']}**: {'; '.join(violation_text(v) for v in e['violations'])}" for e in entries]
             lines.append("")
-    return "\n".join(lines)
+    return lines

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from distillation_studies.analysis.comparison import baseline_pairs, family_size
+from distillation_studies.analysis.comparison import baseline_pairs, family_sizes
 from distillation_studies.analysis.metrics import TESTED_METRICS, reported_metric
 from distillation_studies.analysis.stats import Statistics
 from distillation_studies.analysis.recommend import truthy
@@ -25,13 +25,26 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def family_text(tests: pd.DataFrame, metric: str) -> str:
+    """The sizes of a metric's per-cell families: '3 pairs' (one cell), '3 pairs in each of 2 cells', '1 to 3 pairs per cell'."""
+    sizes = family_sizes(tests, metric)
+    if not sizes:
+        return "0 pairs"
+    if len(sizes) == 1:
+        return f"{sizes[0]} pairs"
+    if sizes[0] == sizes[-1]:
+        return f"{sizes[0]} pairs in each of {len(sizes)} cells"
+    return f"{sizes[-1]} to {sizes[0]} pairs per cell"
+
+
 def statistics_sentence(statistics: Statistics, tests: pd.DataFrame, metric: str = "test_accuracy") -> str:
     """How to read every interval, difference and verdict of the report (one sentence for all outputs)."""
     return (
         f"Values are mean ± half-width of the {100 * statistics.confidence:.0f}% Student-t confidence interval "
-        "over seeds. A difference is *row arm − reference arm*, paired by seed (two-sided paired t-test); "
-        f"p-values are {CORRECTIONS[statistics.correction]} over the family of every pair of arms of a metric "
-        f"({family_size(tests, metric)} pairs for {metric}), the same family the recommendation reads. A difference "
+        "over seeds. A difference is *row arm − reference arm*, paired by seed (two-sided paired t-test), between "
+        "arms of the same data cell (label fraction, transfer set, label noise, student); p-values are "
+        f"{CORRECTIONS[statistics.correction]} over the family of every pair of arms of a metric within that cell "
+        f"({family_text(tests, metric)} for {metric}), the same family the recommendation reads. A difference "
         f"whose adjusted p-value is not below {statistics.significance} is within noise."
     )
 
@@ -115,11 +128,11 @@ def paired_tests_markdown(tests: pd.DataFrame, statistics: Statistics) -> str:
             "adj. p": p_value(test["p_adjusted"]),
             "verdict": verdict(test["verdict"]),
         })
-    sizes = ", ".join(f"{reported_metric(m).label} {family_size(tests, m)}" for m in TESTED_METRICS if (tests["metric"] == m).any())
+    sizes = ", ".join(f"{reported_metric(m).label} {family_text(tests, m)}" for m in TESTED_METRICS if (tests["metric"] == m).any())
     lead = (
-        f"Each arm against each baseline of its cell. Adjusted over every pair of arms of the metric "
-        f"(family sizes: {sizes}); `paired_tests.csv` holds the whole family, every pair in both directions read by "
-        "mirroring (the difference changes sign)."
+        f"Each arm against each baseline of its cell. Adjusted over every pair of arms of the metric within the "
+        f"cell (family sizes: {sizes}); `paired_tests.csv` holds every family, every pair in both directions read by "
+        "mirroring (the difference changes sign). Arms of different cells are never tested against each other here."
     )
     return lead + "\n\n" + (_table(rows) if rows else "No arm shares a cell with a baseline.")
 

@@ -90,6 +90,26 @@ def data_cells(
     return cells
 
 
+def cell_keys(cells: list[Mapping[str, Any]]) -> list[str]:
+    """A short key per data cell of a study (``student``, ``label_fraction``, ``transfer_set``,
+    ``label_noise``), naming the factors that vary among ``cells`` as arm keys do: ``''`` for a study of
+    one cell, else e.g. ``labels_10__transfer``, ``wide__labels_100``, ``noise_20``."""
+    def varies(column: str) -> bool:
+        return len({cell[column] for cell in cells}) > 1
+
+    keys = []
+    for cell in cells:
+        parts = [str(cell["student"])] if varies("student") else []
+        if varies("label_fraction") or varies("transfer_set"):
+            parts.append(fraction_token(float(cell["label_fraction"])))
+        if cell["transfer_set"] and varies("transfer_set"):
+            parts.append(TRANSFER_TOKEN)
+        if varies("label_noise"):
+            parts.append(noise_token(float(cell["label_noise"])))
+        keys.append("__".join(parts))
+    return keys
+
+
 def expand_arms(
     method_sweeps: Mapping[str, list[dict[str, Any]]],
     students: list[str],

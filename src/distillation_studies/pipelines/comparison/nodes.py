@@ -13,10 +13,12 @@ from distillation_studies.analysis import reference
 from distillation_studies.report.data_factors import data_factor_figures, data_factor_sections
 from distillation_studies.analysis.pareto import pareto_fronts
 from distillation_studies.analysis.pooled import mean_per_class, pool_reliability
-from distillation_studies.analysis.recommend import Constraints, failed, recommend
+from distillation_studies.analysis.recommend import Constraints, failed, recommend_per_cell
 from distillation_studies.report import plots, sections
 from distillation_studies.report.html import HTML, html_report, markdown_to_html
 from distillation_studies.report.recommendation import recommendation_markdown, title
+from distillation_studies.report.text import cell_description
+from distillation_studies.study.grid import cell_keys
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import ComparisonConfig, DataConfig, ModelSection
 
@@ -57,20 +59,27 @@ def recommend_method(
     recommendation: Constraints,
     mlflow_run_ids: dict[str, str],
     comparison: ComparisonConfig = ComparisonConfig(),
+    paired_tests: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Candidates filtered by the configured constraints and ranked, ties kept as ties, with evidence.
+    """Per data cell, candidates filtered by the configured constraints and ranked, ties kept as ties,
+    with evidence: a user's data is their situation, so no ranking mixes cells.
 
-    The paired tests are the comparison's family (``comparison:`` statistics), so a pair gets the
-    table's verdict. The record is JSON data plus its rendering under ``markdown``.
+    The paired tests are the comparison's within-cell family (``paired_tests``, or recomputed alike from
+    ``comparison:`` statistics), so a pair gets the table's verdict. The record is JSON data (each cell
+    with its ``description`` and its ``key``, the registry alias suffix) plus its rendering under ``markdown``.
     """
     runs = study_runs.rename(columns={"arm": "candidate"})
     runs["run_id"] = [mlflow_run_ids.get(ArmRun(c, s).key, "") for c, s in zip(runs["candidate"], runs["seed"])]
     runs = runs[runs["candidate"].isin(set(comparison_table["arm"]))]
-    result = recommend(comparison_table.rename(columns={"arm": "candidate"}), runs, recommendation, comparison.statistics())
+    result = recommend_per_cell(
+        comparison_table.rename(columns={"arm": "candidate"}), runs, recommendation, comparison.statistics(), paired_tests
+    )
     record = result.to_dict()
+    for cell, key in zip(record["cells"], cell_keys([c["cell"] for c in record["cells"]])):
+        cell.update(description=cell_description(cell["cell"]), key=key)
     markdown = recommendation_markdown(record, heading=True)
     log.info("Which method should I use?\n%s", markdown)
-    failures = [e for e in result.excluded if failed(e)]
+    failures = [e for answer in result.cells for e in answer.recommendation.excluded if failed(e)]
     if failures:
         log.warning("%d arm(s) failed and are not ranked:\n%s", len(failures), "\n".join(
             f"- {e.candidate}: training failed: {e.violations[0].quantity}" for e in failures))
