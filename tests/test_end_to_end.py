@@ -69,8 +69,9 @@ def test_catalog_holds_the_comparison_of_every_method(project):
     html = load(project, "study_report_html")
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     recommendation = load(project, "recommendation")
-    assert {entry["candidate"] for entry in recommendation["ranked"]} == {"ce", "kd", "fitnet", "rkd"}
-    assert all(len(entry["run_ids"]) == 2 for entry in recommendation["ranked"])  # MLflow evidence per seed
+    [cell] = recommendation["cells"]  # one data cell, one answer
+    assert {entry["candidate"] for entry in cell["ranked"]} == {"ce", "kd", "fitnet", "rkd"}
+    assert all(len(entry["run_ids"]) == 2 for entry in cell["ranked"])  # MLflow evidence per seed
     card = load(project, "protocol_card")
     assert card["dataset"] == "digits" and card["seeds"] == [0, 1] and len(card["teacher_checkpoint_sha256"]) == 64
     history = load(project, "students.kd.seed_1.history")
@@ -112,7 +113,7 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
     assert parent.data.tags["protocol.dataset"] == "digits"
     recommendation = load(project, "recommendation")
     children_ids = {r.info.run_id for r in children.values()}
-    assert set(recommendation["ranked"][0]["run_ids"]) <= children_ids
+    assert set(recommendation["cells"][0]["ranked"][0]["run_ids"]) <= children_ids
 
 
 def test_every_nested_run_says_what_it_trained_on_how_and_groups_its_metrics(project):
@@ -142,9 +143,9 @@ def test_every_nested_run_says_what_it_trained_on_how_and_groups_its_metrics(pro
     # The registry: every ranked candidate a version, the first-ranked one @recommended.
     recommendation = load(project, "recommendation")
     recommended = client.get_model_version_by_alias(REGISTERED_MODEL, "recommended")
-    assert recommended.run_id in recommendation["ranked"][0]["run_ids"]
+    assert recommended.run_id in recommendation["cells"][0]["ranked"][0]["run_ids"]
     versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
-    assert len(versions) == len(recommendation["ranked"])
+    assert len(versions) == len(recommendation["cells"][0]["ranked"])
     by_run = {r.info.run_id: r for r in students}
     for version in versions:  # each version names its arm and seed on the registry page
         run = by_run[version.run_id]
@@ -236,7 +237,7 @@ def test_an_interrupted_study_resumes_with_only_missing_outputs(tmp_path):
     assert "Skipping 4 nodes with existing outputs" in log and "students.kd.seed_0.distil_student" in log
     assert versions(tmp_path)["data/06_models/tiny/teacher/model.pt"] == teacher_versions  # not retrained
     recommendation = load(tmp_path, "recommendation")
-    cited = {run for entry in recommendation["ranked"] for run in entry["run_ids"]}
+    cited = {run for cell in recommendation["cells"] for entry in cell["ranked"] for run in entry["run_ids"]}
     assert kd_run in cited
     assert len(cited) == len(ARMS)
 

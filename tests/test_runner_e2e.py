@@ -107,7 +107,7 @@ def test_two_workers_give_the_sequential_comparison_table(sequential_and_dask):
     same = [c for c in sequential.columns if not any(c.startswith(t) for t in TIMING)]
     assert len(same) > 60 and list(sequential.columns) == list(dask.columns)
     pd.testing.assert_frame_equal(sequential[same], dask[same], check_exact=True)
-    assert load(sequential_and_dask[1], "recommendation")["ranked"]
+    assert load(sequential_and_dask[1], "recommendation")["cells"][0]["ranked"]
 
 
 def test_two_workers_give_the_sequential_mlflow_tree(sequential_and_dask):
@@ -131,7 +131,7 @@ def test_each_arm_is_tracked_by_the_worker_that_trains_it(sequential_and_dask):
         assert parent.info.start_time <= child.info.start_time < child.info.end_time <= parent.info.end_time
         assert child.data.tags["study_run"] == parent.info.run_id and child.data.tags["config_hash"] == parent.data.tags["config_hash"]
     recommendation = load(sequential_and_dask[1], "recommendation")
-    cited = {run for entry in recommendation["ranked"] for run in entry["run_ids"]}
+    cited = {run for cell in recommendation["cells"] for entry in cell["ranked"] for run in entry["run_ids"]}
     assert cited == {c.info.run_id for c in children if c.data.tags["arm"] != "teacher"}
 
 
@@ -159,7 +159,7 @@ def test_a_killed_worker_fails_the_study_naming_the_arm_then_resume_finishes_it(
     killed_path = f"data/06_models/tiny/students/{victim['arm']}/model.pt"
     assert len(after[killed_path]) == 1
     assert all(r.info.status != "RUNNING" for r in runs(tmp_path))
-    cited = {run for entry in load(tmp_path, "recommendation")["ranked"] for run in entry["run_ids"]}
+    cited = {run for cell in load(tmp_path, "recommendation")["cells"] for entry in cell["ranked"] for run in entry["run_ids"]}
     assert len(cited) == 4
 
 
@@ -176,7 +176,7 @@ def test_an_arm_whose_worker_is_killed_is_retried_on_another_worker(tmp_path):
     assert sorted(r.info.status for r in attempts) == ["FINISHED", "KILLED"]
     assert all(r.info.status != "RUNNING" for r in found)
     assert len(versions(tmp_path)[f"data/06_models/tiny/students/{victim['arm']}/model.pt"]) == 1
-    cited = {run for entry in load(tmp_path, "recommendation")["ranked"] for run in entry["run_ids"]}
+    cited = {run for cell in load(tmp_path, "recommendation")["cells"] for entry in cell["ranked"] for run in entry["run_ids"]}
     assert next(r.info.run_id for r in attempts if r.info.status == "FINISHED") in cited
 
 

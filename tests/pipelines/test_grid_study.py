@@ -55,5 +55,11 @@ def test_grid_selects_settings_on_validation_and_reports_curves(grid_params):
 
     plots = catalog["study_plots"].load()
     assert {"label_fraction.png", "sensitivity_temperature.png", "learning_curves.png"} <= set(plots)
-    ranked = catalog["recommendation"].load()["ranked"]
-    assert {entry["candidate"] for entry in ranked} == set(table["arm"])
+    # One answer per label fraction, each ranking only the arms of its own cell, full labels first.
+    cells = catalog["recommendation"].load()["cells"]
+    assert [(c["cell"]["label_fraction"], c["key"], c["description"]) for c in cells] == [
+        (1.0, "labels_100", "all labels"), (0.5, "labels_50", "50% labels, no transfer set")
+    ]
+    for cell in cells:
+        arms = set(table.loc[table["label_fraction"] == cell["cell"]["label_fraction"], "arm"])
+        assert {entry["candidate"] for entry in cell["ranked"]} | {e["candidate"] for e in cell["excluded"]} == arms

@@ -38,9 +38,10 @@ def test_a_diverging_arm_is_stopped_flagged_and_never_ranked(tmp_path):
     flags = table.set_index("arm")[["usable", "failure"]]
     assert flags["usable"].to_dict() == {"ce": True, "fitnet": False, "kd": True, "rkd": True}
     assert flags.loc["fitnet", "failure"].startswith("seed 0: diverged")
-    ranked = {entry["candidate"] for entry in recommendation["ranked"]}
+    [cell] = recommendation["cells"]
+    ranked = {entry["candidate"] for entry in cell["ranked"]}
     assert ranked == {"ce", "kd", "rkd"}  # the other arms' results are kept and ranked
-    excluded = {entry["candidate"]: violation_text(entry["violations"][0]) for entry in recommendation["excluded"]}
+    excluded = {entry["candidate"]: violation_text(entry["violations"][0]) for entry in cell["excluded"]}
     assert excluded["fitnet"].startswith("training failed: seed 0: diverged")
     assert "**Failed training (never ranked):**\n\n- **fitnet**" in recommendation["markdown"]
 
@@ -51,6 +52,7 @@ def test_an_exploding_learning_rate_gives_no_recommendation(tmp_path):
     result = kedro_run(tmp_path, "--params", "student.training.lr=1000000.0,tracking.enabled=false")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     (recommendation,) = _load(tmp_path, "recommendation")
-    assert recommendation["ranked"] == [] and recommendation["best"] == []
-    assert {e["candidate"] for e in recommendation["excluded"]} == {"ce", "kd", "fitnet", "rkd"}
+    [cell] = recommendation["cells"]
+    assert cell["ranked"] == [] and cell["best"] == []
+    assert {e["candidate"] for e in cell["excluded"]} == {"ce", "kd", "fitnet", "rkd"}
     assert "No candidate is usable" in recommendation["markdown"]
