@@ -30,6 +30,7 @@ from distillation_studies.mlflow_models import (
     log_classifier,
     logged_model_id,
     register_recommended,
+    recommended_alias,
     registry_runs,
 )
 from distillation_studies.pipelines.data_processing.nodes import split_images
@@ -172,3 +173,8 @@ def test_each_candidate_is_registered_through_its_best_validation_seed_and_the_f
     assert registry_runs(recommendation, val) == ("kd1", ["kd1", "ce0"])
     with pytest.raises(ValueError, match="tracking.register"):
         registry_runs({"ranked": [{"candidate": "kd", "run_ids": []}]}, val)
+
+
+def test_one_alias_per_data_cell_and_the_plain_alias_for_a_study_of_one_cell():
+    assert recommended_alias("") == RECOMMENDED_ALIAS == "recommended"
+    assert recommended_alias("labels_10__transfer") == "recommended_labels_10__transfer"

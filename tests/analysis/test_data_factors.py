@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from distillation_studies.analysis.data_factors import distillation_gains, factor_curve, has_data_factors, labels_changed
+from distillation_studies.analysis.data_factors import distillation_gains, factor_curve, has_data_factors, label_gains, labels_changed
 
 
 def _arm(method, fraction, transfer, noise, mean, half=0.01, changed=0.0):
@@ -15,7 +17,7 @@ def _arm(method, fraction, transfer, noise, mean, half=0.01, changed=0.0):
     return {
         "arm": key, "method": method, "student": "student", "label_fraction": fraction, "transfer_set": transfer,
         "label_noise": noise, "seeds": 5, "labels_changed": changed,
-        "test_accuracy_mean": mean, "test_accuracy_ci_low": mean - half, "test_accuracy_ci_high": mean + half,
+        "test_accuracy_mean": mean, "test_accuracy_std": 0.01, "test_accuracy_ci_low": mean - half, "test_accuracy_ci_high": mean + half,
     }
 
 
@@ -77,3 +79,28 @@ def test_changed_fraction_and_factor_detection():
 def test_an_arm_without_a_baseline_in_its_cell_gets_no_gain():
     gains = distillation_gains(TABLE, TESTS[TESTS["arm"] != "kd_1.0_False_0.4"])
     assert "kd_1.0_False_0.4" not in set(gains["arm"]) and not math.isnan(gains["gain"].sum())
+
+
+def _seeded_arm(method, fraction, transfer, values):
+    """A table row whose mean, std and seed count come from per-seed ``values`` (for scipy to check)."""
+    values = np.array(values)
+    return {**_arm(method, fraction, transfer, 0.0, float(values.mean())), "test_accuracy_std": float(values.std(ddof=1)), "seeds": len(values)}
+
+
+def test_label_gains_compare_across_cells_unpaired_with_welch():
+    full_kd, tenth_kd, tenth_kd_transfer = [0.95, 0.96, 0.94, 0.97], [0.70, 0.75, 0.72], [0.93, 0.95, 0.90, 0.94]
+    table = pd.DataFrame([
+        _seeded_arm("kd", 1.0, False, full_kd), _seeded_arm("kd", 0.1, False, tenth_kd),
+        _seeded_arm("kd", 0.1, True, tenth_kd_transfer), _seeded_arm("ce", 0.1, False, [0.6, 0.62]),  # no ce at 100%
+    ])
+    gains = label_gains(table).set_index(["method", "transfer_set"])
+    assert list(gains.index) == [("kd", False), ("kd", True)]  # ce has no full-label arm to compare with
+    for key, values in (((("kd", False)), tenth_kd), ((("kd", True)), tenth_kd_transfer)):
+        row = gains.loc[key]
+        welch = stats.ttest_ind(full_kd, values, equal_var=False)
+        assert row["reference_arm"] == "kd_1.0_False_0.0" and row["reference_fraction"] == 1.0
+        assert row["gain"] == pytest.approx(np.mean(full_kd) - np.mean(values))
+        assert row["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
+        low, high = welch.confidence_interval(0.95)
+        assert (row["gain_ci_low"], row["gain_ci_high"]) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    assert (gains.loc[("kd", False), "seeds"], gains.loc[("kd", False), "reference_seeds"]) == (3, 4)

@@ -3,7 +3,7 @@
 import pytest
 
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.study.grid import check_label_fractions, expand_arms, sweep_settings
+from distillation_studies.study.grid import cell_keys, check_label_fractions, expand_arms, sweep_settings
 
 
 def test_no_sweep_gives_one_arm_per_method_keyed_by_the_method():
@@ -55,3 +55,18 @@ def test_bad_sweeps_name_the_key(sweep, message):
 def test_bad_label_fractions(fractions):
     with pytest.raises(ConfigError, match=r"grid\.label_fractions"):
         check_label_fractions(fractions)
+
+
+def _cell(student="student", fraction=1.0, transfer=False, noise=0.0):
+    return {"student": student, "label_fraction": fraction, "transfer_set": transfer, "label_noise": noise}
+
+
+def test_cell_keys_name_what_varies_and_are_empty_for_a_single_cell():
+    assert cell_keys([_cell(fraction=0.1, transfer=True)]) == [""]  # one cell: plain @recommended
+    assert cell_keys([_cell(), _cell(fraction=0.1, transfer=True)]) == ["labels_100", "labels_10__transfer"]
+    # Transfer set alone varies: both keys still say the fraction, so neither is empty.
+    assert cell_keys([_cell(fraction=0.1), _cell(fraction=0.1, transfer=True)]) == ["labels_10", "labels_10__transfer"]
+    assert cell_keys([_cell(), _cell(noise=0.2)]) == ["noise_0", "noise_20"]
+    assert cell_keys([_cell(), _cell(student="wide"), _cell(student="wide", fraction=0.5)]) == [
+        "student__labels_100", "wide__labels_100", "wide__labels_50"
+    ]

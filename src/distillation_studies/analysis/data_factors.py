@@ -1,10 +1,13 @@
-"""Data size and data quality as study factors: accuracy curves and where distillation helps.
+"""Data size and data quality as study factors: accuracy curves, where distillation helps, and what
+more labels would buy.
 
-Reads the comparison table (one row per arm, ``<metric>_mean`` / ``_ci_low`` / ``_ci_high``) and the
-paired tests of :mod:`distillation_studies.analysis.comparison`. A *data cell* is (student, label
-fraction, transfer set, label-noise rate); inside a cell every method is paired by seed with the
+Reads the comparison table (one row per arm, ``<metric>_mean`` / ``_std`` / ``_ci_low`` / ``_ci_high``)
+and the paired tests of :mod:`distillation_studies.analysis.comparison`. A *data cell* is (student,
+label fraction, transfer set, label-noise rate); inside a cell every method is paired by seed with the
 ``ce`` baseline of the same cell, which trains on the same labelled samples (in a transfer-set cell,
-on those samples alone), so a difference is a gain at equal labels.
+on those samples alone), so a difference is a gain at equal labels. The only comparisons *across*
+cells are :func:`label_gains` ("what would more labels buy me?"): computed here, unpaired, and outside
+the per-cell families that the table, the paired tests and the recommendation read.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from scipy import stats
 
 from distillation_studies.analysis.comparison import CELL, CELL_DEFAULTS, baseline_pairs
 
@@ -107,6 +111,61 @@ def distillation_gains(
     gains["_order"] = -gains["gain"]
     gains = gains.sort_values(["label_noise", "label_fraction", "transfer_set", "student", "_order"], ascending=[True, False, True, True, True])
     return gains.drop(columns="_order").reset_index(drop=True)
+
+
+LABEL_GAIN_COLUMNS = [
+    "method", "student", "transfer_set", "label_noise", "label_fraction", "arm", "seeds", "reference_fraction",
+    "reference_arm", "reference_seeds", "gain", "gain_ci_low", "gain_ci_high", "p_value",
+]
+
+
+def label_gains(table: pd.DataFrame, metric: str = METRIC, confidence: float = 0.95) -> pd.DataFrame:
+    """Across cells: per arm below its series' largest label fraction, what that fraction adds
+    (``gain`` = reference mean - arm mean), with a Welch interval and an unadjusted Welch p-value.
+
+    A series is (method, student, noise rate, transfer set); its reference is the same method, student
+    and noise rate at the largest label fraction of the study, with the same transfer-set flag when that
+    cell has one (a full-label cell has none). Different cells train on different samples, so seeds are
+    not paired, and these tests are not part of any per-cell family: they answer "what would more
+    labels buy me?", not "which method should I use?".
+    """
+    table = with_cell_columns(table)
+    std = table[f"{metric}_std"] if f"{metric}_std" in table else pd.Series(math.nan, index=table.index)
+    table = table.assign(_mean=table[f"{metric}_mean"].astype(float), _std=std.astype(float), _n=table["seeds"].astype(int))
+    top = table["label_fraction"].max()
+    rows = []
+    for _, row in table[table["label_fraction"] < top].iterrows():
+        same = table[(table["method"] == row["method"]) & (table["student"] == row["student"])
+                     & (table["label_noise"] == row["label_noise"]) & (table["label_fraction"] == top)]
+        matched = same[same["transfer_set"] == row["transfer_set"]]
+        candidates = matched if not matched.empty else same[~same["transfer_set"]]
+        if candidates.empty:
+            continue
+        reference = candidates.iloc[0]
+        rows.append({
+            **{k: row[k] for k in ("method", "student", "transfer_set", "label_noise", "label_fraction", "arm")},
+            "seeds": int(row["_n"]), "reference_fraction": float(top), "reference_arm": reference["arm"],
+            "reference_seeds": int(reference["_n"]),
+            **_welch(reference["_mean"], reference["_std"], int(reference["_n"]), row["_mean"], row["_std"], int(row["_n"]), confidence),
+        })
+    gains = pd.DataFrame(rows, columns=LABEL_GAIN_COLUMNS)
+    return gains.sort_values(["label_noise", "student", "method", "transfer_set", "label_fraction"],
+                             ascending=[True, True, True, True, False], kind="stable").reset_index(drop=True)
+
+
+def _welch(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int, confidence: float) -> dict[str, float]:
+    """Difference a - b of two independent means: Welch-Satterthwaite interval and two-sided p (NaN below 2 seeds)."""
+    diff = mean_a - mean_b
+    if min(n_a, n_b) < 2 or math.isnan(std_a) or math.isnan(std_b):
+        return {"gain": diff, "gain_ci_low": math.nan, "gain_ci_high": math.nan, "p_value": math.nan}
+    va, vb = std_a**2 / n_a, std_b**2 / n_b
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"gain": diff, "gain_ci_low": diff, "gain_ci_high": diff, "p_value": math.nan}
+    df = se**4 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    return {"gain": diff, "gain_ci_low": diff - half, "gain_ci_high": diff + half, "p_value": p}
 
 
 def labels_changed(runs_or_table: pd.DataFrame) -> pd.DataFrame:

@@ -96,14 +96,49 @@ def gains_markdown(gains: pd.DataFrame, baseline: str, correction: str, signific
     return "\n".join(lines)
 
 
+LABEL_GAINS_TITLE = "What more labels would buy (across cells)"
+
+
+def label_gains_markdown(gains: pd.DataFrame, confidence: float) -> str:
+    """Per method series, the accuracy the largest label fraction adds over each smaller one: a
+    comparison *across* data cells, said to be one, and kept out of the recommendation's families."""
+    if gains.empty:
+        return "No method was run at the study's largest label fraction as well as below it, so nothing is compared."
+    top = f"{100 * gains['reference_fraction'].iloc[0]:g}%"
+    lines = [
+        f"Across data cells: how much test accuracy the same method gains with {top} of the labels instead of "
+        f"fewer, in points (mean at {top} − mean at the smaller fraction), with the {100 * confidence:.0f}% Welch "
+        "interval and an unadjusted Welch p-value. Different cells train on different samples, so seeds are not "
+        "paired, and these differences are not in the per-cell families of the paired tests or the recommendation: "
+        "they say what collecting more labels would buy, while the recommendation says what to use with the labels "
+        "you have.",
+        "",
+    ]
+    for _, row in gains.iterrows():
+        series = f"`{row['method']}`" + (" + transfer set" if row["transfer_set"] else "")
+        situation = [f"noise {100 * row['label_noise']:g}%"] if row["label_noise"] > 0 else []
+        situation += [f"student {row['student']}"] if row["student"] != numbers.CELL_DEFAULTS["student"] else []
+        where = f" ({', '.join(situation)})" if situation else ""
+        ci = "" if math.isnan(row["gain_ci_low"]) else f" [{100 * row['gain_ci_low']:+.2f}, {100 * row['gain_ci_high']:+.2f}]"
+        p = "p not testable (fewer than 2 seeds)" if math.isnan(row["p_value"]) else f"p = {row['p_value']:.3g}"
+        lines.append(
+            f"- {series}{where}: {100 * row['label_fraction']:g}% -> {top} labels: {100 * row['gain']:+.2f} pp{ci} "
+            f"({row['seeds']} vs {row['reference_seeds']} seeds, {p})"
+        )
+    return "\n".join(lines)
+
+
 def data_factor_sections(
     table: pd.DataFrame, tests: pd.DataFrame, baselines: list[str], confidence: float, correction: str, significance: float
 ) -> list[tuple[str, str]]:
-    """The report sections: "Data size and quality" when the study varies them, and "Where distillation
-    helps" whenever ``ce`` is a baseline."""
+    """The report sections: "Data size and quality" when the study varies them, "What more labels would
+    buy (across cells)" when it has more than one label fraction, and "Where distillation helps"
+    whenever ``ce`` is a baseline."""
     sections = []
     if numbers.has_data_factors(table):
         sections.append(("Data size and quality", data_factors_markdown(table, confidence)))
+    if numbers.with_cell_columns(table)["label_fraction"].nunique() > 1:
+        sections.append((LABEL_GAINS_TITLE, label_gains_markdown(numbers.label_gains(table, confidence=confidence), confidence)))
     if "ce" in baselines:
         gains = numbers.distillation_gains(table, tests, "ce", significance=significance)
         sections.append(("Where distillation helps", gains_markdown(gains, "ce", correction, significance)))
