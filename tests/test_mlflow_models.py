@@ -178,3 +178,32 @@ def test_each_candidate_is_registered_through_its_best_validation_seed_and_the_f
 def test_one_alias_per_data_cell_and_the_plain_alias_for_a_study_of_one_cell():
     assert recommended_alias("") == RECOMMENDED_ALIAS == "recommended"
     assert recommended_alias("labels_10__transfer") == "recommended_labels_10__transfer"
+
+
+def test_each_data_cell_gets_its_own_alias_and_no_pick_spans_cells(study):
+    """tracking.register on a two-cell recommendation: each cell's first-ranked candidate gets
+    ``recommended_<cell key>``; no bare ``recommended`` points at one cell's pick for everyone."""
+    from distillation_studies.hooks import _register
+    from distillation_studies.tracking import StudyRun
+
+    client, experiment = study["client"], study["experiment"]
+    examples = first_images(study["model_input"]["val"], 4)
+    runs = {}
+    for name, val in (("kd__labels_100/seed_0", 0.97), ("ce__labels_10__transfer/seed_0", 0.80), ("kd__labels_10__transfer/seed_0", 0.9)):
+        run_id = client.create_run(experiment, run_name=name).info.run_id
+        client.log_metric(run_id, "val/best_accuracy", val)
+        log_classifier(client, run_id, study["model"], study["summary"], examples)
+        runs[name.split("/")[0]] = run_id
+    record = {"cells": [
+        {"key": "labels_100", "description": "all labels",
+         "ranked": [{"candidate": "kd__labels_100", "run_ids": [runs["kd__labels_100"]]}]},
+        {"key": "labels_10__transfer", "description": "10% labels + transfer set",
+         "ranked": [{"candidate": "kd__labels_10__transfer", "run_ids": [runs["kd__labels_10__transfer"]]},
+                    {"candidate": "ce__labels_10__transfer", "run_ids": [runs["ce__labels_10__transfer"]]}]},
+    ]}
+    _register(StudyRun(study["uri"], experiment, "parent", "hash", "v", register="per-cell-students"), record)
+    assert client.get_model_version_by_alias("per-cell-students", "recommended_labels_100").run_id == runs["kd__labels_100"]
+    tenth = client.get_model_version_by_alias("per-cell-students", "recommended_labels_10__transfer")
+    assert tenth.run_id == runs["kd__labels_10__transfer"]
+    assert set(client.get_registered_model("per-cell-students").aliases) == {"recommended_labels_100", "recommended_labels_10__transfer"}
+    assert len(client.search_model_versions("name='per-cell-students'")) == 3  # every ranked candidate of every cell
