@@ -53,7 +53,7 @@ def summarise_by_group(
 ) -> pd.DataFrame:
     """One row per ``group`` value, in first-seen order: seed count and mean/std/CI of every metric.
 
-    Differences between arms are ``analysis.comparison.pairwise_tests``'s job, corrected as one family.
+    Differences between arms are ``analysis.comparison.pairwise_tests``'s job, corrected per (metric, data cell) family.
     """
     rows = []
     for name, part in runs.groupby(group, sort=False):
