@@ -234,3 +234,37 @@ def test_significance_comes_from_the_statistics_section():
 def test_unknown_ranking_metric_names_the_key_and_the_table():
     with pytest.raises(ConfigError, match=r"recommendation\.metric: expected a reported metric, one of \[.*'test_nll'"):
         parse_dataclass(Constraints, {"metric": "score"}, "recommendation")
+
+
+def test_cells_are_described_as_a_user_names_their_data():
+    from distillation_studies.report.text import cell_description
+
+    def cell(fraction=1.0, transfer=False, noise=0.0, student="student"):
+        return {"student": student, "label_fraction": fraction, "transfer_set": transfer, "label_noise": noise}
+
+    assert cell_description(cell()) == "all labels"
+    assert cell_description(cell(0.1, True)) == "10% labels + transfer set"
+    assert cell_description(cell(0.05, False, 0.2)) == "5% labels, no transfer set, 20% label noise"
+    assert cell_description(cell(student="wide")) == "all labels, student wide"
+
+
+def test_recommend_per_cell_orders_cells_best_data_first_and_ranks_within_each():
+    from distillation_studies.analysis.recommend import recommend_per_cell
+
+    base = 0.8 + SEED_EFFECT
+    values = {"ce_noisy": base, "kd_noisy": base + 0.05, "ce_tenth": base + 0.01, "kd_tenth": base + 0.02 + JITTER,
+              "ce_full": base + 0.1, "kd_full": base + 0.101 + JITTER}
+    summary, runs = make({k: list(v) for k, v in values.items()})
+    cells = {"noisy": (1.0, False, 0.2), "tenth": (0.1, True, 0.0), "full": (1.0, False, 0.0)}
+    for column, index in (("label_fraction", 0), ("transfer_set", 1), ("label_noise", 2)):
+        summary[column] = [cells[c.split("_")[1]][index] for c in summary["candidate"]]
+    result = recommend_per_cell(summary, runs)  # tests computed per cell from the runs
+    assert [tuple(a.cell[k] for k in ("label_fraction", "transfer_set", "label_noise")) for a in result.cells] == [
+        (1.0, False, 0.0), (0.1, True, 0.0), (1.0, False, 0.2)
+    ]
+    assert [[c.candidate for c in a.recommendation.ranked] for a in result.cells] == [
+        ["kd_full", "ce_full"], ["kd_tenth", "ce_tenth"], ["kd_noisy", "ce_noisy"]
+    ]
+    assert [a.recommendation.comparisons for a in result.cells] == [1, 1, 1]  # one pair per cell, not C(6, 2) = 15
+    markdown = recommendation_markdown(result, heading=True)
+    assert re.findall(r"^### (.+)$", markdown, flags=re.M) == ["all labels", "10% labels + transfer set", "all labels, 20% label noise"]

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from distillation_studies.common.names import DEFAULT_STUDENT
-
 from distillation_studies.analysis.metrics import (
     COST_METRICS,
     QUALITY_METRICS,
@@ -262,5 +261,7 @@ def family_size(tests: pd.DataFrame, metric: str, cell: dict[str, object] | None
 def family_sizes(tests: pd.DataFrame, metric: str) -> list[int]:
     """The size of each cell's family of ``metric`` (one per cell that has a pair), largest first."""
     rows = tests[(tests["metric"] == metric) & tests["p_value"].notna()]
-    sizes = rows.groupby([c for c in CELL if c in rows], sort=False, dropna=False).size() if not rows.empty else []
-    return sorted((int(n) for n in sizes), reverse=True)
+    columns = [c for c in CELL if c in rows]  # tests saved before cells were columns: one family
+    if rows.empty or not columns:
+        return [len(rows)] if len(rows) else []
+    return sorted((int(n) for n in rows.groupby(columns, sort=False, dropna=False).size()), reverse=True)
