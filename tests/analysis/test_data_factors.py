@@ -89,12 +89,14 @@ def _seeded_arm(method, fraction, transfer, values):
 
 def test_label_gains_compare_across_cells_unpaired_with_welch():
     full_kd, tenth_kd, tenth_kd_transfer = [0.95, 0.96, 0.94, 0.97], [0.70, 0.75, 0.72], [0.93, 0.95, 0.90, 0.94]
+    full_ce = [0.96, 0.95, 0.97, 0.96, 0.98]
     table = pd.DataFrame([
         _seeded_arm("kd", 1.0, False, full_kd), _seeded_arm("kd", 0.1, False, tenth_kd),
-        _seeded_arm("kd", 0.1, True, tenth_kd_transfer), _seeded_arm("ce", 0.1, False, [0.6, 0.62]),  # no ce at 100%
+        _seeded_arm("kd", 0.1, True, tenth_kd_transfer), _seeded_arm("fitnet", 0.1, False, [0.6, 0.62]),  # no fitnet at 100%
+        _seeded_arm("ce", 1.0, False, full_ce),
     ])
     gains = label_gains(table).set_index(["method", "transfer_set"])
-    assert list(gains.index) == [("kd", False), ("kd", True)]  # ce has no full-label arm to compare with
+    assert list(gains.index) == [("kd", False), ("kd", True)]  # fitnet has no full-label arm to compare with
     for key, values in (((("kd", False)), tenth_kd), ((("kd", True)), tenth_kd_transfer)):
         row = gains.loc[key]
         welch = stats.ttest_ind(full_kd, values, equal_var=False)
@@ -104,3 +106,10 @@ def test_label_gains_compare_across_cells_unpaired_with_welch():
         low, high = welch.confidence_interval(0.95)
         assert (row["gain_ci_low"], row["gain_ci_high"]) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
     assert (gains.loc[("kd", False), "seeds"], gains.loc[("kd", False), "reference_seeds"]) == (3, 4)
+    # kd with 10% of the labels (+ transfer set) against ce with all of them: arm - baseline, Welch.
+    row, welch = gains.loc[("kd", True)], stats.ttest_ind(tenth_kd_transfer, full_ce, equal_var=False)
+    assert (row["baseline_arm"], row["baseline_seeds"]) == ("ce_1.0_False_0.0", 5)
+    assert row["to_baseline"] == pytest.approx(np.mean(tenth_kd_transfer) - np.mean(full_ce))
+    assert row["to_baseline_p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
+    assert row["to_baseline_ci_low"] == pytest.approx(welch.confidence_interval(0.95).low, rel=1e-9)
+    assert math.isnan(label_gains(table, baseline="dkd").loc[0, "to_baseline"])  # no such baseline: empty, not dropped

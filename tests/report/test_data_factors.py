@@ -34,6 +34,9 @@ def test_what_more_labels_buy_says_it_compares_across_cells():
     # kd at 5% + transfer set (92.5 ± std 0.01, 5 seeds) against kd at 100% (92.5): 0 points; ce: 92 - 78 = +14.
     assert "- `ce` + transfer set: 5% -> 100% labels: +14.00 pp [" in text
     assert "- `kd` + transfer set: 5% -> 100% labels: +2.50 pp [" in text and "(5 vs 5 seeds, p = " in text
+    # kd at 5% + transfer set (90.0) against ce with every label (92.0), across cells; ce's own line has no such part.
+    assert "; against `ce_1.0_False_0.0` (100% labels): -2.00 pp [" in text
+    assert text.count("; against `ce_1.0_False_0.0`") == 1
     assert "adjusted" not in text.replace("unadjusted", "")
 
 

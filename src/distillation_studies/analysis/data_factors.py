@@ -116,18 +116,21 @@ def distillation_gains(
 LABEL_GAIN_COLUMNS = [
     "method", "student", "transfer_set", "label_noise", "label_fraction", "arm", "seeds", "reference_fraction",
     "reference_arm", "reference_seeds", "gain", "gain_ci_low", "gain_ci_high", "p_value",
+    "baseline_arm", "baseline_seeds", "to_baseline", "to_baseline_ci_low", "to_baseline_ci_high", "to_baseline_p_value",
 ]
 
 
-def label_gains(table: pd.DataFrame, metric: str = METRIC, confidence: float = 0.95) -> pd.DataFrame:
-    """Across cells: per arm below its series' largest label fraction, what that fraction adds
-    (``gain`` = reference mean - arm mean), with a Welch interval and an unadjusted Welch p-value.
+def label_gains(table: pd.DataFrame, metric: str = METRIC, confidence: float = 0.95, baseline: str = "ce") -> pd.DataFrame:
+    """Across cells: per arm below the study's largest label fraction, what that fraction adds to the
+    same method (``gain`` = reference mean - arm mean), and how far the arm is from ``baseline`` at that
+    fraction (``to_baseline`` = arm mean - baseline mean: "kd at 10% against ce at 100%"), each with a
+    Welch interval and an unadjusted Welch p-value.
 
-    A series is (method, student, noise rate, transfer set); its reference is the same method, student
-    and noise rate at the largest label fraction of the study, with the same transfer-set flag when that
-    cell has one (a full-label cell has none). Different cells train on different samples, so seeds are
-    not paired, and these tests are not part of any per-cell family: they answer "what would more
-    labels buy me?", not "which method should I use?".
+    The reference shares the arm's method, student and noise rate, at the largest label fraction, with
+    the same transfer-set flag when that cell has one (a full-label cell has none); the baseline arm
+    likewise. Different cells train on different samples, so seeds are not paired, and these tests are
+    in no per-cell family: they answer "what would more labels buy me?", not "which method should I use?".
+    Arms without a reference are left out; without a baseline arm, the ``*_baseline`` columns are empty.
     """
     table = with_cell_columns(table)
     std = table[f"{metric}_std"] if f"{metric}_std" in table else pd.Series(math.nan, index=table.index)
@@ -135,22 +138,36 @@ def label_gains(table: pd.DataFrame, metric: str = METRIC, confidence: float = 0
     top = table["label_fraction"].max()
     rows = []
     for _, row in table[table["label_fraction"] < top].iterrows():
-        same = table[(table["method"] == row["method"]) & (table["student"] == row["student"])
-                     & (table["label_noise"] == row["label_noise"]) & (table["label_fraction"] == top)]
-        matched = same[same["transfer_set"] == row["transfer_set"]]
-        candidates = matched if not matched.empty else same[~same["transfer_set"]]
-        if candidates.empty:
+        reference, base = _at_fraction(table, row, row["method"], top), _at_fraction(table, row, baseline, top)
+        if reference is None:
             continue
-        reference = candidates.iloc[0]
+        to_base = {"baseline_arm": None, "baseline_seeds": 0, "to_baseline": math.nan, "to_baseline_ci_low": math.nan,
+                   "to_baseline_ci_high": math.nan, "to_baseline_p_value": math.nan}
+        if base is not None:
+            welch = _welch(row["_mean"], row["_std"], int(row["_n"]), base["_mean"], base["_std"], int(base["_n"]), confidence)
+            to_base = {"baseline_arm": base["arm"], "baseline_seeds": int(base["_n"]), "to_baseline": welch["gain"],
+                       "to_baseline_ci_low": welch["gain_ci_low"], "to_baseline_ci_high": welch["gain_ci_high"],
+                       "to_baseline_p_value": welch["p_value"]}
         rows.append({
             **{k: row[k] for k in ("method", "student", "transfer_set", "label_noise", "label_fraction", "arm")},
             "seeds": int(row["_n"]), "reference_fraction": float(top), "reference_arm": reference["arm"],
             "reference_seeds": int(reference["_n"]),
             **_welch(reference["_mean"], reference["_std"], int(reference["_n"]), row["_mean"], row["_std"], int(row["_n"]), confidence),
+            **to_base,
         })
     gains = pd.DataFrame(rows, columns=LABEL_GAIN_COLUMNS)
     return gains.sort_values(["label_noise", "student", "method", "transfer_set", "label_fraction"],
                              ascending=[True, True, True, True, False], kind="stable").reset_index(drop=True)
+
+
+def _at_fraction(table: pd.DataFrame, row: pd.Series, method: str, fraction: float) -> pd.Series | None:
+    """``method``'s arm at ``fraction`` for ``row``'s student and noise rate: with ``row``'s transfer-set
+    flag when there is one, else without a transfer set; None when the study has neither."""
+    same = table[(table["method"] == method) & (table["student"] == row["student"])
+                 & (table["label_noise"] == row["label_noise"]) & (table["label_fraction"] == fraction)]
+    matched = same[same["transfer_set"] == row["transfer_set"]]
+    found = matched if not matched.empty else same[~same["transfer_set"]]
+    return None if found.empty else found.iloc[0]
 
 
 def _welch(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int, confidence: float) -> dict[str, float]:

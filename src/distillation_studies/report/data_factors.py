@@ -107,7 +107,8 @@ def label_gains_markdown(gains: pd.DataFrame, confidence: float) -> str:
     top = f"{100 * gains['reference_fraction'].iloc[0]:g}%"
     lines = [
         f"Across data cells: how much test accuracy the same method gains with {top} of the labels instead of "
-        f"fewer, in points (mean at {top} − mean at the smaller fraction), with the {100 * confidence:.0f}% Welch "
+        f"fewer, in points (mean at {top} − mean at the smaller fraction), and where the arm stands against the "
+        f"baseline with {top} of the labels (arm − baseline), each with the {100 * confidence:.0f}% Welch "
         "interval and an unadjusted Welch p-value. Different cells train on different samples, so seeds are not "
         "paired, and these differences are not in the per-cell families of the paired tests or the recommendation: "
         "they say what collecting more labels would buy, while the recommendation says what to use with the labels "
@@ -120,12 +121,22 @@ def label_gains_markdown(gains: pd.DataFrame, confidence: float) -> str:
         situation += [f"student {row['student']}"] if row["student"] != numbers.CELL_DEFAULTS["student"] else []
         where = f" ({', '.join(situation)})" if situation else ""
         ci = "" if math.isnan(row["gain_ci_low"]) else f" [{100 * row['gain_ci_low']:+.2f}, {100 * row['gain_ci_high']:+.2f}]"
-        p = "p not testable (fewer than 2 seeds)" if math.isnan(row["p_value"]) else f"p = {row['p_value']:.3g}"
-        lines.append(
+        line = (
             f"- {series}{where}: {100 * row['label_fraction']:g}% -> {top} labels: {100 * row['gain']:+.2f} pp{ci} "
-            f"({row['seeds']} vs {row['reference_seeds']} seeds, {p})"
+            f"({row['seeds']} vs {row['reference_seeds']} seeds, {_welch_p(row['p_value'])})"
         )
+        if isinstance(row["baseline_arm"], str) and row["baseline_arm"] != row["reference_arm"]:
+            to = "" if math.isnan(row["to_baseline_ci_low"]) else f" [{100 * row['to_baseline_ci_low']:+.2f}, {100 * row['to_baseline_ci_high']:+.2f}]"
+            line += (
+                f"; against `{row['baseline_arm']}` ({top} labels): {100 * row['to_baseline']:+.2f} pp{to} "
+                f"({_welch_p(row['to_baseline_p_value'])})"
+            )
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _welch_p(p: float) -> str:
+    return "p not testable (fewer than 2 seeds)" if math.isnan(p) else f"p = {p:.3g}"
 
 
 def data_factor_sections(
@@ -138,7 +149,8 @@ def data_factor_sections(
     if numbers.has_data_factors(table):
         sections.append(("Data size and quality", data_factors_markdown(table, confidence)))
     if numbers.with_cell_columns(table)["label_fraction"].nunique() > 1:
-        sections.append((LABEL_GAINS_TITLE, label_gains_markdown(numbers.label_gains(table, confidence=confidence), confidence)))
+        gains = numbers.label_gains(table, confidence=confidence, baseline=baselines[0] if baselines else "ce")
+        sections.append((LABEL_GAINS_TITLE, label_gains_markdown(gains, confidence)))
     if "ce" in baselines:
         gains = numbers.distillation_gains(table, tests, "ce", significance=significance)
         sections.append(("Where distillation helps", gains_markdown(gains, "ce", correction, significance)))
