@@ -33,6 +33,7 @@ from distillation_studies.learning.methods.two_stage import TwoStage
 from distillation_studies.learning.methods.dml import DeepMutualLearning
 from distillation_studies.learning.methods.takd import TeacherAssistantKD
 from distillation_studies.learning.methods.skd import StreamlinedKD
+from distillation_studies.learning.methods.rld import RefinedLogitDistillation
 from distillation_studies.learning.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -59,6 +60,7 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "dml": DeepMutualLearning,
     "takd": TeacherAssistantKD,
     "skd": StreamlinedKD,
+    "rld": RefinedLogitDistillation,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]
