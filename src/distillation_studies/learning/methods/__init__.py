@@ -34,6 +34,7 @@ from distillation_studies.learning.methods.dml import DeepMutualLearning
 from distillation_studies.learning.methods.takd import TeacherAssistantKD
 from distillation_studies.learning.methods.skd import StreamlinedKD
 from distillation_studies.learning.methods.rld import RefinedLogitDistillation
+from distillation_studies.learning.methods.mlkd import MultiLevelLogitDistillation
 from distillation_studies.learning.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -61,6 +62,7 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "takd": TeacherAssistantKD,
     "skd": StreamlinedKD,
     "rld": RefinedLogitDistillation,
+    "mlkd": MultiLevelLogitDistillation,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]
