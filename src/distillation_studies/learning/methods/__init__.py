@@ -35,6 +35,7 @@ from distillation_studies.learning.methods.takd import TeacherAssistantKD
 from distillation_studies.learning.methods.skd import StreamlinedKD
 from distillation_studies.learning.methods.rld import RefinedLogitDistillation
 from distillation_studies.learning.methods.mlkd import MultiLevelLogitDistillation
+from distillation_studies.learning.methods.dist_plus import DISTPlus
 from distillation_studies.learning.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -63,6 +64,7 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "skd": StreamlinedKD,
     "rld": RefinedLogitDistillation,
     "mlkd": MultiLevelLogitDistillation,
+    "dist_plus": DISTPlus,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]
