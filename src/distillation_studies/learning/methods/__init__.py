@@ -36,6 +36,7 @@ from distillation_studies.learning.methods.skd import StreamlinedKD
 from distillation_studies.learning.methods.rld import RefinedLogitDistillation
 from distillation_studies.learning.methods.mlkd import MultiLevelLogitDistillation
 from distillation_studies.learning.methods.dist_plus import DISTPlus
+from distillation_studies.learning.methods.srd import SimpleRecipeDistillation
 from distillation_studies.learning.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -65,6 +66,7 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "rld": RefinedLogitDistillation,
     "mlkd": MultiLevelLogitDistillation,
     "dist_plus": DISTPlus,
+    "srd": SimpleRecipeDistillation,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]
