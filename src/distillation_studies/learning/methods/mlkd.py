@@ -51,10 +51,16 @@ def share_at_or_below_median(values: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def gram_gap(student_probs: Tensor, teacher_probs: Tensor, samples: bool) -> Tensor:
-    """Squared Frobenius distance of the sample (B x B) or class (C x C) Gram matrices, / B or / C."""
-    if samples:
-        return ((teacher_probs @ teacher_probs.T - student_probs @ student_probs.T) ** 2).sum() / len(student_probs)
-    return ((teacher_probs.T @ teacher_probs - student_probs.T @ student_probs) ** 2).sum() / student_probs.shape[1]
+    """Squared Frobenius distance of the sample (B x B) or class (C x C) Gram matrices, / B or / C.
+
+    In float32 without autocast: the entries' differences are small, and bf16 products would round them away.
+    """
+    with torch.autocast(student_probs.device.type, enabled=False):
+        s = student_probs.float() if student_probs.dtype in (torch.bfloat16, torch.float16) else student_probs
+        t = teacher_probs.to(s.dtype)
+        if samples:
+            return ((t @ t.T - s @ s.T) ** 2).sum() / len(s)
+        return ((t.T @ t - s.T @ s) ** 2).sum() / s.shape[1]
 
 
 class MultiLevelLogitDistillation(DistillationMethod):
