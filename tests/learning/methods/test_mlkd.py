@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,16 +11,8 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS, parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.mlkd import MultiLevelLogitDistillation
+from tests.learning.methods.test_skd import LABELS, STUDENT, TEACHER, _shares, _softmax
 from tests.method_checks import assert_gradients_flow, tiny_cnn
-
-STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 0.5], [3.0, 0.0, 0.0, 1.0], [0.2, 0.1, -0.3, 0.4], [-1.0, 1.5, 0.0, 2.0]]
-TEACHER = [[4.0, 0.0, 1.0, -2.0], [0.5, 0.5, 1.5, 3.0], [6.0, -1.0, 2.0, 0.0], [1.0, 2.0, 0.0, 0.5], [0.0, 0.0, 3.0, 1.0]]
-LABELS = [1, 3, 0, 2, 2]
-
-
-def _softmax(row, temperature=1.0):
-    exps = [math.exp(v / temperature) for v in row]
-    return [e / sum(exps) for e in exps]
 
 
 def _hand_levels(temperature):
@@ -39,12 +30,6 @@ def _hand_levels(temperature):
     columns_t = [[row[k] for row in pt] for k in range(c)]
     klass = sum((dot(columns_t[a], columns_t[b]) - dot(columns_s[a], columns_s[b])) ** 2 for a in range(c) for b in range(c)) / c
     return instance, batch, klass
-
-
-def _shares():
-    probs = np.array([_softmax(row) for row in TEACHER])
-    top1, per_class = probs.max(axis=1), probs.sum(axis=0)
-    return np.mean(top1 <= np.percentile(top1, 50)), np.mean(per_class <= np.percentile(per_class, 50))
 
 
 def _mlkd(**settings) -> MultiLevelLogitDistillation:
@@ -70,7 +55,7 @@ def test_registered_with_the_authors_defaults():
 def test_terms_match_hand_formula(temperatures):
     terms = _run(_mlkd(temperatures=temperatures, kd_weight=0.5, ce_weight=0.25))
     levels = [_hand_levels(t) for t in temperatures]
-    sample_share, class_share = _shares()
+    sample_share, class_share = _shares(TEACHER)
     assert (sample_share, class_share) == (0.6, 0.5)
     assert set(terms) == {"ce", "instance", "batch", "class"}
     assert terms["instance"].item() == pytest.approx(0.5 * 0.6 * sum(l[0] for l in levels), rel=1e-9)
