@@ -80,6 +80,12 @@ def test_bad_values_name_the_key(key, value, message):
         parse_method_config("mlkd", {key: value}, "methods.mlkd")
 
 
+def test_batch_memory_estimate_counts_the_gram_matrices():
+    setup = MethodSetup({}, {}, num_classes=100, num_train=10**6)
+    config = parse_method_config("mlkd", {}, "methods.mlkd")
+    assert MultiLevelLogitDistillation.batch_elements(config, setup, 64) == 5 * 2 * (64 * 64 + 100 * 100)
+
+
 def test_gradients_flow():
     torch.manual_seed(0)
     assert_gradients_flow("mlkd", {}, tiny_cnn(), tiny_cnn((8, 16), 32))

@@ -113,6 +113,11 @@ def test_bad_values_name_the_key(key, value, message):
         parse_method_config("skd", {key: value}, "methods.skd")
 
 
+def test_batch_memory_estimate_counts_the_b_by_b_matrices():
+    setup = MethodSetup({}, {}, num_classes=100, num_train=10**6)
+    assert StreamlinedKD.batch_elements(parse_method_config("skd", {}, "methods.skd"), setup, 1000) == 6 * 1000 * 1000
+
+
 def test_gradients_flow():
     torch.manual_seed(0)
     assert_gradients_flow("skd", {}, tiny_cnn(), tiny_cnn((8, 16), 32))

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from distillation_studies.common.config import require_non_negative
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.shared import soft_target_kl
 
 
@@ -67,6 +67,11 @@ class MultiLevelLogitDistillation(DistillationMethod):
     Config = MLKDConfig
     label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
     unlabelled = "learn"
+
+    @classmethod
+    def batch_elements(cls, config: MLKDConfig, setup: MethodSetup, batch_size: int) -> int:
+        """Per temperature, kept for the backward pass: two (B, B) and two (C, C) Gram matrices."""
+        return 2 * len(config.temperatures) * (batch_size**2 + setup.num_classes**2)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         config = self.config

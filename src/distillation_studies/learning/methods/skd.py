@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distillation_studies.common.config import require_non_negative, require_positive
-from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.shared import soft_target_kl
 
 
@@ -70,6 +70,11 @@ class StreamlinedKD(DistillationMethod):
     Config = SKDConfig
     label_terms = frozenset({"ce"})  # CE(y, z_s); the other terms need the teacher only
     unlabelled = "learn"
+
+    @classmethod
+    def batch_elements(cls, config: SKDConfig, setup: MethodSetup, batch_size: int) -> int:
+        """(B, B) tensors: two Gram matrices, their difference, its covariance, the Cholesky factor and the solve."""
+        return 6 * batch_size**2
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         config = self.config
