@@ -32,6 +32,11 @@ from distillation_studies.learning.methods.combine import Combine
 from distillation_studies.learning.methods.two_stage import TwoStage
 from distillation_studies.learning.methods.dml import DeepMutualLearning
 from distillation_studies.learning.methods.takd import TeacherAssistantKD
+from distillation_studies.learning.methods.skd import StreamlinedKD
+from distillation_studies.learning.methods.rld import RefinedLogitDistillation
+from distillation_studies.learning.methods.mlkd import MultiLevelLogitDistillation
+from distillation_studies.learning.methods.dist_plus import DISTPlus
+from distillation_studies.learning.methods.srd import SimpleRecipeDistillation
 from distillation_studies.learning.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -57,6 +62,11 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "two_stage": TwoStage,
     "dml": DeepMutualLearning,
     "takd": TeacherAssistantKD,
+    "skd": StreamlinedKD,
+    "rld": RefinedLogitDistillation,
+    "mlkd": MultiLevelLogitDistillation,
+    "dist_plus": DISTPlus,
+    "srd": SimpleRecipeDistillation,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]
