@@ -99,4 +99,5 @@ def _imported_teacher(model: nn.Module, path: str, val: dict, seed: int) -> tupl
     load_weights(model, path)
     val_accuracy = accuracy(predict(model, val).logits, labels_of(val))
     summary = {"best_epoch": 0, "wall_time_s": 0.0, "method_parameters": 0, "best_val_accuracy": val_accuracy}
+    summary |= {"optimizer_steps": 0, "samples_seen": 0}  # trained elsewhere: no budget spent here
     return model, model, {"epochs": [], "summary": {**summary, "seed": seed, "model": model.spec, "imported_from": path}}
