@@ -48,3 +48,15 @@ def test_a_step_budget_in_the_config_holds_for_every_arm():
     cell, training = _cell(), TrainConfig(epochs=2, batch_size=32, lr=3e-3, steps=9)
     ce, kd = _distil(cell, "ce", {}, training), _distil(cell, "kd", {}, training)
     assert ce["optimizer_steps"] == kd["optimizer_steps"] == 9
+
+
+def test_the_protocol_states_the_budget_rule():
+    from distillation_studies.pipelines.teacher.nodes import budget_rule
+
+    by_epochs = budget_rule({"epochs": 60, "batch_size": 64})
+    assert by_epochs.startswith(
+        "every student arm of a data cell takes the same budget: 60 epochs of ceil(N / 64) optimiser steps, "
+        "N being the size of the cell's largest training set (its labelled samples, plus its transfer set when it has one)"
+    )
+    assert "ce on the labelled part of a transfer cell) cycles over it" in by_epochs and "cost/optimizer_steps" in by_epochs
+    assert "1200 optimiser steps, split over 6 epochs, each step a full batch of 32;" in budget_rule({"epochs": 6, "steps": 1200, "batch_size": 32})
