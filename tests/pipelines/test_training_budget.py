@@ -60,3 +60,11 @@ def test_the_protocol_states_the_budget_rule():
     )
     assert "ce on the labelled part of a transfer cell) cycles over it" in by_epochs and "cost/optimizer_steps" in by_epochs
     assert "1200 optimiser steps, split over 6 epochs, each step a full batch of 32;" in budget_rule({"epochs": 6, "steps": 1200, "batch_size": 32})
+
+
+def test_a_diverged_run_counts_the_budget_of_the_epochs_it_made():
+    from distillation_studies.pipelines.distillation.nodes import _budget_spent
+
+    # Diverged in epoch 2 of 3 at 6 steps per epoch: 12 steps of 32 samples made.
+    assert _budget_spent(TrainConfig(epochs=3, batch_size=32), 6, 2) == {"optimizer_steps": 12, "samples_seen": 384}
+    assert _budget_spent(TrainConfig(epochs=4, batch_size=8, steps=10), 6, 3) == {"optimizer_steps": 7, "samples_seen": 56}
