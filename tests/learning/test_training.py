@@ -247,32 +247,28 @@ def test_train_config_errors(raw, message):
         parse_dataclass(TrainConfig, raw, "student.training")
 
 
-def test_multistep_schedule_decays_at_milestone_epochs():
+def _multistep_rates(epoch_steps: list[int], **budget) -> list[float]:
+    """The rate of each step of a multistep schedule (milestones 2 and 4, gamma 0.1) over ``epoch_steps``."""
     from distillation_studies.learning.training import _scheduler
 
-    config = TrainConfig(epochs=5, lr=1.0, schedule="multistep", milestones=(2, 4), gamma=0.1)
+    config = TrainConfig(epochs=5, lr=1.0, schedule="multistep", milestones=(2, 4), gamma=0.1, **budget)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
-    scheduler = _scheduler(optimizer, config, [3] * 5)
+    scheduler = _scheduler(optimizer, config, epoch_steps)
     rates = []
-    for _ in range(15):
+    for _ in range(sum(epoch_steps)):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert rates == pytest.approx([1.0] * 6 + [0.1] * 6 + [0.01] * 3)
+    return rates
+
+
+def test_multistep_schedule_decays_at_milestone_epochs():
+    assert _multistep_rates([3] * 5) == pytest.approx([1.0] * 6 + [0.1] * 6 + [0.01] * 3)
 
 
 def test_multistep_milestones_fall_at_the_ends_of_unequal_epochs():
-    from distillation_studies.learning.training import _scheduler
-
-    config = TrainConfig(epochs=5, lr=1.0, schedule="multistep", milestones=(2, 4), gamma=0.1, steps=14)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
-    scheduler = _scheduler(optimizer, config, [2, 3, 3, 3, 3])  # epoch ends after steps 2, 5, 8, 11, 14
-    rates = []
-    for _ in range(14):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert rates == pytest.approx([1.0] * 5 + [0.1] * 6 + [0.01] * 3)
+    # Epochs end after steps 2, 5, 8, 11, 14: the rate drops after step 5 (epoch 2) and step 11 (epoch 4).
+    assert _multistep_rates([2, 3, 3, 3, 3], steps=14) == pytest.approx([1.0] * 5 + [0.1] * 6 + [0.01] * 3)
 
 
 @pytest.mark.parametrize(
