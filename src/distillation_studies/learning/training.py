@@ -64,7 +64,8 @@ class TrainConfig:
     teacher_cache_gb: float = 4.0  # largest cache of teacher outputs kept on the device; above, recomputed per batch
     # Transfer sets only (some samples unlabelled): 0 shuffles labelled and unlabelled samples together,
     # so a batch holds them in the data's proportion; k > 0 puts exactly k labelled samples (cycled,
-    # reshuffled each pass) beside batch_size - k unlabelled ones, an epoch being one pass over the unlabelled.
+    # reshuffled each pass) beside batch_size - k unlabelled ones, an epoch being one pass over the unlabelled
+    # when no budget (below) sets its steps.
     labelled_per_batch: int = 0
     # The budget in optimiser steps, split over ``epochs`` rounds (validation once per round); every step
     # is a full batch drawn from reshuffled passes over the run's data. None: ``epochs`` times the steps
