@@ -137,8 +137,13 @@ def test_every_nested_run_says_what_it_trained_on_how_and_groups_its_metrics(pro
         for curve in ("train/loss_total", "train/accuracy", "train/lr", "val/accuracy", "val/loss"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, curve)] == [1, 2], (name, curve)
         assert {"test/accuracy", "val/best_accuracy", "cost/parameters", "cost/train_time_s"} <= set(metrics), name
+        assert {"cost/optimizer_steps", "cost/samples_seen"} <= set(metrics), name
     students = [r for r in children if r.data.tags["arm"] != "teacher"]
     assert {r.data.params["seed"] for r in students} == {"0", "1"}
+    for run in students:  # the cell's budget: 2 epochs of ceil(train_size / 128) full batches of 128
+        steps = 2 * -(-int(run.data.params["train_size"]) // 128)
+        assert run.data.metrics["cost/optimizer_steps"] == steps, run.info.run_name
+        assert run.data.metrics["cost/samples_seen"] == steps * 128, run.info.run_name
     assert {r.data.params["method"] for r in children} == {"teacher", "ce", "kd", "fitnet", "rkd"}
     # The registry: every ranked candidate a version, the first-ranked one @recommended.
     recommendation = load(project, "recommendation")

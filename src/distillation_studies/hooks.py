@@ -70,7 +70,7 @@ REPORT_ARTIFACTS = {
 
 def protocol_tags(card: dict[str, Any]) -> dict[str, str]:
     """The protocol card's scalar facts as ``protocol.*`` tags, searchable in the MLflow UI."""
-    keys = ("dataset", "split_seed", "seeds", "augmentation", "selection_rule", "teacher_checkpoint_sha256", "config_hash", "git_commit")
+    keys = ("dataset", "split_seed", "seeds", "augmentation", "selection_rule", "training_budget", "teacher_checkpoint_sha256", "config_hash", "git_commit")
     return {f"protocol.{key}": str(card[key])[:5000] for key in keys if key in card}
 
 

@@ -77,13 +77,15 @@ def test_evaluate_model_keeps_flat_keys_and_adds_details():
     best, last, teacher = build_model(spec), build_model(spec), build_model(spec)
     test = {"x": torch.randn(32, 1, 8, 8), "y": torch.randint(0, 10, (32,))}
     summary = {"best_epoch": 3, "best_val_accuracy": 0.5, "wall_time_s": 1.0, "method_parameters": 7}
+    summary |= {"optimizer_steps": 12, "samples_seen": 384}
     metrics = evaluate_model(best, last, test, teacher, summary, ece_bins=5, latency_repeats=2, throughput_batch=4)
     flat = {
         "test_accuracy", "test_nll", "test_ece", "test_teacher_agreement", "test_kl_to_teacher",
         "last_test_accuracy", "best_epoch", "best_val_accuracy", "parameters", "training_parameters",
-        "flops", "latency_ms", "throughput_per_s", "train_time_s",
+        "flops", "latency_ms", "throughput_per_s", "train_time_s", "optimizer_steps", "samples_seen",
     }
     assert set(metrics) == flat | {"details"}
+    assert (metrics["optimizer_steps"], metrics["samples_seen"]) == (12, 384)  # the training budget, as trained
     assert all(isinstance(metrics[k], (int, float)) for k in flat)
     details = metrics["details"]
     assert set(details) == {"reliability", "per_class_accuracy"}

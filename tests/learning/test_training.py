@@ -237,6 +237,9 @@ def test_sgd_constant_schedule_runs(data):
         ({"weight_decay": -0.1}, r"student\.training\.weight_decay: must be >= 0"),
         ({"epoch": 3}, r"student\.training\.epoch: unknown key"),
         ({"epochs": 2.5}, r"student\.training\.epochs: expected int"),
+        ({"epochs": 4, "steps": 3}, r"student\.training\.steps: must be at least epochs=4 \(one optimiser step per epoch\)"),
+        ({"steps": 0}, r"student\.training\.steps: must be at least epochs=20"),
+        ({"steps": 100.5}, r"student\.training\.steps: expected int"),
     ],
 )
 def test_train_config_errors(raw, message):
@@ -244,18 +247,28 @@ def test_train_config_errors(raw, message):
         parse_dataclass(TrainConfig, raw, "student.training")
 
 
-def test_multistep_schedule_decays_at_milestone_epochs():
+def _multistep_rates(epoch_steps: list[int], **budget) -> list[float]:
+    """The rate of each step of a multistep schedule (milestones 2 and 4, gamma 0.1) over ``epoch_steps``."""
     from distillation_studies.learning.training import _scheduler
 
-    config = TrainConfig(epochs=5, lr=1.0, schedule="multistep", milestones=(2, 4), gamma=0.1)
+    config = TrainConfig(epochs=5, lr=1.0, schedule="multistep", milestones=(2, 4), gamma=0.1, **budget)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
-    scheduler = _scheduler(optimizer, config, steps_per_epoch=3)
+    scheduler = _scheduler(optimizer, config, epoch_steps)
     rates = []
-    for _ in range(15):
+    for _ in range(sum(epoch_steps)):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert rates == pytest.approx([1.0] * 6 + [0.1] * 6 + [0.01] * 3)
+    return rates
+
+
+def test_multistep_schedule_decays_at_milestone_epochs():
+    assert _multistep_rates([3] * 5) == pytest.approx([1.0] * 6 + [0.1] * 6 + [0.01] * 3)
+
+
+def test_multistep_milestones_fall_at_the_ends_of_unequal_epochs():
+    # Epochs end after steps 2, 5, 8, 11, 14: the rate drops after step 5 (epoch 2) and step 11 (epoch 4).
+    assert _multistep_rates([2, 3, 3, 3, 3], steps=14) == pytest.approx([1.0] * 5 + [0.1] * 6 + [0.01] * 3)
 
 
 @pytest.mark.parametrize(
@@ -280,3 +293,76 @@ def test_unavailable_accelerator_is_a_clear_error():
         pytest.skip("a CUDA device is visible here")
     with pytest.raises(ConfigError, match="'cuda' requested but not available"):
         resolve_device("cuda")
+
+
+# The training budget: optimiser steps fixed by the caller or the config, whatever the data's size.
+
+
+@pytest.mark.parametrize(
+    "config, steps_per_epoch, expected",
+    [
+        (TrainConfig(epochs=4, steps=10), None, [2, 3, 2, 3]),  # epoch e ends after floor(10 e / 4) steps
+        (TrainConfig(epochs=3, steps=3), 99, [1, 1, 1]),  # the config's budget wins over the caller's epoch
+        (TrainConfig(epochs=3), 7, [7, 7, 7]),
+        (TrainConfig(epochs=3), None, None),  # no budget: one pass per epoch
+    ],
+)
+def test_epoch_steps_of_a_budget(config, steps_per_epoch, expected):
+    from distillation_studies.learning.training import epoch_steps
+
+    assert epoch_steps(config, steps_per_epoch) == expected
+
+
+def test_a_budget_takes_exactly_its_steps_in_full_batches_and_counts_them(data):
+    student, method = _recording(data)
+    size = len(data["train"]["y"])
+    assert size > 5 * 32  # five batches of 32 do not cover the data: an epoch is not a pass here
+    result = train(student, method, data["train"], data["val"], CONFIG, seed=0, steps_per_epoch=5)
+    assert [sum(b["epoch"] == epoch for b in method.batches) for epoch in (1, 2, 3)] == [5, 5, 5]
+    assert {b["size"] for b in method.batches} == {32}
+    assert result.summary["optimizer_steps"] == 15 and result.summary["samples_seen"] == 15 * 32
+    for row in result.history:  # epoch means over the 160 samples the epoch trained on
+        batches = [b for b in method.batches if b["epoch"] == row["epoch"]]
+        assert row["loss_ce"] == pytest.approx(sum(b["values"]["ce"] * 32 for b in batches) / 160, rel=1e-5)
+
+
+def test_without_a_budget_steps_and_samples_are_one_pass_per_epoch(data):
+    result, _, _ = _run(data, "ce", {})
+    size = len(data["train"]["y"])
+    assert result.summary["optimizer_steps"] == 3 * -(-size // 32) and result.summary["samples_seen"] == 3 * size
+
+
+def test_a_small_set_is_cycled_in_reshuffled_passes_to_fill_the_budget():
+    from distillation_studies.learning.training import _epoch_groups
+
+    groups = _epoch_groups(20, TrainConfig(batch_size=16), torch.Generator().manual_seed(0), None, steps=4)
+    assert [len(g) for g in groups] == [16] * 4
+    drawn = torch.cat(groups).tolist()  # 64 draws: three whole passes over the 20 samples, then 4 of a fourth
+    for start in (0, 20, 40):
+        assert sorted(drawn[start : start + 20]) == list(range(20))
+    assert len(set(drawn[60:])) == 4
+    assert drawn[:20] != drawn[20:40]  # each pass reshuffled
+
+
+def test_a_budget_with_a_fixed_batch_mix_keeps_k_labelled_samples_in_every_full_batch():
+    from distillation_studies.learning.training import _epoch_groups
+
+    mask = torch.zeros(50, dtype=torch.bool)
+    mask[:5] = True
+    groups = _epoch_groups(50, TrainConfig(batch_size=16, labelled_per_batch=4), torch.Generator().manual_seed(0), mask, steps=6)
+    assert [len(g) for g in groups] == [16] * 6
+    assert [int(mask[g].sum()) for g in groups] == [4] * 6
+    unlabelled = torch.cat([g[~mask[g]] for g in groups]).tolist()  # 72 draws over 45: one pass, then 27 of the next
+    assert sorted(unlabelled[:45]) == list(range(5, 50)) and len(set(unlabelled[45:])) == 27
+
+
+def test_the_cosine_schedule_spans_a_step_budget(data):
+    # Zero loss leaves the weights alone; the rate each epoch starts with follows the closed form at its
+    # first step, over a total of config.steps = 10 steps split 2, 3, 2, 3.
+    student, method = _recording(data, scale=0.0)
+    config = TrainConfig(epochs=4, batch_size=32, lr=3e-3, steps=10)
+    result = train(student, method, data["train"], data["val"], config, seed=0, steps_per_epoch=99)
+    assert result.summary["optimizer_steps"] == 10
+    for row, first_step in zip(result.history, [0, 2, 5, 7]):
+        assert row["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * first_step / 10)))
+    assert len(method.batches) == 10

@@ -40,6 +40,9 @@ METRICS: tuple[ReportedMetric, ...] = (
     ReportedMetric("throughput_per_s", True, "throughput", 1, "/s", 0, kind=COST),
     # Training time is the one cost that varies with the seed, so it is tested like quality.
     ReportedMetric("train_time_s", False, "training time", 1, "s", 1, kind=COST, tested=True),
+    # The training budget: the same for every arm of a data cell by construction (learning/training.py).
+    ReportedMetric("optimizer_steps", False, "optimiser steps", kind=COST),
+    ReportedMetric("samples_seen", False, "training samples seen", kind=COST),
     ReportedMetric("best_val_accuracy", True, "validation acc (best epoch)", 100, "%", 2, kind=SELECTION),
 )
 BY_NAME = {m.name: m for m in METRICS}

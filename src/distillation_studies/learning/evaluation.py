@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -34,7 +35,8 @@ def evaluate_model(
     """Flat metric dict: ``test_*`` for the best-on-validation weights, ``last_test_accuracy``, costs.
 
     ``parameters`` counts the deployed model alone; ``training_parameters`` adds the method's
-    adapters, which are trained but not deployed. The one non-scalar key, ``details``, holds the
+    adapters, which are trained but not deployed; ``optimizer_steps`` and ``samples_seen`` are the
+    training budget the run spent. The one non-scalar key, ``details``, holds the
     JSON-safe reliability bins and per-class accuracy of the best weights, for plots.
     """
     labels = labels_of(test)
@@ -55,6 +57,9 @@ def evaluate_model(
         "flops": count_flops(best, in_shape),
         **cpu_latency(best, in_shape, latency_repeats, throughput_batch=throughput_batch),
         "train_time_s": training_summary["wall_time_s"],
+        # The training budget spent (nan for a history written before it was counted).
+        "optimizer_steps": training_summary.get("optimizer_steps", math.nan),
+        "samples_seen": training_summary.get("samples_seen", math.nan),
         "details": {
             "reliability": reliability_bins(best_logits, labels, ece_bins),
             "per_class_accuracy": per_class_accuracy(best_logits, labels, best_logits.shape[1]),

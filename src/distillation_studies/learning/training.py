@@ -64,11 +64,21 @@ class TrainConfig:
     teacher_cache_gb: float = 4.0  # largest cache of teacher outputs kept on the device; above, recomputed per batch
     # Transfer sets only (some samples unlabelled): 0 shuffles labelled and unlabelled samples together,
     # so a batch holds them in the data's proportion; k > 0 puts exactly k labelled samples (cycled,
-    # reshuffled each pass) beside batch_size - k unlabelled ones, an epoch being one pass over the unlabelled.
+    # reshuffled each pass) beside batch_size - k unlabelled ones, an epoch being one pass over the unlabelled
+    # when no budget (below) sets its steps.
     labelled_per_batch: int = 0
+    # The budget in optimiser steps, split over ``epochs`` rounds (validation once per round); every step
+    # is a full batch drawn from reshuffled passes over the run's data. None: ``epochs`` times the steps
+    # per epoch the caller sets (a study cell: one pass over its largest training set), else one pass.
+    steps: int | None = None
 
     def check(self, where: str) -> None:
         require_positive(self, where, "epochs", "batch_size", "lr")
+        if self.steps is not None and self.steps < self.epochs:
+            raise ConfigError(
+                f"{where}.steps: must be at least epochs={self.epochs} (one optimiser step per epoch) or null "
+                f"(epochs times the cell's steps per epoch), got {self.steps}"
+            )
         require_non_negative(self, where, "workers", "teacher_cache_gb", "weight_decay", "labelled_per_batch")
         if self.labelled_per_batch >= self.batch_size:
             raise ConfigError(
@@ -285,15 +295,35 @@ def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.O
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    """Stepped once per batch: cosine over the whole run, constant, or x gamma after each milestone epoch."""
+def epoch_steps(config: TrainConfig, steps_per_epoch: int | None = None) -> list[int] | None:
+    """The optimiser steps of each epoch under a budget, None without one (each epoch one pass).
+
+    ``config.steps`` splits into ``epochs`` near-equal rounds (the later ones take the remainder);
+    otherwise ``steps_per_epoch`` (a study cell's, the same for all its arms) is taken every epoch.
+    """
+    if config.steps is not None:
+        if config.steps < config.epochs:
+            raise ConfigError(f"training.steps: must be at least epochs={config.epochs}, got {config.steps}")
+        ends = [epoch * config.steps // config.epochs for epoch in range(config.epochs + 1)]
+        return [after - before for before, after in zip(ends, ends[1:])]
+    if steps_per_epoch is not None:
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch: must be at least 1, got {steps_per_epoch}")
+        return [steps_per_epoch] * config.epochs
+    return None
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: list[int]):
+    """Stepped once per batch (``steps[e]`` in epoch e + 1): cosine over the whole run, constant, or
+    x gamma after each milestone epoch."""
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=sum(steps))
     if config.schedule == "multistep":
+        ends = torch.tensor(steps).cumsum(0).tolist()  # the step count at the end of each epoch
         milestones = config.milestones
 
         def factor(step: int) -> float:
-            return config.gamma ** sum(step >= m * steps_per_epoch for m in milestones)
+            return config.gamma ** sum(step >= ends[m - 1] for m in milestones)
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
@@ -311,6 +341,7 @@ def train(
     label: str = "model",
     labelled: Tensor | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    steps_per_epoch: int | None = None,
 ) -> TrainResult:
     """Train ``model`` (and the method's own parameters) on ``method``'s summed loss terms.
 
@@ -325,6 +356,11 @@ def train(
     they would exceed ``config.teacher_cache_gb``). Models and data move to ``config.device`` for
     training and come back to the CPU afterwards. ``on_epoch(row)``, if given, receives each epoch's
     history row as soon as the epoch ends (e.g. to track a long run live).
+
+    ``steps_per_epoch`` (a study cell's, the same for every arm of it) sets the budget when
+    ``config.steps`` does not (:func:`epoch_steps`): each epoch then takes exactly that many full batches,
+    cycling over data smaller than the cell's, so arms on different data make the same number of steps.
+    The summary counts the ``optimizer_steps`` made and the ``samples_seen`` by them.
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
@@ -356,8 +392,10 @@ def train(
     size = len(train_source)
     mask = _transfer_mask(labelled, size)
     mask_on_device = mask.to(device) if mask is not None else None
-    steps_per_epoch = len(_epoch_groups(size, config, torch.Generator(), mask))
-    scheduler = _scheduler(optimizer, config, steps_per_epoch)
+    budget = epoch_steps(config, steps_per_epoch)
+    planned = budget or [len(_epoch_groups(size, config, torch.Generator(), mask))] * config.epochs
+    scheduler = _scheduler(optimizer, config, planned)
+    optimizer_steps, samples_seen = 0, 0
 
     history: list[dict[str, float]] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
@@ -368,9 +406,11 @@ def train(
         totals: dict[str, Tensor] = {}
         correct = torch.zeros((), device=device)  # labelled training samples the student got right, on the device
         lr = optimizer.param_groups[0]["lr"]  # the rate the epoch starts with (the schedule steps per batch)
-        groups = _epoch_groups(size, config, generator, mask)
+        groups = _epoch_groups(size, config, generator, mask, budget[epoch - 1] if budget else None)
         # A batch too small to give every process a sample is dropped on all of them.
-        groups = [indices[rank::world] for indices in groups if len(indices) >= world]
+        groups = [indices for indices in groups if len(indices) >= world]
+        optimizer_steps, samples_seen = optimizer_steps + len(groups), samples_seen + sum(len(g) for g in groups)
+        groups = [indices[rank::world] for indices in groups]
         label_counts = [int(mask[g].sum()) for g in groups] if mask is not None else [len(g) for g in groups]
         for (inputs, labels, indices), labelled_count in zip(train_source.batches(groups), label_counts):
             if mask_on_device is not None:
@@ -404,7 +444,7 @@ def train(
                 dist.all_reduce(value)
         with autocast:
             val_logits = val_source.predict(model).logits
-        seen = _samples_seen(size, groups, label_counts, world, mask is not None)
+        seen = _samples_seen(size, groups, label_counts, world, mask is not None or budget is not None)
         row = {"epoch": epoch, **{f"loss_{k}": v.item() / seen[k in method.label_terms] for k, v in totals.items()}}
         row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
         check_finite(row, label, seed, history)  # a NaN/inf loss stops this run now, naming the term
@@ -440,7 +480,7 @@ def train(
         best_epoch=best_epoch,
         wall_time_s=time.perf_counter() - started,
         method_parameters=sum(p.numel() for p in method.parameters()),
-        summary={"best_val_accuracy": best_accuracy},
+        summary={"best_val_accuracy": best_accuracy, "optimizer_steps": optimizer_steps, "samples_seen": samples_seen},
     )
 
 
@@ -456,24 +496,48 @@ def _transfer_mask(labelled: Tensor | None, size: int) -> Tensor | None:
     return None if mask.all() else mask
 
 
-def _epoch_groups(size: int, config: TrainConfig, generator: torch.Generator, mask: Tensor | None) -> list[Tensor]:
+def _epoch_groups(
+    size: int, config: TrainConfig, generator: torch.Generator, mask: Tensor | None, steps: int | None = None
+) -> list[Tensor]:
     """One epoch's batches as index groups, drawn from ``generator``.
 
-    Without a transfer set, or with ``labelled_per_batch`` 0, a shuffled pass over every sample. With
-    ``labelled_per_batch`` k: the unlabelled samples, shuffled, in chunks of batch_size - k, each
-    joined by the next k labelled samples of a shuffled stream that restarts when exhausted.
+    Without a budget (``steps`` None): without a transfer set, or with ``labelled_per_batch`` 0, a
+    shuffled pass over every sample; with ``labelled_per_batch`` k, the unlabelled samples, shuffled, in
+    chunks of batch_size - k, each joined by the next k labelled samples of a shuffled stream that
+    restarts when exhausted. With a budget: exactly ``steps`` full batches, each part (all samples, or
+    the k labelled and batch_size - k unlabelled) drawn from its own stream of reshuffled passes, so a
+    set smaller than the budget is cycled over (a batch may then hold a sample more than once).
     """
     per_batch = config.labelled_per_batch if mask is not None else 0
+    if steps is not None:
+        return _budgeted_groups(size, config.batch_size, per_batch, generator, mask, steps)
     if per_batch == 0:
         order = torch.randperm(size, generator=generator)
         return [order[start : start + config.batch_size] for start in range(0, size, config.batch_size)]
     labelled, unlabelled = mask.nonzero().flatten(), (~mask).nonzero().flatten()
-    step = config.batch_size - per_batch
-    chunks = unlabelled[torch.randperm(len(unlabelled), generator=generator)].split(step)
-    needed = per_batch * len(chunks)
-    passes = -(-needed // len(labelled))
-    stream = torch.cat([labelled[torch.randperm(len(labelled), generator=generator)] for _ in range(passes)])
+    chunks = unlabelled[torch.randperm(len(unlabelled), generator=generator)].split(config.batch_size - per_batch)
+    stream = _cycled(labelled, per_batch * len(chunks), generator)
     return [torch.cat([stream[i * per_batch : (i + 1) * per_batch], chunk]) for i, chunk in enumerate(chunks)]
+
+
+def _budgeted_groups(
+    size: int, batch_size: int, per_batch: int, generator: torch.Generator, mask: Tensor | None, steps: int
+) -> list[Tensor]:
+    """``steps`` batches of ``batch_size`` samples, ``per_batch`` of them labelled (0: as they come)."""
+    if per_batch == 0:
+        return list(_cycled(torch.arange(size), steps * batch_size, generator).split(batch_size))
+    labelled, unlabelled = mask.nonzero().flatten(), (~mask).nonzero().flatten()
+    unlabelled_parts = _cycled(unlabelled, steps * (batch_size - per_batch), generator).split(batch_size - per_batch)
+    labelled_parts = _cycled(labelled, steps * per_batch, generator).split(per_batch)
+    return [torch.cat([known, unknown]) for known, unknown in zip(labelled_parts, unlabelled_parts)]
+
+
+def _cycled(indices: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """The first ``count`` entries of reshuffled passes over ``indices``, one pass after another."""
+    passes = -(-count // len(indices)) if count else 0
+    if passes == 0:
+        return indices[:0]
+    return torch.cat([indices[torch.randperm(len(indices), generator=generator)] for _ in range(passes)])[:count]
 
 
 def _samples_seen(size: int, groups: list[Tensor], label_counts: list[int], world: int, masked: bool) -> dict[bool, int]:

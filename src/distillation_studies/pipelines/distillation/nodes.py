@@ -15,7 +15,7 @@ from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import MethodEntry
 from distillation_studies.study.identity import ArmRun, student_model_key
 from distillation_studies.learning.divergence import DivergenceError, chance_accuracy, failure_reason
-from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
+from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, epoch_steps, predict, train
 from distillation_studies.pipelines.teacher.nodes import check_data_shape, history_record
 from distillation_studies.tracking import epoch_logger
 
@@ -37,7 +37,8 @@ def distil_student(
 
     ``student_model`` is the arm's validated model spec, ``method`` its validated method entry; ``seed``
     fixes the student's initialisation, batch order and any randomness of the method; ``arm`` names the
-    method setting, student architecture and label fraction of this grid point.
+    method setting, student architecture and label fraction of this grid point. Every arm of a data cell
+    trains for the same budget (:func:`cell_steps_per_epoch`), whatever part of the cell's data it uses.
     """
     spec, entry = student_model, method
     check_data_shape(spec, data_summary, student_model_key(arm["student"]))
@@ -51,10 +52,12 @@ def distil_student(
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     chance = chance_accuracy(labels_of(model_input["val"]))
     label = ArmRun(arm["key"], seed).key
+    steps_per_epoch = cell_steps_per_epoch(model_input, student_training)
     try:
         result = train(
             model, loss, train_data, model_input["val"], student_training, seed, teacher=teacher, label=label,
             labelled=labelled, on_epoch=epoch_logger(label),
+            steps_per_epoch=steps_per_epoch,
         )
         failure = failure_reason(result.history, chance)
     except DivergenceError as error:  # this arm stops; the study goes on and reports it as failed
@@ -63,6 +66,7 @@ def distil_student(
                 module.to("cpu")  # train() moves them back only when it finishes
         model.load_state_dict(initial)
         result, failure = _diverged_result(model, error, model_input["val"], loss), error.reason
+        result.summary.update(_budget_spent(student_training, steps_per_epoch, error.epoch))
     last = build_model(spec)
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)
@@ -84,6 +88,19 @@ def distil_student(
         **({"failure": failure} if failure else {}),
     }
     return model, last, history_record(result, extra)
+
+
+def cell_steps_per_epoch(model_input: dict, training: TrainConfig) -> int:
+    """The optimiser steps every arm of a cell takes per epoch: those of one pass over the cell's largest
+    training set (its whole ``train`` split, the transfer set when it has one) in batches of ``batch_size``.
+    ``ce`` on a cell's labelled part alone thus cycles over it for as many steps as ``kd`` takes."""
+    return -(-len(labels_of(model_input["train"])) // training.batch_size)
+
+
+def _budget_spent(training: TrainConfig, steps_per_epoch: int, epochs_run: int) -> dict[str, int]:
+    """The optimiser steps and samples of the epochs a diverged run made, the failing one included."""
+    steps = sum((epoch_steps(training, steps_per_epoch) or [])[:epochs_run])
+    return {"optimizer_steps": steps, "samples_seen": steps * training.batch_size}
 
 
 def _diverged_result(model: nn.Module, error: DivergenceError, val: Any, method: nn.Module) -> TrainResult:

@@ -14,7 +14,7 @@ from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import ModelSection
 from distillation_studies.learning.checkpoints import load_weights
-from distillation_studies.learning.training import TrainResult, accuracy, predict, train
+from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.tracking import epoch_logger
 
@@ -85,6 +85,7 @@ def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict
         },
         "teacher_outputs": "cached once per run when the student has no augmentation and they fit in "
         "teacher_cache_gb, else recomputed per batch",
+        "training_budget": budget_rule(parameters["student"].get("training") or {}),
         "selection_rule": "best epoch on validation accuracy; swept settings picked on mean validation accuracy; "
         "test evaluated once for the picked setting",
         "teacher_checkpoint_sha256": digest.hexdigest(),
@@ -95,8 +96,27 @@ def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict
     }
 
 
+def budget_rule(training: dict[str, Any]) -> str:
+    """The students' training budget in words: the same optimiser steps for every arm of a data cell."""
+    defaults = TrainConfig()
+    epochs, batch = training.get("epochs", defaults.epochs), training.get("batch_size", defaults.batch_size)
+    steps = training.get("steps")
+    budget = (
+        f"{steps} optimiser steps, split over {epochs} epochs"
+        if steps is not None
+        else f"{epochs} epochs of ceil(N / {batch}) optimiser steps, N being the size of the cell's largest "
+        "training set (its labelled samples, plus its transfer set when it has one)"
+    )
+    return (
+        f"every student arm of a data cell takes the same budget: {budget}, each step a full batch of {batch}; "
+        "an arm on less data (ce on the labelled part of a transfer cell) cycles over it in reshuffled passes. "
+        "Logged per run as cost/optimizer_steps and cost/samples_seen"
+    )
+
+
 def _imported_teacher(model: nn.Module, path: str, val: dict, seed: int) -> tuple[nn.Module, nn.Module, dict]:
     load_weights(model, path)
     val_accuracy = accuracy(predict(model, val).logits, labels_of(val))
     summary = {"best_epoch": 0, "wall_time_s": 0.0, "method_parameters": 0, "best_val_accuracy": val_accuracy}
+    summary |= {"optimizer_steps": 0, "samples_seen": 0}  # trained elsewhere: no budget spent here
     return model, model, {"epochs": [], "summary": {**summary, "seed": seed, "model": model.spec, "imported_from": path}}
