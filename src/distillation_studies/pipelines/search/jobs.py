@@ -97,9 +97,10 @@ def run_search_job(job: Job, shared: Shared) -> Outcome:
 
 
 def job_metrics(outcome: Outcome) -> dict[str, float]:
-    """What every job run logs: the selection metric and the compute it cost."""
+    """What every job run logs besides its epochs (``val/accuracy`` per epoch): the selection metric (the
+    best epoch's) and the compute it cost."""
     return {
-        "val/accuracy": outcome.val_accuracy,
+        "val/best_accuracy": outcome.val_accuracy,
         "cost/optimizer_steps": outcome.optimizer_steps,
         "cost/train_seconds": outcome.train_seconds,
     }
