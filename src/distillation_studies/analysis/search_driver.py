@@ -24,7 +24,7 @@ assumption). The union bound over the looks x (arms - 1) events gives P(b is eve
 race_alpha, whatever the data-dependent choice of leader and however the looks are correlated. Bonferroni
 is conservative, but it needs no independence between looks, which share seeds, and the race seldom has
 more than a handful of looks. A zero-variance difference (identical accuracy differences on every
-shared seed, common when accuracies are counts over a small validation split) gives no t statistic and
+shared seed, to 1e-9, common when accuracies are counts over a small validation split) gives no t statistic and
 is treated as no evidence (p = 1): the arm stays.
 
 Budget: ``SearchConfig.plan()`` sizes the search for its worst case (no failure, nobody dropped), so the
@@ -42,6 +42,7 @@ import numpy as np
 from scipy import stats
 
 MIN_RACE_SEEDS = 2  # a paired test needs two seeds
+SAME_DIFFERENCE = 1e-9  # accuracy differences this close are equal (0.6 - 0.7 != 0.7 - 0.8 in floating point)
 STATUSES = ("promoted", "stopped_early", "dropped_by_race", "finalist", "cut_by_finalists", "failed", "not_run_budget")
 
 
@@ -179,7 +180,7 @@ def per_look_level(race_alpha: float, looks: int, arms: int) -> float:
 def paired_p_value(differences: Sequence[float]) -> float:
     """One-sided p-value of a paired t-test that the mean difference is below 0; 1 without variance."""
     values = np.asarray(differences, dtype=float)
-    if len(values) < MIN_RACE_SEEDS or np.ptp(values) == 0.0:
+    if len(values) < MIN_RACE_SEEDS or np.ptp(values) <= SAME_DIFFERENCE:
         return 1.0
     return float(stats.ttest_1samp(values, 0.0, alternative="less").pvalue)
 
@@ -249,7 +250,7 @@ class SearchDriver:
         """Take outcomes (of any jobs, in any order: a resume records everything at once)."""
         for outcome in outcomes:
             trial = outcome.job.trial
-            self._check_setting(trial.trial_id, trial.setting)
+            self._check_setting(trial.trial_id, trial.setting, self._proposed_setting(trial))
             self._settings.setdefault(trial.trial_id, dict(trial.setting))
             self._outcomes.setdefault(outcome.job.key, outcome)
         self._state = self._advance()
@@ -426,22 +427,21 @@ class SearchDriver:
             return proposed[number]
         setting = {} if space.fixed else dict(self._propose(space.method_key, number))
         trial = TrialSpec(space.method_key, number, setting)
-        self._check_setting(trial.trial_id, setting)
+        self._check_setting(trial.trial_id, self._settings.get(trial.trial_id), setting)
         proposed.append(trial)
         return trial
 
-    def _check_setting(self, trial_id: str, setting: Mapping[str, Any]) -> None:
+    def _check_setting(self, trial_id: str, recorded: Mapping[str, Any] | None, proposed: Mapping[str, Any] | None) -> None:
         """A replayed outcome must belong to the trial proposed now: propose is deterministic on replay."""
-        known = self._settings.get(trial_id)
-        if known is None:
-            method_key, number = trial_id.rsplit("__t", 1)
-            proposed = self._proposed.get(method_key, [])
-            known = proposed[int(number)].setting if int(number) < len(proposed) else None
-        if known is not None and dict(known) != dict(setting):
+        if recorded is not None and proposed is not None and dict(recorded) != dict(proposed):
             raise ValueError(
-                f"{trial_id}: recorded with setting {dict(known)} but proposed with {dict(setting)}; "
+                f"{trial_id}: recorded with setting {dict(recorded)} but proposed with {dict(proposed)}; "
                 "propose must give the same setting when a search is replayed"
             )
+
+    def _proposed_setting(self, trial: TrialSpec) -> dict[str, Any] | None:
+        proposed = self._proposed.get(trial.method_key, [])
+        return proposed[trial.number].setting if trial.number < len(proposed) else None
 
     def _tell_wave(self, space: SearchSpaceLike, jobs: list[Job]) -> None:
         if space.fixed or self._tell is None:
