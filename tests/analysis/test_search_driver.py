@@ -138,6 +138,23 @@ def test_promotion_keeps_the_best_third_and_breaks_ties_by_trial_number():
     assert driver.next_jobs() == []
 
 
+def test_a_lone_promoted_trial_skips_to_the_last_rung():
+    # 3 trials: ceil(3/3) = 1 is kept after 1 epoch (t1: 0.7 ties t2, the lower number wins) and
+    # trains at 9 directly, not at 3
+    driver = SearchDriver(config(tuned("kd"), trials_per_method=3), Log().propose)
+    batches = run(driver, lambda job: RUNG_ONE[job.trial.number] if job.epochs == 1 else 0.9)
+    assert batches == [[f"kd__t{n}__e1__s0" for n in range(3)], ["kd__t1__e9__s0"]]
+
+
+@pytest.mark.parametrize("trials", range(1, 11))
+def test_without_failures_or_drops_the_driver_spends_the_planned_worst_case(trials):
+    search = config(tuned("kd"), fixed("ce"), trials_per_method=trials)
+    driver = SearchDriver(search, Log().propose)
+    # every arm scores the same on every seed: zero-variance differences drop nobody
+    run(driver, lambda job: 0.5 if job.epochs == 9 else 0.5 + 0.01 * job.trial.number)
+    assert driver.spent()[0] == search.worst_case_epochs(trials, 3)
+
+
 def test_budget_accounting_sums_and_anytime_curve():
     driver = SearchDriver(config(tuned("kd")), Log().propose)
     run(driver, tie_accuracy)
