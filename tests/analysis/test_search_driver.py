@@ -298,6 +298,28 @@ def test_replay_refuses_a_setting_that_changed():
         moved.record([outcome(jobs[0], 0.5)])
 
 
+def test_replay_refuses_a_proposal_that_differs_from_a_recorded_outcome():
+    # a resumed two-wave search records wave 1 before it proposes it; the new proposal must match
+    search = config(tuned("kd"), waves=2)
+    original = SearchDriver(search, Log().propose)
+    first = [outcome(job, 0.5) for job in original.next_jobs()]
+    original.record(first)
+    second = [outcome(job, 0.6) for job in original.next_jobs()]
+    assert [o.job.trial.number for o in second] == [3, 4, 5]
+    drifting = SearchDriver(search, lambda key, number: {"temperature": 1.0 + number if number < 3 else 9.0})
+    with pytest.raises(ValueError, match=r"^kd__t3: recorded with setting \{'temperature': 4\.0\} but proposed with \{'temperature': 9\.0\}"):
+        drifting.record([*second, *first])
+
+
+def test_outcomes_of_another_search_are_refused_and_a_repeated_job_keeps_its_first_outcome():
+    driver = SearchDriver(config(fixed("ce"), fixed("kd")), Log().propose)
+    job = driver.next_jobs()[0]
+    with pytest.raises(ValueError, match=r"^dkd__t0__e9__s0: 'dkd' is not a method of this search \['ce', 'kd'\]$"):
+        driver.record([outcome(Job(TrialSpec("dkd", 0), 9, 0, "rung"), 0.5)])
+    driver.record([outcome(job, 0.5), outcome(job, 0.9)])
+    assert driver.anytime() == [("ce", 9.0, 0.5)]
+
+
 def test_failed_outcomes_are_never_promoted_nor_finalists():
     # kd's t5 has the best rung-1 accuracy but fails; t3 and t4 are promoted instead.
     # dkd fails everywhere: no champion, not raced. ce fails on race seed 1: dropped from the race.

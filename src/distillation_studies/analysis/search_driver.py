@@ -247,9 +247,12 @@ class SearchDriver:
         return list(self._state.jobs)
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
-        """Take outcomes (of any jobs, in any order: a resume records everything at once)."""
+        """Take outcomes (of any jobs, in any order: a resume records everything at once); a job
+        recorded twice keeps its first outcome."""
         for outcome in outcomes:
             trial = outcome.job.trial
+            if trial.method_key not in self._proposed:
+                raise ValueError(f"{outcome.job.key}: {trial.method_key!r} is not a method of this search {list(self._proposed)}")
             self._check_setting(trial.trial_id, trial.setting, self._proposed_setting(trial))
             self._settings.setdefault(trial.trial_id, dict(trial.setting))
             self._outcomes.setdefault(outcome.job.key, outcome)
