@@ -18,7 +18,7 @@ ENV = "search_tiny"
 RUNGS, MAX_EPOCHS = (1, 2), 2  # conf/search_tiny: min_epochs 1, eta 2, max_epochs 2
 RACE_SEEDS, CONFIRMATION_SEEDS = {0, 1, 2}, {100, 101}
 BASELINES = {"ce", "kd"}  # conf/base comparison.baselines
-FATES = {"completed", "stopped_early", "dropped_by_race", "finalist", "failed"}
+FATES = {"completed", "stopped_early", "dropped_by_race", "finalist", "cut_by_finalists", "failed"}
 SEARCH_OUTPUTS = ("search/trials.csv", "search/events.csv", "search/finalists.json")
 CONFIRMATION_OUTPUTS = ("study_runs.parquet", "run_details.json", "study_histories.json")
 

@@ -122,26 +122,23 @@ def job_outcome(job: Job, history: dict[str, Any], batch_size: int, seconds: flo
     )
 
 
-def run_confirmation(item: tuple[TrialSpec, int, str], shared: Shared, evaluation: EvaluationConfig) -> tuple[dict, dict]:
+def run_confirmation(job: Job, shared: Shared, evaluation: EvaluationConfig) -> tuple[dict, dict]:
     """(test metrics, history) of one finalist or baseline trained at full length on a fresh seed, as a
-    study arm's run (``role=arm``): the comparison, recommendation and registry read it like any arm."""
-    trial, seed, arm_key = item
-    key = ArmRun(arm_key, seed).key
-    run = NestedRun.open(shared.study, key, seed, {"trial": trial.trial_id, **job_params_of(trial)}) if shared.study else None
+    study arm's run named by its method (``role=arm``, ``<method>/seed_<n>``): the comparison, the
+    recommendation and the registry read it like any arm's."""
+    arm_key = job.trial.method_key
+    key = ArmRun(arm_key, job.seed).key
+    run = NestedRun.open(shared.study, key, job.seed, job_params(job)) if shared.study else None
     with live_run(run, key):
-        model, last, history = train(shared, trial, shared.student_training.epochs, seed, arm_key)
-        history["summary"]["search_trial"] = trial.trial_id
+        model, last, history = train(shared, job.trial, job.epochs, job.seed, arm_key)
+        history["summary"]["search_trial"] = job.trial.trial_id
         metrics = evaluate_student(model, last, shared.teacher_model, shared.model_input, history, evaluation)
         if run is not None:
-            run.log_params({k: history["summary"][k] for k in ("method", "registered_method", "setting", "hyperparameters") if k in history["summary"]})
+            run.log_params({k: history["summary"][k] for k in ("registered_method", "setting", "hyperparameters") if k in history["summary"]})
             run.log_history(history)
             run.log_metrics(metrics)
-            run.set_tags({"stage": "confirmation"})
+            run.set_tags({"stage": job.stage})
     return metrics, history
-
-
-def job_params_of(trial: TrialSpec) -> dict[str, Any]:
-    return {"method": trial.method_key, **{f"hp_{k}": v for k, v in trial.setting.items()}, "stage": "confirmation"}
 
 
 def run_all(function: Callable[..., R], items: list[T], *shared: Any, on_result: Callable[[T, R], None] = lambda i, r: None) -> list[R]:

@@ -27,7 +27,10 @@ from .jobs import Shared, run_all, run_confirmation, run_search_job
 from .proposals import OptunaProposals, fingerprint, job_record
 
 log = logging.getLogger(__name__)
-FATES = ("finalist", "dropped_by_race", "stopped_early", "failed")  # a trial's last word, in this order of precedence
+# A trial's fate (its jobs' MLflow ``status`` tag), in this order of precedence; a trial with none of
+# these (e.g. promoted at every rung, then still racing when the seeds ran out) is "completed".
+FATES = ("finalist", "cut_by_finalists", "dropped_by_race", "stopped_early", "failed")
+CONFIRMATION = "confirmation"  # the stage of the confirmation's jobs
 
 
 def search_methods(
@@ -71,8 +74,7 @@ def _run_batch(jobs: list[Job], proposals: OptunaProposals, shared: Shared) -> l
 
 
 def trial_fates(events: list[Event]) -> dict[str, str]:
-    """Each trial's fate: finalist, dropped_by_race, stopped_early or failed; a trial with none of these
-    (promoted all the way, or a race survivor beyond the finalists) is absent: its jobs are 'completed'."""
+    """Each trial's fate (``FATES``); a trial with none is absent: its jobs are 'completed'."""
     fates: dict[str, str] = {}
     for event in events:
         if event.status in FATES:
@@ -127,12 +129,12 @@ def confirm_finalists(
     search_finalists: dict[str, Any],
     search_tracking: StudyRun | dict,
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
-    """The finalists and baselines trained at full length on every confirmation seed, each one arm named
+    """The finalists and baselines trained for ``search.max_epochs`` on every confirmation seed, each one arm named
     by its method, evaluated on test once: ``study_runs``, ``run_details`` and ``study_histories`` as the
     comparison reads them (column ``search_trial`` names the trial each arm confirms)."""
     shared = Shared(teacher_model, model_input, data_summary, student_model, student_training, {e.key: e for e in methods}, search_tracking or None)
     trials = confirmation_trials(search_finalists, tuple(comparison.baselines))
-    items = [(trial, seed, trial.method_key) for trial in trials for seed in search.confirmation_seeds]
+    items = [Job(trial, search.max_epochs, seed, CONFIRMATION) for trial in trials for seed in search.confirmation_seeds]
     log.info("Confirmation: %d trial(s) x %d seed(s): %s", len(trials), len(search.confirmation_seeds), [t.trial_id for t in trials])
     results = run_all(run_confirmation, items, shared, evaluation)
     runs, details = collect_runs(*(metrics for metrics, _ in results))
