@@ -65,6 +65,9 @@ def test_search_trains_rungs_then_races_and_confirms_on_fresh_seeds(searched):
         assert trial == finalists["champions"][arm]["trial_id"]
     assert set(load(project, "comparison_table")["arm"]) == confirmed
     assert set(load(project, "study_histories")) == {f"{a}/seed_{s}" for a in confirmed for s in CONFIRMATION_SEEDS}
+    report = load(project, "study_report_md")
+    assert "## Search\n\nThe search trained **" in report and "search_anytime.png" in report
+    assert f"used **{100 * finalists['spent']['epochs'] / finalists['grid_cost_epochs']:.0f}%** of the grid's compute" in report
 
 
 def test_every_job_is_a_nested_run_with_its_setting_stage_and_fate(searched):
