@@ -115,3 +115,18 @@ def test_a_rerun_replays_every_finished_job_instead_of_training_it(searched):
     assert len(search_runs) == len([r for r in runs_before if r.data.tags.get("role") == "search"])
     after = load(project, "search_trials")
     assert after[["job", "val_accuracy", "status"]].equals(before[["job", "val_accuracy", "status"]])
+
+
+def test_on_the_dask_runner_the_jobs_spread_over_the_workers(tmp_path):
+    """The search node runs on a worker and submits each batch to the cluster: the job runs come from
+    both worker processes, and every job and confirmation run finishes."""
+    copy_project(tmp_path)
+    result = kedro_run(tmp_path, "--runner=distillation_studies.runner.DaskRunner", env_name=ENV)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = load(tmp_path, "search_trials")
+    _, runs = mlflow_runs(tmp_path)
+    jobs = [r for r in runs if r.data.tags.get("role") == "search"]
+    assert sorted(r.data.tags["job"] for r in jobs) == sorted(trials["job"])
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags["pid"] for r in jobs}) == 2  # conf/base/runner.yml: 2 workers
+    assert set(load(tmp_path, "study_runs")["seed"]) == CONFIRMATION_SEEDS

@@ -173,7 +173,7 @@ def _on_cluster(function: Callable, items: list, shared: tuple, on_result: Calla
     from distributed import as_completed, worker_client
 
     with worker_client() as client:
-        scattered = [client.scatter(value, broadcast=True) for value in shared]
+        scattered = [client.scatter(value, broadcast=True, hash=False) for value in shared]  # a fresh key per batch
         futures = {client.submit(function, item, *scattered, pure=False): index for index, item in enumerate(items)}
         results: list[Any] = [None] * len(items)
         for future in as_completed(futures):
