@@ -3,13 +3,15 @@ confirmation runs, read back from the catalog and from MLflow; a rerun replays t
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_project, kedro_run
+from tests.conftest import KEDRO, copy_project, kedro_run
 from tests.test_end_to_end import load_env, mlflow_runs
 
 pytestmark = pytest.mark.e2e
@@ -130,3 +132,16 @@ def test_on_the_dask_runner_the_jobs_spread_over_the_workers(tmp_path):
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert len({r.data.tags["pid"] for r in jobs}) == 2  # conf/base/runner.yml: 2 workers
     assert set(load(tmp_path, "study_runs")["seed"]) == CONFIRMATION_SEEDS
+
+
+def test_kedro_viz_draws_search_then_finalists_then_confirmation_then_comparison(searched):
+    project, _ = searched
+    env = {**os.environ, "KEDRO_ENV": ENV, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    result = subprocess.run([KEDRO, "viz", "build"], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    main = json.loads((project / "build" / "api" / "main").read_text())
+    names = {node["id"]: node["name"] for node in main["nodes"]}
+    edges = {(names[e["source"]], names[e["target"]]) for e in main["edges"]}
+    chain = ["search_methods", "search_finalists", "confirm_finalists", "study_runs", "compare_methods"]
+    assert set(zip(chain, chain[1:])) <= edges
+    assert not any(name.startswith("students.") for name in names.values())  # no grid of arms in a search study
