@@ -11,7 +11,7 @@ import pytest
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.study.schema import MethodEntry, parse_method_entry, validate_study
 from distillation_studies.study.search import Hyperparameter, SearchConfig, SearchSpace, parse_search, parse_space
-from tests.study.test_schema import base_config
+from tests.study.test_schema import _set, base_config
 
 
 def search_config() -> dict[str, Any]:
@@ -27,17 +27,6 @@ def search_config() -> dict[str, Any]:
     }
     config["search"] = {"budget_epochs": 200, "trials_per_method": 6, "min_epochs": 1, "race_seeds": [0, 1, 2]}
     return config
-
-
-def _set(path: str, value: Any) -> Callable[[dict], None]:
-    def mutate(config: dict) -> None:
-        *parents, last = path.split(".")
-        node = config
-        for key in parents:
-            node = node[key]
-        node[last] = value
-
-    return mutate
 
 
 def _drop(path: str) -> Callable[[dict], None]:
