@@ -58,6 +58,9 @@ class TrialSpec:
     def trial_id(self) -> str:
         return f"{self.method_key}__t{self.number}"
 
+    def __hash__(self) -> int:  # the setting is a dict: the id stands for the trial in sets and dict keys
+        return hash(self.trial_id)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -73,6 +76,9 @@ class Job:
         """Unique, filesystem- and namespace-safe."""
         return f"{self.trial.trial_id}__e{self.epochs}__s{self.seed}"
 
+    def __hash__(self) -> int:
+        return hash(self.key)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -81,6 +87,25 @@ class Outcome:
     optimizer_steps: int
     train_seconds: float
     failed: bool = False  # diverged / chance level: never promoted, never a finalist
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat plain data (JSON-safe when the setting is), to store outcomes for a resumed search."""
+        job = self.job
+        return {
+            "method_key": job.trial.method_key, "number": job.trial.number, "setting": dict(job.trial.setting),
+            "epochs": job.epochs, "seed": job.seed, "stage": job.stage, "val_accuracy": self.val_accuracy,
+            "optimizer_steps": self.optimizer_steps, "train_seconds": self.train_seconds, "failed": self.failed,
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Outcome:
+        """The outcome ``as_dict`` wrote."""
+        trial = TrialSpec(record["method_key"], int(record["number"]), dict(record["setting"]))
+        job = Job(trial, int(record["epochs"]), int(record["seed"]), record["stage"])
+        return cls(
+            job, float(record["val_accuracy"]), int(record["optimizer_steps"]), float(record["train_seconds"]),
+            bool(record["failed"]),
+        )
 
 
 @dataclass(frozen=True)
