@@ -8,7 +8,6 @@ degrees of freedom (2 and 3 seeds), not with the code's helper or scipy:
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
@@ -344,19 +343,12 @@ def test_failed_outcomes_are_never_promoted_nor_finalists():
     assert dkd_jobs == [f"dkd__t{n}__e1__s0" for n in range(6)]  # failed at the first rung, never trained again
 
 
-def test_identities_and_stored_outcomes():
+def test_trial_and_job_identities():
     trial = TrialSpec("kd", 3, {"temperature": 2.5})
     job = Job(trial, 15, 1, "race")
     assert (trial.trial_id, job.key) == ("kd__t3", "kd__t3__e15__s1")
     assert len({trial, TrialSpec("kd", 3, {"temperature": 2.5}), TrialSpec("kd", 4)}) == 2  # hashable despite the dict
     assert {job: 1}[Job(TrialSpec("kd", 3, {"temperature": 2.5}), 15, 1, "race")] == 1
-    stored = Outcome(job, 0.75, 120, 3.5, failed=True)
-    record = stored.as_dict()
-    assert record == {
-        "method_key": "kd", "number": 3, "setting": {"temperature": 2.5}, "epochs": 15, "seed": 1, "stage": "race",
-        "val_accuracy": 0.75, "optimizer_steps": 120, "train_seconds": 3.5, "failed": True,
-    }
-    assert Outcome.from_dict(json.loads(json.dumps(record))) == stored
 
 
 def test_event_defaults_are_not_a_number():

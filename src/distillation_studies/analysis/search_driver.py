@@ -88,25 +88,6 @@ class Outcome:
     train_seconds: float
     failed: bool = False  # diverged / chance level: never promoted, never a finalist
 
-    def as_dict(self) -> dict[str, Any]:
-        """Flat plain data (JSON-safe when the setting is), to store outcomes for a resumed search."""
-        job = self.job
-        return {
-            "method_key": job.trial.method_key, "number": job.trial.number, "setting": dict(job.trial.setting),
-            "epochs": job.epochs, "seed": job.seed, "stage": job.stage, "val_accuracy": self.val_accuracy,
-            "optimizer_steps": self.optimizer_steps, "train_seconds": self.train_seconds, "failed": self.failed,
-        }
-
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> Outcome:
-        """The outcome ``as_dict`` wrote."""
-        trial = TrialSpec(record["method_key"], int(record["number"]), dict(record["setting"]))
-        job = Job(trial, int(record["epochs"]), int(record["seed"]), record["stage"])
-        return cls(
-            job, float(record["val_accuracy"]), int(record["optimizer_steps"]), float(record["train_seconds"]),
-            bool(record["failed"]),
-        )
-
 
 @dataclass(frozen=True)
 class Event:
