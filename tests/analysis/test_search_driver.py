@@ -343,6 +343,14 @@ def test_failed_outcomes_are_never_promoted_nor_finalists():
     assert dkd_jobs == [f"dkd__t{n}__e1__s0" for n in range(6)]  # failed at the first rung, never trained again
 
 
+def test_trial_and_job_identities():
+    trial = TrialSpec("kd", 3, {"temperature": 2.5})
+    job = Job(trial, 15, 1, "race")
+    assert (trial.trial_id, job.key) == ("kd__t3", "kd__t3__e15__s1")
+    assert len({trial, TrialSpec("kd", 3, {"temperature": 2.5}), TrialSpec("kd", 4)}) == 2  # hashable despite the dict
+    assert {job: 1}[Job(TrialSpec("kd", 3, {"temperature": 2.5}), 15, 1, "race")] == 1
+
+
 def test_event_defaults_are_not_a_number():
     event = Event("kd__t0", "kd", "promoted", "rung", 1, 1)
     assert event.leader is None and all(math.isnan(v) for v in (event.diff, event.p_value, event.threshold))

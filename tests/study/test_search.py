@@ -11,7 +11,7 @@ import pytest
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.study.schema import MethodEntry, parse_method_entry, validate_study
 from distillation_studies.study.search import Hyperparameter, SearchConfig, SearchSpace, parse_search, parse_space
-from tests.study.test_schema import base_config
+from tests.study.test_schema import _set, base_config
 
 
 def search_config() -> dict[str, Any]:
@@ -27,17 +27,6 @@ def search_config() -> dict[str, Any]:
     }
     config["search"] = {"budget_epochs": 200, "trials_per_method": 6, "min_epochs": 1, "race_seeds": [0, 1, 2]}
     return config
-
-
-def _set(path: str, value: Any) -> Callable[[dict], None]:
-    def mutate(config: dict) -> None:
-        *parents, last = path.split(".")
-        node = config
-        for key in parents:
-            node = node[key]
-        node[last] = value
-
-    return mutate
 
 
 def _drop(path: str) -> Callable[[dict], None]:
@@ -91,6 +80,11 @@ BAD_SEARCHES = [
      r"^methods\.dkd\.search\.warmup: an integer range needs integer bounds, got 1\.5$"),
     ("integer field without integer", _set("methods.dkd", {"search": {"warmup": {"low": 1, "high": 4}}}),
      r"^methods\.dkd\.search\.warmup\.integer: this hyperparameter is an integer; add integer: true$"),
+    ("empty method search", _set(KD_SEARCH, {}),
+     r"^methods\.kd\.search: must map hyperparameter names to ranges or choices, e\.g\. \{temperature: \{low: \.\., high: \.\.\}\}$"),
+    ("method search a list", _set(KD_SEARCH, ["temperature"]), r"^methods\.kd\.search: must map hyperparameter names"),
+    ("hyperparameter not a mapping", _set(f"{KD_SEARCH}.alpha", [0.1, 0.9]),
+     r"^methods\.kd\.search\.alpha: must be a mapping \{low: \.\., high: \.\.\} or \{choices: \[\.\.\]\}, got \[0\.1, 0\.9\]$"),
     ("search and sweep on one method", _set("methods.kd.sweep", {"alpha": [0.5, 0.9]}),
      r"^methods\.kd\.search: a method is either swept \(sweep:\) or searched \(search:\), not both$"),
     ("sweep on another method of a search study", _set("methods.ce", {"sweep": {"label_smoothing": [0.0, 0.1]}}),

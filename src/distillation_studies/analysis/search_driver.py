@@ -58,6 +58,9 @@ class TrialSpec:
     def trial_id(self) -> str:
         return f"{self.method_key}__t{self.number}"
 
+    def __hash__(self) -> int:  # the setting is a dict: the id stands for the trial in sets and dict keys
+        return hash(self.trial_id)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -72,6 +75,9 @@ class Job:
     def key(self) -> str:
         """Unique, filesystem- and namespace-safe."""
         return f"{self.trial.trial_id}__e{self.epochs}__s{self.seed}"
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
 
 @dataclass(frozen=True)

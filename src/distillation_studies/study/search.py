@@ -84,6 +84,32 @@ class SearchConfig:
     sampler_seed: int = 0
     waves: int = 2
 
+    def check(self, where: str) -> None:
+        for key in ("budget_epochs", "trials_per_method", "min_epochs", "max_epochs", "finalists", "waves"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{where}.{key}: must be > 0, got {getattr(self, key)}")
+        if self.max_epochs > limits.MAX_EPOCHS:
+            raise ConfigError(f"{where}.max_epochs: {self.max_epochs}; at most {limits.MAX_EPOCHS} are allowed")
+        if self.min_epochs > self.max_epochs:
+            raise ConfigError(
+                f"{where}.min_epochs: {self.min_epochs} is more than max_epochs={self.max_epochs} (the first rung "
+                "must not train longer than the last)"
+            )
+        if self.eta < 2:
+            raise ConfigError(f"{where}.eta: must be an integer >= 2 (keep 1/eta of the trials at each rung), got {self.eta}")
+        if not 0.0 < self.race_alpha < 1.0:
+            raise ConfigError(f"{where}.race_alpha: must be in (0, 1), got {self.race_alpha}")
+        limits.check_seed_value(self.sampler_seed, f"{where}.sampler_seed")
+        _check_seeds(self.race_seeds, f"{where}.race_seeds", MIN_RACE_SEEDS)
+        _check_seeds(self.confirmation_seeds, f"{where}.confirmation_seeds", 1)
+        shared = sorted(set(self.race_seeds) & set(self.confirmation_seeds))
+        if shared:
+            raise ConfigError(
+                f"{where}.confirmation_seeds: {shared} are also race_seeds; confirmation needs fresh seeds, "
+                "disjoint from the ones the selection saw"
+            )
+        self.plan()  # the budget fits, or a ConfigError naming search.budget_epochs
+
     def rungs(self) -> tuple[int, ...]:
         """Training lengths of successive halving: ``min_epochs * eta**k`` below ``max_epochs``, then ``max_epochs``."""
         return rung_epochs(self.min_epochs, self.max_epochs, self.eta)
@@ -138,54 +164,8 @@ def parse_search(
     for key in ("budget_epochs", "trials_per_method", "min_epochs"):
         if key not in raw:
             raise ConfigError(f"search.{key}: required in a search study")
-    values = {"max_epochs": student_epochs, **raw}
     spaces = tuple(parse_space(entry) for entry in methods)
-    config = parse_dataclass(_SearchSettings, values, "search")
-    search = SearchConfig(spaces, **dataclasses.asdict(config))
-    search.plan()  # the budget fits, or a ConfigError naming search.budget_epochs
-    return search
-
-
-@dataclass(frozen=True)
-class _SearchSettings:
-    """The scalar settings of ``search:``, typed and checked by ``parse_dataclass``."""
-
-    budget_epochs: float
-    trials_per_method: int
-    min_epochs: int
-    max_epochs: int
-    eta: int = 3
-    race_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    confirmation_seeds: tuple[int, ...] = (100, 101, 102)
-    finalists: int = 3
-    race_alpha: float = 0.05
-    sampler_seed: int = 0
-    waves: int = 2
-
-    def check(self, where: str) -> None:
-        for key in ("budget_epochs", "trials_per_method", "min_epochs", "max_epochs", "finalists", "waves"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{where}.{key}: must be > 0, got {getattr(self, key)}")
-        if self.max_epochs > limits.MAX_EPOCHS:
-            raise ConfigError(f"{where}.max_epochs: {self.max_epochs}; at most {limits.MAX_EPOCHS} are allowed")
-        if self.min_epochs > self.max_epochs:
-            raise ConfigError(
-                f"{where}.min_epochs: {self.min_epochs} is more than max_epochs={self.max_epochs} (the first rung "
-                "must not train longer than the last)"
-            )
-        if self.eta < 2:
-            raise ConfigError(f"{where}.eta: must be an integer >= 2 (keep 1/eta of the trials at each rung), got {self.eta}")
-        if not 0.0 < self.race_alpha < 1.0:
-            raise ConfigError(f"{where}.race_alpha: must be in (0, 1), got {self.race_alpha}")
-        limits.check_seed_value(self.sampler_seed, f"{where}.sampler_seed")
-        _check_seeds(self.race_seeds, f"{where}.race_seeds", MIN_RACE_SEEDS)
-        _check_seeds(self.confirmation_seeds, f"{where}.confirmation_seeds", 1)
-        shared = sorted(set(self.race_seeds) & set(self.confirmation_seeds))
-        if shared:
-            raise ConfigError(
-                f"{where}.confirmation_seeds: {shared} are also race_seeds; confirmation needs fresh seeds, "
-                "disjoint from the ones the selection saw"
-            )
+    return parse_dataclass(SearchConfig, {"max_epochs": student_epochs, **raw, "spaces": spaces}, "search")
 
 
 def _check_seeds(seeds: tuple[int, ...], where: str, least: int) -> None:
