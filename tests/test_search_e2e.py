@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -145,3 +146,30 @@ def test_kedro_viz_draws_search_then_finalists_then_confirmation_then_comparison
     chain = ["search_methods", "search_finalists", "confirm_finalists", "study_runs", "compare_methods"]
     assert set(zip(chain, chain[1:])) <= edges
     assert not any(name.startswith("students.") for name in names.values())  # no grid of arms in a search study
+
+
+def test_after_ctrl_c_during_the_search_the_same_command_trains_only_the_unfinished_jobs(tmp_path):
+    copy_project(tmp_path)
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    command = [KEDRO, "run", f"--env={ENV}"]
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    batches = 0
+    for line in first.stdout:  # the second batch starts once the first batch's jobs are all saved
+        batches += "Search: " in line
+        if batches == 2:
+            first.send_signal(signal.SIGINT)
+            break
+    first.communicate(timeout=300)
+    assert batches == 2 and first.returncode != 0
+    _, interrupted = mlflow_runs(tmp_path)
+    done_before = {r.data.tags["job"] for r in interrupted if r.data.tags.get("role") == "search" and r.info.status == "FINISHED"}
+    assert done_before and not any(r.info.status == "RUNNING" for r in interrupted)
+
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    _, runs = mlflow_runs(tmp_path)
+    finished = [r.data.tags["job"] for r in runs if r.data.tags.get("role") == "search" and r.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished))  # no job finished twice: the rerun replayed the saved ones
+    assert set(finished) == set(load(tmp_path, "search_trials")["job"])
+    first_batch = next(line for line in (again.stdout + again.stderr).splitlines() if "Search: " in line)
+    assert "Search: 0 job(s) to train" in first_batch  # the batch finished before Ctrl-C: replayed whole
