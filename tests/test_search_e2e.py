@@ -76,8 +76,10 @@ def test_search_trains_rungs_then_races_and_confirms_on_fresh_seeds(searched):
 def test_every_job_is_a_nested_run_with_its_setting_stage_and_fate(searched):
     project, _ = searched
     trials = load(project, "search_trials").set_index("job")
-    _, runs = mlflow_runs(project)
+    client, runs = mlflow_runs(project)
     (study,) = [r for r in runs if r.data.tags.get("role") == "study"]
+    artifacts = {a.path for a in client.list_artifacts(study.info.run_id, "report")}
+    assert {"report/search_trials.csv", "report/search_events.csv", "report/search_finalists.json"} <= artifacts
     jobs = {r.data.tags["job"]: r for r in runs if r.data.tags.get("role") == "search"}
     assert set(jobs) == set(trials.index)
     for key, run in jobs.items():

@@ -68,6 +68,9 @@ REPORT_ARTIFACTS = {
     "capacity_report": "capacity_report.json",
     "recommendation": "recommendation.json",
     "reproduced_vs_published": "reproduced_vs_published.csv",
+    "search_trials": "search_trials.csv",
+    "search_events": "search_events.csv",
+    "search_finalists": "search_finalists.json",
 }
 
 
@@ -375,7 +378,7 @@ def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
     if dataset == "comparison_table":
         study.log_text(value.to_csv(index=False), "report/comparison_table.csv")
         study.log_metrics({f"{metric_name('test_accuracy')}_mean/{row['arm']}": row["test_accuracy_mean"] for _, row in value.iterrows()})
-    elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published"):
+    elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published", "search_trials", "search_events"):
         study.log_text(value.to_csv(index=False), f"report/{dataset}.csv")
     elif dataset == "comparison_plot":
         study.log_figure(value, "report/comparison_plot.png")
