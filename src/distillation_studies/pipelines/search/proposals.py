@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -46,14 +47,17 @@ class OptunaProposals:
     """``propose``/``tell`` for :class:`~distillation_studies.analysis.search_driver.SearchDriver`, and the
     store of finished jobs' outcomes."""
 
-    def __init__(self, config: SearchConfig, storage: str, study_fingerprint: str) -> None:
+    def __init__(self, config: SearchConfig, storage: str | None, study_fingerprint: str) -> None:
+        """``storage``: an Optuna storage URL (None: in memory, nothing kept). TPE samples the first wave
+        at random (its startup trials) and models the told results from the second wave on."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.spaces: dict[str, SearchSpace] = {space.method_key: space for space in config.spaces}
+        first_wave = max(1, math.ceil(config.plan()[0] / config.waves))
         self.studies = {
             space.method_key: optuna.create_study(
                 storage=storage,
                 study_name=f"{study_fingerprint}-{space.method_key}",
-                sampler=optuna.samplers.TPESampler(seed=config.sampler_seed + index),
+                sampler=optuna.samplers.TPESampler(seed=config.sampler_seed + index, n_startup_trials=first_wave),
                 direction="maximize",
                 load_if_exists=True,
             )
