@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+import torch
 from torch import nn
 
 from distillation_studies.analysis.search_driver import Job, Outcome, TrialSpec
@@ -169,12 +170,15 @@ def _in_dask_worker() -> bool:
 def _on_cluster(function: Callable, items: list, shared: tuple, on_result: Callable) -> list:
     """Each item a Dask task; this thread leaves the worker's pool meanwhile (``worker_client`` secedes),
     so the jobs use every worker, this one included. A job whose worker dies is rescheduled by Dask
-    (the cluster's ``allowed_failures``)."""
+    (the cluster's ``allowed_failures``). Each job uses the torch threads the runner gave this task."""
     from distributed import as_completed, worker_client
 
+    threads = torch.get_num_threads()
     with worker_client() as client:
         scattered = [client.scatter(value, broadcast=True, hash=False) for value in shared]  # a fresh key per batch
-        futures = {client.submit(function, item, *scattered, pure=False): index for index, item in enumerate(items)}
+        futures = {
+            client.submit(_with_threads, threads, function, item, *scattered, pure=False): index for index, item in enumerate(items)
+        }
         results: list[Any] = [None] * len(items)
         for future in as_completed(futures):
             index = futures[future]
@@ -182,3 +186,9 @@ def _on_cluster(function: Callable, items: list, shared: tuple, on_result: Calla
             on_result(items[index], results[index])
     return results
 
+
+
+def _with_threads(threads: int, function: Callable[..., R], item: Any, *shared: Any) -> R:
+    """``function(item, *shared)`` with ``threads`` torch threads (``runner.dask.torch_threads``)."""
+    torch.set_num_threads(threads)
+    return function(item, *shared)
