@@ -24,7 +24,7 @@ from distillation_studies.study.search import SearchConfig
 from distillation_studies.tracking import StudyRun, tag_search_jobs
 
 from .jobs import Shared, run_all, run_confirmation, run_search_job
-from .proposals import OptunaProposals, fingerprint, job_record
+from .proposals import OUTCOME_FIELDS, OptunaProposals, fingerprint
 
 log = logging.getLogger(__name__)
 # A trial's fate (its jobs' MLflow ``status`` tag), in this order of precedence; a trial with none of
@@ -140,3 +140,23 @@ def confirm_finalists(
     runs, details = collect_runs(*(metrics for metrics, _ in results))
     runs["search_trial"] = runs["arm"].map({t.method_key: t.trial_id for t in trials})
     return runs, details, collect_histories(*(history for _, history in results))
+
+
+def job_record(outcome: Outcome) -> dict[str, Any]:
+    """One row of the trials table."""
+    job = outcome.job
+    return {
+        "job": job.key,
+        "trial": job.trial.trial_id,
+        "method": job.trial.method_key,
+        "setting": ", ".join(f"{k}={_short(v)}" for k, v in job.trial.setting.items()) or "default",
+        **{f"hp_{k}": v for k, v in job.trial.setting.items()},
+        "epochs": job.epochs,
+        "seed": job.seed,
+        "stage": job.stage,
+        **{name: getattr(outcome, name) for name in OUTCOME_FIELDS},
+    }
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict
 from typing import Any
 
 import optuna
@@ -90,27 +89,3 @@ class OptunaProposals:
         """The stored outcome of ``job``, or None when it has not finished in any run."""
         record = self.studies[job.trial.method_key].user_attrs.get(job.key)
         return None if record is None else Outcome(job=job, **record)
-
-
-def job_record(outcome: Outcome) -> dict[str, Any]:
-    """One row of the trials table."""
-    job = outcome.job
-    return {
-        "job": job.key,
-        "trial": job.trial.trial_id,
-        "method": job.trial.method_key,
-        "setting": ", ".join(f"{k}={_short(v)}" for k, v in job.trial.setting.items()) or "default",
-        **{f"hp_{k}": v for k, v in job.trial.setting.items()},
-        "epochs": job.epochs,
-        "seed": job.seed,
-        "stage": job.stage,
-        **{name: getattr(outcome, name) for name in OUTCOME_FIELDS},
-    }
-
-
-def trial_record(trial: TrialSpec) -> dict[str, Any]:
-    return {"trial": trial.trial_id, **asdict(trial)}
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
