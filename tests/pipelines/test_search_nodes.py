@@ -55,8 +55,11 @@ def test_tell_completes_a_trial_once_and_a_repeated_tell_is_ignored(tmp_path):
     trial = TrialSpec("kd", 0, setting)
     proposals.tell(trial, 0.5)
     proposals.tell(trial, 0.9)  # a resumed driver tells recorded trials again
-    (stored,) = proposals.studies["kd"].trials
+    stored = proposals.studies["kd"].trials[0]
     assert stored.value == 0.5 and stored.state.name == "COMPLETE"
+    failed = TrialSpec("kd", 1, proposals.propose("kd", 1))
+    proposals.tell(failed, math.nan)  # the driver tells a failed trial NaN: Optuna keeps it as failed
+    assert proposals.studies["kd"].trials[1].state.name == "FAIL"
     proposals.tell(TrialSpec("ce", 0, {}), 0.4)  # a fixed method has no Optuna trial to tell
     assert proposals.studies["ce"].trials == []
 
