@@ -24,9 +24,14 @@ from distillation_studies.tracking import (
     check_store,
     end_study,
     epoch_metric_name,
+    epoch_logger,
     flatten,
+    live_run,
     metric_name,
+    open_search_job,
     resolve_uri,
+    search_job_runs,
+    tag_search_jobs,
 )
 
 
@@ -250,3 +255,30 @@ def test_system_metrics_follow_the_setting_and_by_default_a_visible_gpu(tmp_path
     metrics = MlflowClient(study.tracking_uri).get_run(run.run_id).data.metrics
     assert ("system/cpu_utilization_percentage" in metrics) is logged
     assert ("system/system_memory_usage_megabytes" in metrics) is logged
+
+
+def test_a_search_job_run_takes_its_epochs_while_live_and_its_fate_afterwards(tmp_path):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    job = open_search_job(study, "kd__t0__e1__s0", {"method": "kd", "hp_temperature": 2.0, "stage": "rung"}, {"stage": "rung"})
+    with live_run(job, "kd__t0__e1/seed_0"):
+        epoch_logger("kd__t0__e1/seed_0")({"epoch": 1, "val_accuracy": 0.5})
+        job.log_values({"cost/optimizer_steps": 12})
+    epoch_logger("kd__t0__e1/seed_0")({"epoch": 2, "val_accuracy": 0.9})  # no longer live: not logged
+    with pytest.raises(KeyboardInterrupt), live_run(open_search_job(study, "ce__t0__e1__s0", {}, {}), "ce__t0__e1/seed_0"):
+        raise KeyboardInterrupt
+    assert search_job_runs(study) == {"kd__t0__e1__s0": job.run_id}  # FINISHED ones only
+    assert arm_runs(study) == {}  # a search job is not an arm the recommendation cites
+    tag_search_jobs(study, {"kd__t0__e1__s0": "stopped_early", "missing__t0__e1__s0": "finalist"})
+    client = MlflowClient(study.tracking_uri)
+    run = client.get_run(job.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["status"] == "stopped_early" and run.data.tags["role"] == "search"
+    assert run.data.tags["mlflow.parentRunId"] == study.run_id and run.data.params["hp_temperature"] == "2.0"
+    assert [(m.step, m.value) for m in client.get_metric_history(job.run_id, "val/accuracy")] == [(1, 0.5)]
+    assert run.data.metrics["cost/optimizer_steps"] == 12
+    (failed,) = [r for r in client.search_runs([study.experiment_id], "tags.job = 'ce__t0__e1__s0'")]
+    assert failed.info.status == "FAILED"
+
+
+def test_without_tracking_live_run_is_a_no_op():
+    with live_run(None, "kd/seed_0") as run:
+        assert run is None

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 from kedro_datasets.text import TextDataset
 from torch import nn
 
@@ -156,3 +156,27 @@ class MarkdownReportDataset(TextDataset):
 
     def save(self, data: str) -> None:
         super().save(data.replace(f"]({PLOTS_FOLDER}/", f"]({self.plots_link()}/"))
+
+
+class SQLiteStorageDataset(AbstractDataset):
+    """The URL of a SQLite database the search keeps across runs (Optuna's storage): loading gives
+    ``sqlite:///<absolute path>`` and creates the folder. Never versioned: a rerun of the same study reads
+    the trials and finished jobs of the run it resumes. Made absolute when the catalog is built, so a
+    node run by a Dask worker in another working directory opens the same file."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath).resolve()
+        self.metadata = metadata
+
+    def _load(self) -> str:
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self._filepath}"
+
+    def _save(self, data: Any) -> None:
+        raise DatasetError(f"{self._filepath}: the search's storage is written by the search itself, never saved as a node output")
+
+    def _exists(self) -> bool:
+        return True  # a missing file is a new, empty storage
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -50,6 +50,9 @@ from distillation_studies.tracking import (
 log = logging.getLogger(__name__)
 
 STUDY_RUN = "study_run"  # the catalog entry holding the StudyRun; absent when tracking is off
+# A node input (catalog: an empty MemoryDataset) given the StudyRun when tracking is on: the search's
+# nodes train many models each and open their nested runs themselves (tracking.open_search_job).
+SEARCH_TRACKING = "search_tracking"
 EXAMPLE_IMAGES = 8
 PROJECT_RUNNER = "distillation_studies.runner.DaskRunner"
 ARTIFACTS = {"model": "model", "last_model": "last_model"}
@@ -65,6 +68,9 @@ REPORT_ARTIFACTS = {
     "capacity_report": "capacity_report.json",
     "recommendation": "recommendation.json",
     "reproduced_vs_published": "reproduced_vs_published.csv",
+    "search_trials": "search_trials.csv",
+    "search_events": "search_events.csv",
+    "search_finalists": "search_finalists.json",
 }
 
 
@@ -191,9 +197,12 @@ class StudyHooks:
             set_live(arm.key, tracking.arm)
         with _running_lock:
             _running[node.name] = tracking
+        injected: dict[str, Any] = {}
         if "mlflow_run_ids" in inputs:  # the recommendation's evidence: every arm's run, found by its tags
-            return {"mlflow_run_ids": {k: v for k, v in arm_runs(study).items() if not ArmRun.from_key(k).is_teacher}}
-        return None
+            injected["mlflow_run_ids"] = {k: v for k, v in arm_runs(study).items() if not ArmRun.from_key(k).is_teacher}
+        if SEARCH_TRACKING in inputs:  # the search nodes open one nested run per job themselves
+            injected[SEARCH_TRACKING] = study
+        return injected or None
 
     @hook_impl
     def on_node_error(self, error: Exception, node, catalog, inputs: dict[str, Any]) -> None:
@@ -376,7 +385,7 @@ def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
     if dataset == "comparison_table":
         study.log_text(value.to_csv(index=False), "report/comparison_table.csv")
         study.log_metrics({f"{metric_name('test_accuracy')}_mean/{row['arm']}": row["test_accuracy_mean"] for _, row in value.iterrows()})
-    elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published"):
+    elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published", "search_trials", "search_events"):
         study.log_text(value.to_csv(index=False), f"report/{dataset}.csv")
     elif dataset == "comparison_plot":
         study.log_figure(value, "report/comparison_plot.png")

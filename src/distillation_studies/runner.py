@@ -40,6 +40,7 @@ from distillation_studies.study.identity import ArmRun
 log = logging.getLogger(__name__)
 
 PACKAGE = __name__.split(".")[0]
+TRAINING_TAGS = {"search", "confirmation"}  # nodes that train many models each (pipelines/search)
 
 
 @dataclass(frozen=True)
@@ -219,8 +220,10 @@ class DaskRunner(AbstractRunner):
 
 def runs_on_workers(nodes: list[Node]) -> bool:
     """Tasks that train or evaluate a model (they write a teacher's or an arm's outputs) go to the workers,
-    where the GPUs are; data preparation and the comparison and report run in the driver."""
-    return any(arm_of(output) is not None for node in nodes for output in node.outputs)
+    where the GPUs are, and so do the search and its confirmation, which spread their jobs over every worker
+    from there; data preparation and the comparison and report run in the driver."""
+    trains = any(arm_of(output) is not None for node in nodes for output in node.outputs)
+    return trains or any(node.tags & TRAINING_TAGS for node in nodes)
 
 
 def _failure(failures: list[tuple[str, BaseException]], done: int, total: int) -> StudyTaskError:
@@ -322,7 +325,7 @@ def dask_setup(worker=None) -> None:
     hooks when the worker starts, not inside its first task."""
     import importlib
 
-    for pipeline in ("data_processing", "teacher", "distillation", "evaluation", "comparison"):
+    for pipeline in ("data_processing", "teacher", "distillation", "evaluation", "comparison", "search"):
         importlib.import_module(f"{PACKAGE}.pipelines.{pipeline}.nodes")
     _hook_manager()
 

@@ -387,6 +387,10 @@ class NestedRun:
         named.pop(None, None)
         _log_batch(self.client, self.run_id, metrics=_metrics(named))
 
+    def log_values(self, values: dict[str, float]) -> None:
+        """Metrics under the names given (``val/accuracy``, ``cost/optimizer_steps``)."""
+        _log_batch(self.client, self.run_id, metrics=_metrics(values))
+
     def log_inputs(self, inputs: list[Any]) -> None:
         """The datasets (``mlflow_datasets.split_inputs``) the arm trains and is evaluated on."""
         self.client.log_inputs(self.run_id, datasets=inputs)
@@ -487,3 +491,63 @@ def epoch_logger(key: str) -> Callable[[dict[str, float]], None]:
 
     return log_epoch
 
+
+
+# ---- the budgeted search: one nested run per job, opened by the process that trains it ------------------
+
+
+def open_search_job(study: StudyRun, name: str, params: dict[str, Any], tags: dict[str, str]) -> NestedRun:
+    """A nested run of one search job (``role=search``), tagged with its stage and ``status`` (which the
+    search sets when it knows the trial's fate: completed, stopped_early, dropped_by_race, finalist)."""
+    client = study.client()
+    run_tags = {
+        MLFLOW_PARENT_RUN_ID: study.run_id,
+        MLFLOW_RUN_NAME: name,
+        "role": "search",
+        "job": name,
+        "study_run": study.run_id,
+        "config_hash": study.config_hash,
+        "save_version": study.save_version,
+        **source_tags(study.git_commit),
+        **_process_tags(),
+        **tags,
+    }
+    run = NestedRun(study, client.create_run(study.experiment_id, run_name=name, tags=run_tags).info.run_id)
+    run.log_params(params)
+    return run
+
+
+@contextmanager
+def live_run(run: NestedRun | None, label: str) -> Iterator[NestedRun | None]:
+    """``run`` receives the epochs the training loop logs under ``label`` (``epoch_logger(label)``) while
+    the block runs; it is closed FINISHED after the block, FAILED when the block raises. None: no tracking."""
+    if run is None:
+        yield None
+        return
+    set_live(label, run)
+    try:
+        yield run
+    except BaseException as error:
+        run.fail(error)
+        raise
+    finally:
+        set_live(label, None)
+    run.finish()
+
+
+def search_job_runs(study: StudyRun) -> dict[str, str]:
+    """{job name: run id} of a study's FINISHED search-job runs (its own only), newest first per job."""
+    client = study.client()
+    query = f"tags.study_run = '{study.run_id}' and tags.role = 'search' and attributes.status = 'FINISHED'"
+    found: dict[str, str] = {}
+    for run in client.search_runs([study.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"]):
+        found.setdefault(run.data.tags["job"], run.info.run_id)
+    return found
+
+
+def tag_search_jobs(study: StudyRun, statuses: dict[str, str]) -> None:
+    """Set each job run's ``status`` tag: {job name: status}; jobs without a run of this study are skipped."""
+    client, runs = study.client(), search_job_runs(study)
+    for name, status in statuses.items():
+        if name in runs:
+            set_tags(client, runs[name], {"status": status})

@@ -10,6 +10,7 @@ its ``params:<key>`` input, so no node parses config again.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -26,6 +27,7 @@ from distillation_studies.learning.data import (
 )
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.study import limits
+from distillation_studies.study.search import SearchConfig, parse_search
 from distillation_studies.study.grid import (
     Arm,
     check_label_fractions,
@@ -43,7 +45,8 @@ from distillation_studies.learning.training import DEVICES, TrainConfig
 from distillation_studies.learning.vision_data import VisionDataConfig
 
 TOP_LEVEL_KEYS = [
-    "data", "teacher", "student", "methods", "seeds", "grid", "evaluation", "comparison", "recommendation", "tracking"
+    "data", "teacher", "student", "methods", "seeds", "grid", "evaluation", "comparison", "recommendation", "tracking",
+    "search",
 ]
 GRID_KEYS = ["students", "label_fractions", "transfer_set", "label_noise"]
 TEACHER_LABELS = ["clean", "noisy"]
@@ -204,6 +207,7 @@ class MethodEntry:
     raw: dict[str, Any]
     settings: tuple[dict[str, Any], ...] = ({},)
     configs: tuple[Any, ...] = ()  # the typed config of each setting, parsed once by parse_method_entry
+    search: Mapping[str, Any] | None = None  # the method's `search:` as written; study.search parses it
 
     def config_for(self, setting: Mapping[str, Any]) -> Any:
         """The typed config with one of ``settings`` applied."""
@@ -248,6 +252,7 @@ class StudyConfig:
     comparison: ComparisonConfig
     constraints: Constraints
     tracking: TrackingConfig
+    search: SearchConfig | None = None  # the budgeted search; None: a study without search: trains its grid
     params: dict[str, Any] = field(default_factory=dict, compare=False)  # the parameters as validated
 
     @property
@@ -293,6 +298,7 @@ class StudyConfig:
             "comparison": self.comparison,
             "recommendation": self.constraints,
             "tracking": self.tracking,
+            "search": self.search,
         }
         if key not in sections:
             raise ConfigError(f"{key}: no validated section of that name; known: {sorted(sections)}")
@@ -344,11 +350,14 @@ def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:
     raw = dict(raw or {})
     name = raw.pop("method", key)
     sweep = raw.pop("sweep", None)
+    search = raw.pop("search", None)
     method_class(name, f"{where}.method" if name != key else where)
+    if search is not None and sweep is not None:
+        raise ConfigError(f"{where}.search: a method is either swept (sweep:) or searched (search:), not both")
     settings = tuple(sweep_settings(sweep, f"{where}.sweep"))
     # every swept value is checked as the method's own config
     configs = tuple(parse_method_config(name, {**raw, **setting}, where) for setting in settings)
-    return MethodEntry(key, name, parse_method_config(name, raw, where), raw, settings, configs)
+    return MethodEntry(key, name, parse_method_config(name, raw, where), raw, settings, configs, search)
 
 
 def _seeds(raw: Any) -> tuple[int, ...]:
@@ -465,6 +474,9 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
     evaluation = parse_dataclass(EvaluationConfig, params.get("evaluation"), "evaluation")
     _check_sizes(data, teacher, student.training, student_specs, evaluation)
     _check_methods(data, teacher.spec, student_specs, student.training, methods, arms)
+    search = parse_search(params.get("search"), methods, student.training.epochs)
+    if search is not None:
+        check_search_study(search, methods, grid, student.training)
     return StudyConfig(
         data=data,
         teacher=teacher,
@@ -477,6 +489,7 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
         comparison=comparison,
         constraints=constraints,
         tracking=parse_dataclass(TrackingConfig, params.get("tracking"), "tracking"),
+        search=search,
         params=copy.deepcopy(dict(params)),
     )
 
@@ -515,3 +528,25 @@ def _check_methods(
         build_method(
             entry.method, entry.config_for(arm.setting), student, teacher, num_train, f"methods.{entry.key}", batch
         )
+
+
+def check_search_study(
+    search: SearchConfig, methods: tuple[MethodEntry, ...], grid: GridConfig, training: TrainConfig
+) -> None:
+    """What a search study does not support yet, and every rung's length as the student's training accepts it."""
+    if grid.students or len(grid.label_fractions) > 1 or len(grid.transfer_set) > 1 or len(grid.label_noise) > 1:
+        raise ConfigError(
+            "grid: a search study tunes one student on one data cell for now; keep one value per grid key "
+            "(no grid.students, one label fraction, transfer set and noise rate)"
+        )
+    swept = next((entry for entry in methods if len(entry.settings) > 1), None)
+    if swept is not None:
+        raise ConfigError(
+            f"methods.{swept.key}.sweep: a search study tunes methods with search:, not sweep: (a sweep's values "
+            "would not share the search's budget); write them as search: {name: {choices: [...]}}"
+        )
+    for epochs in search.rungs():
+        try:
+            dataclasses.replace(training, epochs=epochs).check("student.training")
+        except ConfigError as error:
+            raise ConfigError(f"search.min_epochs: a rung of {epochs} epochs is refused by student.training: {error}") from None

@@ -17,6 +17,7 @@ from distillation_studies.analysis.recommend import Constraints, failed, recomme
 from distillation_studies.report import plots, sections
 from distillation_studies.report.html import HTML, html_report, markdown_to_html
 from distillation_studies.report.recommendation import recommendation_markdown, title
+from distillation_studies.report.search import SEARCH_HEADING, search_section
 from distillation_studies.report.text import cell_description
 from distillation_studies.study.grid import cell_keys
 from distillation_studies.study.identity import ArmRun
@@ -118,13 +119,16 @@ def build_report(
     data_summary: dict[str, Any],
     comparison: ComparisonConfig,
     reproduced_vs_published: pd.DataFrame | None = None,
+    *,
+    search: tuple[str, dict[str, Figure]] | None = None,
 ) -> tuple[str, str, dict[str, Figure]]:
     """The study report as Markdown and as one self-contained HTML page, plus its plots as PNGs.
 
     The Markdown links its plots as ``plots/<name>``: where the tracking hook logs them beside the
     report in MLflow (``report/plots/``); the catalog's ``MarkdownReportDataset`` points the saved
     file's links at the plots' versioned folder on disk. With a non-empty ``reproduced_vs_published``
-    table (CIFAR-100 studies of a published pair) the report gains a "Reproduced vs published" section.
+    table (CIFAR-100 studies of a published pair) the report gains a "Reproduced vs published" section;
+    with ``search`` (a search study, ``build_search_report``) a "Search" section.
     """
     statistics = comparison.statistics()
     figures = _figures(comparison_table, sensitivity_table, study_histories, run_details)
@@ -132,6 +136,7 @@ def build_report(
     if reproduced_vs_published is not None and not reproduced_vs_published.empty:
         published = [("Reproduced vs published", sections.reference_markdown(reproduced_vs_published, statistics.confidence))]
     figures.update(data_factor_figures(comparison_table))
+    figures.update(search[1] if search else {})
     data_factors = data_factor_sections(
         comparison_table, paired_tests, list(statistics.baselines), statistics.confidence, statistics.correction, statistics.significance
     )
@@ -139,6 +144,7 @@ def build_report(
         (title(recommendation), recommendation_markdown(recommendation)),
         ("Comparison", sections.comparison_markdown(comparison_table, paired_tests, teacher_metrics, data_summary, statistics)),
         *data_factors,
+        *([(SEARCH_HEADING, search[0])] if search else []),
         *published,
         ("Capacity gap", sections.capacity_markdown(capacity_report)),
         ("Hyperparameter settings (validation only)", sections.sensitivity_markdown(sensitivity_table)),
@@ -148,6 +154,14 @@ def build_report(
     markdown = sections.report_markdown(REPORT_TITLE, parts, list(figures))
     page = html_report(REPORT_TITLE, [(heading, HTML(markdown_to_html(body, heading_offset=0))) for heading, body in parts], figures)
     return markdown, page, figures
+
+
+def build_search_report(
+    search_trials: pd.DataFrame, search_events: pd.DataFrame, search_finalists: dict[str, Any], *report_inputs: Any
+) -> tuple[str, str, dict[str, Figure]]:
+    """``build_report`` of a search study (its ``report_inputs``, in order), with the "Search" section:
+    compute against the grid, the anytime plot, and what the search dropped, when and why."""
+    return build_report(*report_inputs, search=search_section(search_trials, search_events, search_finalists))
 
 
 def _by_arm(details: dict[str, Any], kind: str) -> dict[str, list]:

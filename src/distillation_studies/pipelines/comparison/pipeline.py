@@ -5,7 +5,9 @@ from distillation_studies.pipelines.validated_params import with_validated_param
 from distillation_studies.study.identity import student_runs
 from distillation_studies.study.schema import StudyConfig
 
-from .nodes import build_report, collect_histories, collect_runs, compare_methods, compare_with_published, recommend_method
+from .nodes import build_report, build_search_report, collect_histories, collect_runs, compare_methods, compare_with_published, recommend_method
+
+SEARCH_OUTPUTS = ["search_trials", "search_events", "search_finalists"]
 
 
 def create_pipeline(study: StudyConfig) -> Pipeline:
@@ -13,6 +15,7 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
     # CIFAR-100 studies are set against the published numbers (data/01_raw/reference/published_cifar100.csv);
     # other studies do not read that file at all.
     published = study.data.dataset == PUBLISHED_DATASET
+    searched = study.search is not None  # the report gains a "Search" section, read from the search's outputs
     # The collect nodes read every arm's datasets, so they sit in the ``students`` namespace (node
     # namespace only: dataset names are unchanged). Collapsed in kedro-viz, ``students`` then emits the
     # three study-level tables instead of every arm's metrics and history.
@@ -57,8 +60,9 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
                 else []
             ),
             node(
-                build_report,
+                build_search_report if searched else build_report,
                 [
+                    *(SEARCH_OUTPUTS if searched else []),
                     "comparison_table",
                     "paired_tests",
                     "sensitivity_table",

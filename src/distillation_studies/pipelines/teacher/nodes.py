@@ -65,12 +65,17 @@ def train_teacher(model_input: dict, data_summary: dict, teacher: ModelSection) 
     return model, last, history_record(result, {"seed": teacher.seed, "model": teacher.spec})
 
 
-def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict[str, Any]) -> dict[str, Any]:
-    """What a reader needs to reproduce or judge the study, recorded with every run."""
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's weights (names and values): the same teacher, whatever file it came from."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(teacher_model.state_dict().items()):
+    for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict[str, Any]) -> dict[str, Any]:
+    """What a reader needs to reproduce or judge the study, recorded with every run."""
     return {
         "dataset": data_summary["dataset"],
         "split_sizes": data_summary["sizes"],
@@ -88,7 +93,7 @@ def protocol_card(data_summary: dict, teacher_model: nn.Module, parameters: dict
         "training_budget": budget_rule(parameters["student"].get("training") or {}),
         "selection_rule": "best epoch on validation accuracy; swept settings picked on mean validation accuracy; "
         "test evaluated once for the picked setting",
-        "teacher_checkpoint_sha256": digest.hexdigest(),
+        "teacher_checkpoint_sha256": weights_digest(teacher_model),
         "config_hash": config_hash(parameters),
         "git_commit": git_commit(),
         "package_versions": package_versions(),
