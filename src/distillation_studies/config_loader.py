@@ -9,6 +9,12 @@ rely on that replacement of whole top-level keys (``conf/cifar100_benchmark`` sp
 without runtime parameters, and the overrides are merged into the result once: a ``--params`` key
 changes that one key and nothing else.
 
+An environment's parameters merge into base's key by key (:func:`merge_environment`): an environment
+that sets ``student.training: {epochs: 5}`` keeps base's learning rate and every other training
+setting. A few keys are choices rather than settings and are replaced whole (``WHOLE_KEYS``): the
+study's set of ``methods``, each role's ``model`` (a CNN's ``channels`` mean nothing to an MLP) and
+``grid.students``; lists are values and are replaced too.
+
 It also names the study whose results a catalog path holds: ``${study_env:}`` resolves to the run
 environment (``default`` for plain ``kedro run``), so each environment writes under its own paths and
 running ``tiny`` never changes what the default study's "latest" version is.
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
@@ -30,6 +36,9 @@ from omegaconf import OmegaConf
 
 DEFAULT_STUDY = "default"
 LOCAL_ENVS = {None, "", "local"}  # the project's default study: base (+ conf/local overrides)
+
+# Parameter keys an environment replaces whole instead of merging into base's: see ``merge_environment``.
+WHOLE_KEYS = frozenset({"methods", "teacher.model", "student.model", "grid.students"})
 
 # The loader Kedro created last: see ``session_parameters``. Process state, on purpose and alone.
 _last_loader: StudyConfigLoader | None = None
@@ -54,11 +63,29 @@ class StudyConfigLoader(OmegaConfigLoader):
             return {}
         return OmegaConf.to_container(OmegaConf.unsafe_merge(*config_per_file.values()), resolve=True)
 
+    def _merge_configs(self, config: dict[str, Any], env_config: dict[str, Any], key: str, env_path: str) -> Any:
+        if key != "parameters":
+            return super()._merge_configs(config, env_config, key, env_path)
+        return merge_environment(config, env_config)
+
     def __getitem__(self, key: str) -> dict[str, Any]:
         config = super().__getitem__(key)
         if key == "parameters" and self.runtime_params:
             return OmegaConf.to_container(OmegaConf.merge(config, self.runtime_params), resolve=True)
         return config
+
+
+def merge_environment(base: Mapping[str, Any], env: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``env``'s parameters over ``base``'s: mappings merge key by key, except at ``WHOLE_KEYS``, where
+    (as for lists and plain values) the environment's value replaces base's."""
+    merged = dict(base)
+    for key, value in env.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping) and path not in WHOLE_KEYS:
+            merged[key] = merge_environment(base[key], value, f"{path}.")
+        else:
+            merged[key] = value
+    return merged
 
 
 def session_config_loader() -> StudyConfigLoader:
