@@ -69,6 +69,20 @@ def test_an_environment_model_or_method_set_replaces_base_whole(tmp_path):
     assert params["methods"] == {"kd": {"alpha": 0.5}}  # the study's methods: kd alone, as the environment wrote it
 
 
+def test_a_model_section_without_a_name_changes_base_models_settings(tmp_path):
+    params = _conf(tmp_path, BASE, "student: {model: {channels: [4, 4]}}\n")
+    assert params["student"]["model"] == {"name": "cnn", "channels": [4, 4], "embed": 16}
+
+
+def test_params_replace_a_model_they_name_and_merge_single_methods(tmp_path):
+    from distillation_studies.config_loader import merge_parameters
+
+    base = {"student": {"model": {"name": "mlp", "hidden": [16]}}, "methods": {"ce": {}, "kd": {"temperature": 4.0}}}
+    own = {"name": "import", "path": "pkg.models:Net", "kwargs": {"width": 4}}
+    merged = merge_parameters(base, {"student": {"model": own}, "methods": {"kd": {"alpha": 0.5}}})
+    assert merged == {"student": {"model": own}, "methods": {"ce": {}, "kd": {"temperature": 4.0, "alpha": 0.5}}}
+
+
 def catalog_paths(env: str | None) -> dict[str, str]:
     bootstrap_project(ROOT)
     with KedroSession.create(project_path=ROOT, env=env) as session:

@@ -229,12 +229,12 @@ def test_bad_torchvision_data_config_names_the_key(data, message):
 
 def env_params(env: str) -> dict[str, Any]:
     """conf/base with conf/<env> merged over it, as the project's config loader merges them."""
-    from distillation_studies.config_loader import merge_environment
+    from distillation_studies.config_loader import ENVIRONMENT_WHOLE_KEYS, merge_parameters
 
     params: dict[str, Any] = {}
     for path in sorted((CONF / "base").glob("parameters_*.yml")):
         params.update(yaml.safe_load(path.read_text()))
-    return merge_environment(params, yaml.safe_load((CONF / env / "parameters.yml").read_text()))
+    return merge_parameters(params, yaml.safe_load((CONF / env / "parameters.yml").read_text()), ENVIRONMENT_WHOLE_KEYS)
 
 
 def _without_multistep(params: dict[str, Any]) -> dict[str, Any]:
