@@ -9,6 +9,14 @@ rely on that replacement of whole top-level keys (``conf/cifar100_benchmark`` sp
 without runtime parameters, and the overrides are merged into the result once: a ``--params`` key
 changes that one key and nothing else.
 
+An environment's parameters merge into base's key by key (:func:`merge_parameters`): an environment
+that sets ``student.training: {epochs: 5}`` keeps base's learning rate and every other training
+setting. An environment's ``methods`` and ``grid.students`` are the study's own sets and replace
+base's whole (``ENVIRONMENT_WHOLE_KEYS``); a ``teacher.model``/``student.model`` that names its
+``name`` is a new architecture and replaces base's whole (a CNN's ``channels`` mean nothing to an
+MLP), one without ``name`` changes base's model's settings; lists are values and are replaced. The
+``--params`` overrides merge by the same rule, except that they change single methods.
+
 It also names the study whose results a catalog path holds: ``${study_env:}`` resolves to the run
 environment (``default`` for plain ``kedro run``), so each environment writes under its own paths and
 running ``tiny`` never changes what the default study's "latest" version is.
@@ -22,7 +30,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
@@ -30,6 +38,10 @@ from omegaconf import OmegaConf
 
 DEFAULT_STUDY = "default"
 LOCAL_ENVS = {None, "", "local"}  # the project's default study: base (+ conf/local overrides)
+
+# Parameter keys an environment replaces whole instead of merging into base's: see ``merge_parameters``.
+ENVIRONMENT_WHOLE_KEYS = frozenset({"methods", "grid.students"})
+MODEL_KEYS = frozenset({"teacher.model", "student.model"})  # replaced whole when the override names the model
 
 # The loader Kedro created last: see ``session_parameters``. Process state, on purpose and alone.
 _last_loader: StudyConfigLoader | None = None
@@ -54,11 +66,33 @@ class StudyConfigLoader(OmegaConfigLoader):
             return {}
         return OmegaConf.to_container(OmegaConf.unsafe_merge(*config_per_file.values()), resolve=True)
 
+    def _merge_configs(self, config: dict[str, Any], env_config: dict[str, Any], key: str, env_path: str) -> Any:
+        if key != "parameters":
+            return super()._merge_configs(config, env_config, key, env_path)
+        return merge_parameters(config, env_config, ENVIRONMENT_WHOLE_KEYS)
+
     def __getitem__(self, key: str) -> dict[str, Any]:
         config = super().__getitem__(key)
         if key == "parameters" and self.runtime_params:
-            return OmegaConf.to_container(OmegaConf.merge(config, self.runtime_params), resolve=True)
+            return merge_parameters(config, self.runtime_params)
         return config
+
+
+def merge_parameters(
+    base: Mapping[str, Any], override: Mapping[str, Any], whole: frozenset[str] = frozenset(), prefix: str = ""
+) -> dict[str, Any]:
+    """``override``'s parameters over ``base``'s: mappings merge key by key, except at the dotted paths in
+    ``whole`` and at a model section that names its ``name``, where (as for lists and plain values) the
+    override replaces base's value."""
+    merged = dict(base)
+    for key, value in override.items():
+        path = f"{prefix}{key}"
+        new_model = path in MODEL_KEYS and isinstance(value, Mapping) and "name" in value
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping) and path not in whole and not new_model:
+            merged[key] = merge_parameters(base[key], value, whole, f"{path}.")
+        else:
+            merged[key] = value
+    return merged
 
 
 def session_config_loader() -> StudyConfigLoader:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError, DataError
+from distillation_studies.learning.data import dataset_shape
 from distillation_studies.learning.vision_data import (
     STANDARD_NORMALISATION,
     IndexedDataset,
@@ -398,3 +399,46 @@ def test_indexed_dataset_returns_indices():
 def test_indexed_dataset_wraps_a_torch_dataset():
     data = IndexedDataset(torch.utils.data.TensorDataset(torch.arange(4.0), torch.arange(4)))
     assert data[2] == (torch.tensor(2.0), torch.tensor(2), 2)
+
+
+def write_gray_folder(root, layout, size=(6, 6)):
+    """layout: {split: {class: [gray level, ...]}}: single-band ("L") PNGs."""
+    for split, classes in layout.items():
+        for name, levels in classes.items():
+            (root / split / name).mkdir(parents=True)
+            for i, level in enumerate(levels):
+                Image.new("L", size, level).save(root / split / name / f"{i}.png")
+
+
+def test_grayscale_image_folder_stays_one_channel(tmp_path):
+    write_gray_folder(tmp_path, {"train": {"a": [10, 200], "b": [77]}, "test": {"b": [5]}})
+    config = VisionDataConfig(name="image_folder", root=str(tmp_path), image_size=6)
+    data = load_vision_dataset(config)
+    assert data["train"]["x"].shape == (3, 1, 6, 6)
+    assert (data["train"]["x"][:, 0, 3, 3] * 255).round().int().tolist() == [10, 200, 77]
+    assert (data["test"]["x"][0, 0, 0, 0] * 255).round().int().item() == 5
+    assert dataset_shape("image_folder", tmp_path, 6) == ((1, 6, 6), 2)
+
+
+def test_image_channels_setting_forces_rgb_or_grayscale(tmp_path):
+    write_gray_folder(tmp_path, {"train": {"a": [10]}, "test": {"a": [20]}})
+    rgb = load_vision_dataset(VisionDataConfig(name="image_folder", root=str(tmp_path), image_size=6, channels=3))
+    assert rgb["train"]["x"].shape == (1, 3, 6, 6) and (rgb["train"]["x"][0, :, 0, 0] * 255).round().int().tolist() == [10, 10, 10]
+    assert dataset_shape("image_folder", tmp_path, 6, channels=3) == ((3, 6, 6), 1)
+    colour = tmp_path / "colour"
+    write_image_folder(colour, {"train": {"a": [(255, 0, 0)]}, "test": {"a": [(0, 0, 255)]}}, size=(6, 6))
+    gray = load_vision_dataset(VisionDataConfig(name="image_folder", root=str(colour), image_size=6, channels=1))
+    # PIL's ITU-R 601-2 luma: L = R * 299/1000 + G * 587/1000 + B * 114/1000 -> 76 for pure red
+    assert gray["train"]["x"].shape == (1, 1, 6, 6) and round(gray["train"]["x"][0, 0, 0, 0].item() * 255) == 76
+    with pytest.raises(ConfigError, match=r"data\.channels: 1 \(grayscale\), 3 \(RGB\) or null"):
+        parse_dataclass(VisionDataConfig, {"name": "image_folder", "image_size": 6, "channels": 2}, "data")
+
+
+def test_load_images_passes_the_channel_setting_to_memory_and_streamed_splits(tmp_path):
+    from distillation_studies.learning.data import load_images
+
+    write_gray_folder(tmp_path, {"train": {"a": [10]}, "test": {"a": [20]}})
+    assert load_images("image_folder", tmp_path, image_size=6)["train"]["x"].shape == (1, 1, 6, 6)
+    assert load_images("image_folder", tmp_path, image_size=6, channels=3)["train"]["x"].shape == (1, 3, 6, 6)
+    streamed = load_images("image_folder", tmp_path, image_size=6, in_memory=False, channels=3)
+    assert streamed["train"].source.channels == 3 and streamed["train"][0][0].shape == (3, 6, 6)

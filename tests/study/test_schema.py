@@ -228,12 +228,13 @@ def test_bad_torchvision_data_config_names_the_key(data, message):
 
 
 def env_params(env: str) -> dict[str, Any]:
-    """conf/base with conf/<env> over it, top-level keys replaced (Kedro's default merge)."""
+    """conf/base with conf/<env> merged over it, as the project's config loader merges them."""
+    from distillation_studies.config_loader import ENVIRONMENT_WHOLE_KEYS, merge_parameters
+
     params: dict[str, Any] = {}
     for path in sorted((CONF / "base").glob("parameters_*.yml")):
         params.update(yaml.safe_load(path.read_text()))
-    params.update(yaml.safe_load((CONF / env / "parameters.yml").read_text()))
-    return params
+    return merge_parameters(params, yaml.safe_load((CONF / env / "parameters.yml").read_text()), ENVIRONMENT_WHOLE_KEYS)
 
 
 def _without_multistep(params: dict[str, Any]) -> dict[str, Any]:
@@ -277,3 +278,20 @@ def test_cifar100_smoke_env_validates():
     assert study.data.dataset == "cifar100" and study.teacher_spec["num_classes"] == 100
     assert [e.key for e in study.methods] == ["ce", "kd", "fitnet"] and study.seeds == (0,)
     assert study.student_training.device == "cpu" and study.student_training.augment == "standard"
+
+
+def test_grayscale_image_folder_sizes_models_for_one_channel(tmp_path):
+    """An MLP student over 16x16 grayscale images reads 256 inputs, not 768 (RGB copies of one band)."""
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.new("L", (16, 16), 9).save(tmp_path / "train" / name / "0.png")
+    data = {"dataset": "image_folder", "root": str(tmp_path), "image_size": 16}
+    study = validate_study(_with_data(data))
+    assert study.student.spec["in_shape"] == [1, 16, 16]
+    assert validate_study(_with_data({**data, "image_channels": 3})).student.spec["in_shape"] == [3, 16, 16]
+    with pytest.raises(ConfigError, match=r"data\.image_channels: 1 \(grayscale\), 3 \(RGB\) or null"):
+        validate_study(_with_data({**data, "image_channels": 4}))
+    with pytest.raises(ConfigError, match=r"data\.image_channels: only applies to dataset: image_folder"):
+        validate_study(_with_data({"dataset": "cifar10", "root": str(tmp_path), "image_channels": 1}))

@@ -30,6 +30,7 @@ from distillation_studies.learning.vision_data import (
     STANDARD_NORMALISATION,
     VISION_DATASETS,
     VisionDataConfig,
+    image_folder_channels,
     load_vision_dataset,
 )
 
@@ -95,12 +96,17 @@ def image_folder_classes(root: str | os.PathLike, where: str = "data") -> list[s
 
 
 def dataset_shape(
-    name: str, root: str | os.PathLike = "data/01_raw", image_size: int | None = None, where: str = "data"
+    name: str,
+    root: str | os.PathLike = "data/01_raw",
+    image_size: int | None = None,
+    where: str = "data",
+    channels: int | None = None,
 ) -> tuple[tuple[int, ...], int]:
     """(per-sample shape, number of classes) of a dataset, without loading its images.
 
     For ``image_folder`` the classes are counted under ``root/train`` (a DataError names the folder
-    when it is missing or empty); every other dataset's are constants.
+    when it is missing or empty) and the channels are ``channels``, else the first training image's
+    (:func:`image_folder_channels`: grayscale stays one channel); every other dataset's are constants.
     """
     if name in EMBEDDED_SHAPES:
         shape, classes, _ = EMBEDDED_SHAPES[name]
@@ -109,7 +115,8 @@ def dataset_shape(
         shape, classes, _ = VISION_SHAPES[name]
         return shape, classes
     if name == "image_folder":
-        return (3, int(image_size), int(image_size)), len(image_folder_classes(root, where))
+        classes = len(image_folder_classes(root, where))
+        return (image_folder_channels(root, channels), int(image_size), int(image_size)), classes
     raise ConfigError(f"{where}.dataset: unknown dataset {name!r}; allowed datasets: {DATASETS}")
 
 
@@ -137,6 +144,7 @@ def load_images(
     image_size: int | None = None,
     where: str = "data",
     in_memory: bool = True,
+    channels: int | None = None,
 ) -> dict[str, Any]:
     """The raw images of a study dataset, before any split.
 
@@ -148,7 +156,7 @@ def load_images(
     """
     if not is_vision(name):
         return load_embedded(name)
-    config = VisionDataConfig(name=name, root=str(root), download=download, image_size=image_size)
+    config = VisionDataConfig(name=name, root=str(root), download=download, image_size=image_size, channels=channels)
     if not in_memory:
         return open_streamed(config, where)
     loaded = load_vision_dataset(config, where)

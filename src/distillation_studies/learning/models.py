@@ -16,6 +16,7 @@ from torch import nn
 
 from distillation_studies.common.config import coerce_value
 from distillation_studies.common.errors import ConfigError
+from distillation_studies.learning.imported import ImportConfig, build_imported, check_output_shape
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(MLPConfig, _build_mlp),
     "cnn": ModelEntry(CNNConfig, _build_cnn),
+    "import": ModelEntry(ImportConfig, build_imported),  # your own nn.Module: learning/imported.py
 }
+IMPORTED = "import"
 
 SPEC_KEYS = ("name", "in_shape", "num_classes")
 
@@ -117,8 +120,39 @@ def parse_model_config(raw: dict[str, Any], where: str) -> tuple[str, Any]:
 def make_spec(raw: dict[str, Any], in_shape: tuple[int, ...], num_classes: int, where: str = "model") -> dict:
     """A complete, JSON- and ``weights_only``-safe spec from a config section and the data's shape."""
     name, cfg = parse_model_config(raw, where)
-    arch = {f.name: list(v) if isinstance(v := getattr(cfg, f.name), tuple) else v for f in fields(cfg)}
-    return {"name": name, "in_shape": [int(d) for d in in_shape], "num_classes": int(num_classes), **arch}
+    arch = {f.name: _plain(getattr(cfg, f.name)) for f in fields(cfg)}
+    spec = {"name": name, "in_shape": [int(d) for d in in_shape], "num_classes": int(num_classes), **arch}
+    if name == IMPORTED:  # the zoo's builders are known to fit; a user's class is checked once, here
+        shape = tuple(spec["in_shape"])
+        check_output_shape(_probe_build(name, cfg, shape, int(num_classes), where), shape, int(num_classes), where)
+    return spec
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and mappings as dicts: a spec is JSON- and ``weights_only``-safe."""
+    if isinstance(value, tuple):
+        return list(value)
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _probe_build(name: str, cfg: Any, in_shape: tuple[int, ...], num_classes: int, where: str) -> nn.Module:
+    """The model on PyTorch's ``meta`` device (no weight allocated) when its forward runs there, else on the CPU.
+
+    A user's model may use operations the meta device cannot run (data-dependent ones); the CPU fallback
+    is for those only, after the meta build has shown the constructor works.
+    """
+    builder = MODELS[name].builder
+    extra = {"where": where} if name == IMPORTED else {}
+    with torch.device("meta"):
+        model = builder(cfg, in_shape, num_classes, **extra)
+    if name != IMPORTED:
+        return model
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *in_shape, device="meta"))
+        return model.train()
+    except Exception:  # noqa: BLE001  (the meta device lacks an operation the model uses)
+        return builder(cfg, in_shape, num_classes, **extra)
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
@@ -162,13 +196,14 @@ MODELS.update({name: ModelEntry(*entry) for name, entry in ZOO_MODELS.items()})
 def model_footprint(spec: dict[str, Any]) -> tuple[int, int]:
     """(parameters, activation values per sample) of a spec, without allocating a single weight.
 
-    The model is built and run on PyTorch's ``meta`` device, which computes shapes only, so a width of
+    The model is built and run on PyTorch's ``meta`` device (an imported model whose forward cannot run
+    there: on the CPU), which computes shapes only, so a width of
     10^9 is measured in microseconds instead of asking the allocator for terabytes. Activations are the
     outputs of every leaf module for one sample: what a training step keeps for the backward pass.
     """
     name, cfg = parse_model_config(spec, "model")
-    with torch.device("meta"):
-        model = MODELS[name].builder(cfg, tuple(spec["in_shape"]), int(spec["num_classes"]))
+    model = _probe_build(name, cfg, tuple(spec["in_shape"]), int(spec["num_classes"]), "model")
+    device = next(iter(model.parameters()), torch.zeros(0, device="meta")).device
     parameters = sum(p.numel() for p in model.parameters())
     outputs: list[int] = []
 
@@ -181,7 +216,7 @@ def model_footprint(spec: dict[str, Any]) -> tuple[int, int]:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, *spec["in_shape"], device="meta"))
+            model(torch.zeros(1, *spec["in_shape"], device=device))
     finally:
         for handle in handles:
             handle.remove()

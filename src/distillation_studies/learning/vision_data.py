@@ -15,7 +15,8 @@ Expected layout under ``root``:
 * ``cifar100``: ``root/cifar-100-python/{train, test, meta}`` (python version).
 * ``image_folder``: ``root/train/<class>/<image>`` and ``root/test/<class>/<image>``; classes are the
   sorted ``train`` subfolder names, ``test`` may hold a subset of them; every image is converted to
-  RGB and resized to ``image_size`` x ``image_size``.
+  ``channels`` (1: grayscale, 3: RGB; by default the first training image's: :func:`image_folder_channels`)
+  and resized to ``image_size`` x ``image_size``.
 
 Torchvision verifies the CIFAR files against the published MD5 sums (the MNIST raw files are only
 checked for existence). Any missing, corrupt or unreadable file raises :class:`DataError` naming the
@@ -106,6 +107,7 @@ class VisionDataConfig:
     root: str = "data/01_raw"
     download: bool = False
     image_size: int | None = None
+    channels: int | None = None  # image_folder: 1 (grayscale) or 3 (RGB); None: as the first training image
 
     def check(self, where: str = "data") -> None:
         if self.name == "":
@@ -124,6 +126,9 @@ class VisionDataConfig:
                 )
             if self.download:
                 raise ConfigError(f"{where}.download: image_folder cannot be downloaded; set download: false")
+            check_image_channels(self.channels, f"{where}.channels")
+        elif self.channels is not None:
+            raise ConfigError(f"{where}.channels: only applies to name: image_folder, got {self.channels!r}")
         elif size is not None:
             raise ConfigError(
                 f"{where}.image_size: only applies to name: image_folder; remove it for {self.name} "
@@ -220,12 +225,47 @@ def _first_problem_mnist(config: VisionDataConfig, train: bool) -> tuple[Path, s
     return None
 
 
-def _checked_image_loader(path: str) -> Any:
-    """torchvision's RGB PIL loader, failing with a DataError that names the image file."""
-    from torchvision.datasets.folder import pil_loader
+IMAGE_CHANNELS = (1, 3)
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})  # PIL modes of one colour band
+
+
+def check_image_channels(channels: Any, where: str) -> None:
+    if channels is not None and (isinstance(channels, bool) or channels not in IMAGE_CHANNELS):
+        raise ConfigError(f"{where}: 1 (grayscale), 3 (RGB) or null (as the first training image), got {channels!r}")
+
+
+def image_folder_channels(root: str | os.PathLike, channels: int | None = None) -> int:
+    """``channels`` if set, else 1 when the first training image (classes and files in sorted order, as
+    torchvision's ImageFolder reads them) is grayscale, 3 otherwise or when there is none yet.
+
+    Only the image's header is read, so a study is sized before any pixel is loaded; every image is
+    then converted to this many channels (a colour image in a grayscale folder becomes grayscale).
+    """
+    if channels is not None:
+        return int(channels)
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    train = Path(root) / "train"
+    for folder in sorted(p for p in train.iterdir() if p.is_dir()) if train.is_dir() else []:
+        for directory, subfolders, files in sorted(os.walk(folder, followlinks=True)):
+            subfolders.sort()
+            for name in sorted(f for f in files if f.lower().endswith(IMG_EXTENSIONS)):
+                try:
+                    with Image.open(Path(directory) / name) as image:
+                        return 1 if image.mode in GRAYSCALE_MODES else 3
+                except _READ_ERRORS:
+                    continue  # named when it is loaded
+    return 3
+
+
+def _checked_image_loader(path: str, mode: str = "RGB") -> Any:
+    """A PIL loader converting to ``mode`` ("L" or "RGB"), failing with a DataError that names the file."""
+    from PIL import Image
 
     try:
-        return pil_loader(path)
+        with open(path, "rb") as file:
+            return Image.open(file).convert(mode)
     except _READ_ERRORS as exc:
         raise DataError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from exc
 
@@ -273,7 +313,8 @@ def _open_image_folder(config: VisionDataConfig, split: str, where: str) -> Data
             raise _data_error(config, where, train_dir, f"holds no class folder ({exc})") from exc
     _check_no_empty_class(config, where, split_dir)
     try:
-        dataset = ImageFolder(str(split_dir), transform=transform, loader=_checked_image_loader)
+        mode = "L" if image_folder_channels(root, config.channels) == 1 else "RGB"
+        dataset = ImageFolder(str(split_dir), transform=transform, loader=partial(_checked_image_loader, mode=mode))
     except (FileNotFoundError, ValueError) as exc:
         raise _data_error(config, where, split_dir, f"holds no usable class folder of images ({exc})") from exc
     if classes is not None:

@@ -42,7 +42,7 @@ from distillation_studies.analysis.recommend import Constraints
 from distillation_studies.analysis.stats import Statistics
 from distillation_studies.common.names import DEFAULT_STUDENT
 from distillation_studies.learning.training import DEVICES, TrainConfig
-from distillation_studies.learning.vision_data import VisionDataConfig
+from distillation_studies.learning.vision_data import VisionDataConfig, check_image_channels
 
 TOP_LEVEL_KEYS = [
     "data", "teacher", "student", "methods", "seeds", "grid", "evaluation", "comparison", "recommendation", "tracking",
@@ -61,7 +61,8 @@ class DataConfig:
     and always normalised with training-split statistics. Torchvision datasets (``mnist``,
     ``fashion_mnist``, ``cifar10``, ``cifar100``, ``image_folder``) are read from ``root``; their official
     test split is the test split, validation is a stratified ``val_fraction`` of the official training
-    split, and ``test_fraction`` is ignored. ``image_size`` is for ``image_folder`` only.
+    split, and ``test_fraction`` is ignored. ``image_size`` and ``image_channels`` (1, 3, or null: as
+    the first training image, so grayscale stays one channel) are for ``image_folder`` only.
     """
 
     dataset: str = "mnist5k"
@@ -71,6 +72,7 @@ class DataConfig:
     root: str = "data/01_raw"
     download: bool = False
     image_size: int | None = None
+    image_channels: int | None = None
     normalisation: str = "standard"
     in_memory: bool = True
     label_noise_model: str = "symmetric"  # grid.label_noise: symmetric (uniform other class) or pair (c -> c+1)
@@ -94,8 +96,9 @@ class DataConfig:
                 raise ConfigError(
                     f"{where}.download: only applies to the torchvision datasets; {self.dataset} ships with the project"
                 )
-            if self.image_size is not None:
-                raise ConfigError(f"{where}.image_size: only applies to dataset: image_folder, got {self.image_size!r}")
+            for key in ("image_size", "image_channels"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{where}.{key}: only applies to dataset: image_folder, got {getattr(self, key)!r}")
             return
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"{where}.val_fraction: must be in (0, 1), got {self.val_fraction}")
@@ -110,23 +113,25 @@ class DataConfig:
                 raise ConfigError(
                     f"{where}.image_size: {size}; at most {limits.MAX_IMAGE_SIZE} pixels a side (docs/reliability.md)"
                 )
-        elif size is not None:
+        elif size is not None or self.image_channels is not None:
+            key = "image_size" if size is not None else "image_channels"
             raise ConfigError(
-                f"{where}.image_size: only applies to dataset: image_folder; remove it for {self.dataset} "
-                f"(its images keep their published size), got {size!r}"
+                f"{where}.{key}: only applies to dataset: image_folder; remove it for {self.dataset} "
+                f"(its images keep their published size and channels), got {getattr(self, key)!r}"
             )
-        self.vision().check(where)
+        VisionDataConfig(self.dataset, self.root, self.download, self.image_size).check(where)
+        check_image_channels(self.image_channels, f"{where}.image_channels")
 
     def split(self) -> SplitConfig:
         return SplitConfig(self.val_fraction, self.test_fraction, self.split_seed)
 
     def vision(self) -> VisionDataConfig:
         """The torchvision reader's config (torchvision datasets only)."""
-        return VisionDataConfig(name=self.dataset, root=self.root, download=self.download, image_size=self.image_size)
+        return VisionDataConfig(self.dataset, self.root, self.download, self.image_size, self.image_channels)
 
     def shape(self, where: str = "data") -> tuple[tuple[int, ...], int]:
         """(per-sample shape, classes) without loading images; image folders count ``root/train/<class>``."""
-        return dataset_shape(self.dataset, self.root, self.image_size, where)
+        return dataset_shape(self.dataset, self.root, self.image_size, where, self.image_channels)
 
     def train_size(self) -> int:
         """Training-split size used to size methods at validation (CRD's memory bank).

@@ -16,7 +16,9 @@ def load_images(data: DataConfig) -> dict[str, Any]:
     recipe to read each image later); a missing or corrupt file fails here, the first node of the
     study, with a DataError naming the file.
     """
-    return core.load_images(data.dataset, data.root, data.download, data.image_size, "data", data.in_memory)
+    return core.load_images(
+        data.dataset, data.root, data.download, data.image_size, "data", data.in_memory, data.image_channels
+    )
 
 
 def split_images(images: dict[str, Any], data: DataConfig) -> tuple[dict, dict[str, Any]]:
