@@ -26,9 +26,9 @@ def test_a_nested_override_keeps_its_siblings(env):
 
 def test_environment_keys_still_replace_base_keys_whole():
     """An environment's top-level key replaces base's (the study environments rely on it), overrides or not."""
-    smoke = parameters("cifar100_smoke", {"methods": {"kd": {"alpha": 0.5}}, "seeds": [3]})
+    smoke = parameters("cifar100_smoke", {"methods": {"kd": {"kd_weight": 0.5}}, "seeds": [3]})
     assert list(smoke["methods"]) == ["ce", "kd", "fitnet"]  # base's rkd does not leak in
-    assert smoke["methods"]["kd"] == {"temperature": 4.0, "alpha": 0.5} and smoke["seeds"] == [3]
+    assert smoke["methods"]["kd"] == {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.5} and smoke["seeds"] == [3]
     tiny = parameters("tiny", {"data": {"split_seed": 3}})
     assert tiny["data"] == {"dataset": "digits", "split_seed": 3}  # tiny's data section, plus the override
 

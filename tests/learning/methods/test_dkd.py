@@ -65,7 +65,20 @@ def test_registered_with_paper_defaults():
     assert METHODS["dkd"] is DecoupledKD
     config = parse_method_config("dkd", {}, "methods.dkd")
     assert (config.alpha, config.beta, config.temperature, config.warmup) == (1.0, 8.0, 4.0, 20)
-    assert (config.ce_weight, config.logit_standardization) == (1.0, False)
+    assert (config.ce_weight, config.logit_standardization, config.label_smoothing) == (1.0, False, 0.0)
+
+
+def test_label_smoothing_smooths_the_ce_term_only():
+    eps = 0.2
+    smoothed = _run(_dkd(label_smoothing=eps), epoch=20)
+    plain = _run(_dkd(), epoch=20)
+    # CE with target (1 - eps) one_hot + eps / K: (1 - eps) * CE + eps * mean over classes of -log p
+    expected = 0.0
+    for row, y in zip(STUDENT, LABELS):
+        log_p = [math.log(p) for p in _softmax(row)]
+        expected += -(1 - eps) * log_p[y] - eps * sum(log_p) / len(row)
+    assert smoothed["ce"].item() == pytest.approx(expected / len(LABELS), rel=1e-9)
+    assert smoothed["nckd"].item() == plain["nckd"].item() and smoothed["tckd"].item() == plain["tckd"].item()
 
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0])
@@ -128,10 +141,10 @@ def test_zero_warmup_means_full_weight_from_epoch_one():
 
 
 def test_logit_standardization_option_matches_hand_zscore():
-    def zscore(row):
+    def zscore(row):  # the authors' normalize(): Bessel-corrected std (torch.std), 1e-7 added
         mean = sum(row) / len(row)
-        sigma = math.sqrt(sum((v - mean) ** 2 for v in row) / len(row))
-        return [(v - mean) / sigma for v in row]
+        sigma = math.sqrt(sum((v - mean) ** 2 for v in row) / (len(row) - 1))
+        return [(v - mean) / (sigma + 1e-7) for v in row]
 
     terms = _run(_dkd(logit_standardization=True, temperature=2.0), epoch=20)
     tckd, nckd = _hand_dkd([zscore(r) for r in STUDENT], [zscore(r) for r in TEACHER], LABELS, 2.0)

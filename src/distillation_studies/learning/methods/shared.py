@@ -3,8 +3,11 @@
 - Layer lists and shapes: ``check_layer_lists`` (the ``student_layers``/``teacher_layers`` keys of
   AT, NST, FSP, OFD, VID, ReviewKD), ``conv_pairs`` (per-pair conv shapes), ``as_map``/``map_shape``
   (flat features as 1x1 maps) and ``make_adapter`` (a learned student -> teacher shape map).
-- Logits: ``soft_target_kl`` (Hinton et al.'s T^2-scaled KL, used by KD, CTKD, TAKD) and
-  ``standardize_logits`` (Sun et al. 2024, used by KD and DKD).
+- Logits: ``soft_target_kl`` (Hinton et al.'s T^2-scaled KL, used by KD, CTKD, TAKD),
+  ``standardize_logits`` and ``distillation_logits`` (Sun et al. 2024: the ``logit_standardization``
+  switch of every logit method: KD, DKD, DIST, CTKD, WTTM).
+- Labels: ``label_cross_entropy`` (the ``label_smoothing`` setting of every method with a
+  cross-entropy term, one meaning everywhere; each config checks it with ``require_range``).
 - Composites: ``parse_sub_method`` and ``LABEL_TERM`` (``combine``, ``two_stage``).
 - ``fit``: a method's own network fitted for N epochs in ``prepare`` (FT's paraphraser, TAKD's
   assistant). Methods sit below the one training loop (``learning.training`` imports
@@ -127,10 +130,29 @@ class _FlatLinear(nn.Module):
 
 
 def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
-    """Z-score each sample's logits over classes: (z - mean) / (std + eps), std over 1/K (Sun et al. 2024)."""
+    """Z-score each sample's logits over classes: (z - mean) / (std + eps) (Sun et al., CVPR 2024).
+
+    std is Bessel-corrected (1/(K-1)), as in the authors' code (``torch.std``, eps 1e-7 added to it)
+    and torchdistill's; the paper's equation writes 1/K, a factor sqrt(K/(K-1)) on every z-score.
+    """
     mean = logits.mean(dim=1, keepdim=True)
-    std = logits.std(dim=1, keepdim=True, correction=0)
+    std = logits.std(dim=1, keepdim=True)
     return (logits - mean) / (std + eps)
+
+
+def distillation_logits(student: Tensor, teacher: Tensor, standardize: bool) -> tuple[Tensor, Tensor]:
+    """(student, teacher) logits as a logit method's teacher terms read them: z-scored per sample
+    when its ``logit_standardization`` switch is on, unchanged otherwise (label terms keep raw logits)."""
+    if standardize:
+        return standardize_logits(student), standardize_logits(teacher)
+    return student, teacher
+
+
+def label_cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """CE(y, softmax(z)) with labels smoothed by ``label_smoothing`` (Szegedy et al., CVPR 2016):
+    the target is (1 - eps) * one_hot(y) + eps / K. Averaged over labelled samples (``UNLABELLED``
+    samples are ignored), the label term of every method that has one."""
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
 def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float | Tensor) -> Tensor:
