@@ -80,7 +80,7 @@ def test_linear_adapter_for_flat_features_of_different_width():
 def test_spatial_mismatch_is_a_config_error():
     with pytest.raises(ConfigError, match=r"different spatial sizes"):
         _fitnet((2, 4, 4), (2, 2, 2))
-    with pytest.raises(ConfigError, match=r"published regressor cannot map a student map of H x W 2 x 2 to a teacher map of 5 x 5"):
+    with pytest.raises(ConfigError, match=r"ConvReg regressor cannot map a student map of H x W 2 x 2 to a teacher map of 5 x 5"):
         _fitnet((2, 2, 2), (2, 5, 5), regressor="published")
     with pytest.raises(ConfigError, match=r"regressor: none needs equal feature shapes"):
         _fitnet((2, 2, 2), (3, 2, 2), regressor="none")

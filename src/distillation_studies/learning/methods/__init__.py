@@ -32,6 +32,10 @@ from distillation_studies.learning.methods.combine import Combine
 from distillation_studies.learning.methods.two_stage import TwoStage
 from distillation_studies.learning.methods.dml import DeepMutualLearning
 from distillation_studies.learning.methods.takd import TeacherAssistantKD
+from distillation_studies.learning.methods.ickd import InterChannelCorrelationKD
+from distillation_studies.learning.methods.wttm import WeightedTransformedTeacherMatching
+from distillation_studies.learning.methods.ab import ActivationBoundaries
+from distillation_studies.learning.methods.kdsvd import KDSVD
 from distillation_studies.learning.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -57,6 +61,10 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "two_stage": TwoStage,
     "dml": DeepMutualLearning,
     "takd": TeacherAssistantKD,
+    "ickd": InterChannelCorrelationKD,
+    "wttm": WeightedTransformedTeacherMatching,
+    "ab": ActivationBoundaries,
+    "kdsvd": KDSVD,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]

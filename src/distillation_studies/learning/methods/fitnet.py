@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from distillation_studies.common.config import require_choice, require_positive, require_range, require_set
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import as_map, label_cross_entropy, make_adapter, map_shape
+from distillation_studies.learning.methods.shared import ConvRegressor, label_cross_entropy, make_adapter
 
 REGRESSORS = ["published", "conv", "none"]
 WHERE = "fitnet.student_layer/teacher_layer"
@@ -49,43 +49,9 @@ class FitNetConfig:
         require_range(self, where, "label_smoothing", 0.0, 1.0)
 
 
-class ConvRegressor(nn.Module):
-    """conv -> BatchNorm -> ReLU from the student's (C, H, W) to the teacher's (RepDistiller ``ConvReg``)."""
-
-    def __init__(self, student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> None:
-        super().__init__()
-        (s_c, s_h, s_w), (t_c, t_h, t_w) = map_shape(student_shape, WHERE), map_shape(teacher_shape, WHERE)
-        self.out_shape = tuple(teacher_shape)
-        if s_h == 2 * t_h and s_w == 2 * t_w:
-            self.conv = nn.Conv2d(s_c, t_c, kernel_size=3, stride=2, padding=1)
-        elif 2 * s_h == t_h and 2 * s_w == t_w:
-            self.conv = nn.ConvTranspose2d(s_c, t_c, kernel_size=4, stride=2, padding=1)
-        elif s_h >= t_h and s_w >= t_w:
-            self.conv = nn.Conv2d(s_c, t_c, kernel_size=(1 + s_h - t_h, 1 + s_w - t_w))
-        else:
-            raise ConfigError(
-                f"{WHERE}: the published regressor cannot map a student map of H x W {s_h} x {s_w} to a "
-                f"teacher map of {t_h} x {t_w} (it needs the student's size to be twice, half, or at least "
-                "the teacher's); choose other layers or regressor: conv"
-            )
-        self.bn = nn.BatchNorm2d(t_c)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(as_map(x))
-        if self.training and y.shape[0] * y.shape[2] * y.shape[3] == 1:
-            # one value per channel (a last batch of 1 on flat features) has no batch variance:
-            # normalise with the running statistics instead of failing
-            bn = self.bn
-            y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        else:
-            y = self.bn(y)
-        return self.relu(y).reshape(x.shape[0], *self.out_shape)
-
-
 def build_regressor(kind: str, student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> nn.Module:
     if kind == "published":
-        return ConvRegressor(student_shape, teacher_shape)
+        return ConvRegressor(student_shape, teacher_shape, WHERE)
     if kind == "conv":
         return make_adapter(student_shape, teacher_shape, WHERE)
     if tuple(student_shape) != tuple(teacher_shape):

@@ -2,7 +2,8 @@
 
 - Layer lists and shapes: ``check_layer_lists`` (the ``student_layers``/``teacher_layers`` keys of
   AT, NST, FSP, OFD, VID, ReviewKD), ``conv_pairs`` (per-pair conv shapes), ``as_map``/``map_shape``
-  (flat features as 1x1 maps) and ``make_adapter`` (a learned student -> teacher shape map).
+  (flat features as 1x1 maps), ``make_adapter`` (a learned student -> teacher shape map) and
+  ``ConvRegressor`` (RepDistiller's ``ConvReg``: FitNet's published regressor, AB's connector).
 - Logits: ``soft_target_kl`` (Hinton et al.'s T^2-scaled KL, used by KD, CTKD, TAKD),
   ``standardize_logits`` and ``distillation_logits`` (Sun et al. 2024: the ``logit_standardization``
   switch of every logit method: KD, DKD, DIST, CTKD, WTTM).
@@ -115,6 +116,46 @@ def make_adapter(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...],
             )
         return nn.Conv2d(student_shape[0], teacher_shape[0], kernel_size=1, bias=False)
     return _FlatLinear(math.prod(student_shape), teacher_shape)
+
+
+class ConvRegressor(nn.Module):
+    """conv -> BatchNorm [-> ReLU] from a student feature to the teacher's shape (RepDistiller and
+    mdistiller ``ConvReg``: FitNet's regressor with ReLU, AB's connector without).
+
+    The convolution follows the spatial sizes as there: 3x3 stride 2 when the student map is twice
+    the teacher's, a 4x4 stride-2 transposed convolution when half, otherwise a (1 + Hs - Ht) x
+    (1 + Ws - Wt) kernel (1x1 for equal sizes). Flat features (D,) are read as 1x1 maps.
+    """
+
+    def __init__(self, student_shape: tuple[int, ...], teacher_shape: tuple[int, ...], where: str, relu: bool = True) -> None:
+        super().__init__()
+        (s_c, s_h, s_w), (t_c, t_h, t_w) = map_shape(student_shape, where), map_shape(teacher_shape, where)
+        self.out_shape = tuple(teacher_shape)
+        if s_h == 2 * t_h and s_w == 2 * t_w:
+            self.conv = nn.Conv2d(s_c, t_c, kernel_size=3, stride=2, padding=1)
+        elif 2 * s_h == t_h and 2 * s_w == t_w:
+            self.conv = nn.ConvTranspose2d(s_c, t_c, kernel_size=4, stride=2, padding=1)
+        elif s_h >= t_h and s_w >= t_w:
+            self.conv = nn.Conv2d(s_c, t_c, kernel_size=(1 + s_h - t_h, 1 + s_w - t_w))
+        else:
+            raise ConfigError(
+                f"{where}: the ConvReg regressor cannot map a student map of H x W {s_h} x {s_w} to a "
+                f"teacher map of {t_h} x {t_w} (it needs the student's size to be twice, half, or at least "
+                "the teacher's); choose other layers"
+            )
+        self.bn = nn.BatchNorm2d(t_c)
+        self.relu = nn.ReLU() if relu else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(as_map(x))
+        if self.training and y.shape[0] * y.shape[2] * y.shape[3] == 1:
+            # one value per channel (a last batch of 1 on flat features) has no batch variance:
+            # normalise with the running statistics instead of failing
+            bn = self.bn
+            y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        else:
+            y = self.bn(y)
+        return self.relu(y).reshape(x.shape[0], *self.out_shape)
 
 
 class _FlatLinear(nn.Module):
