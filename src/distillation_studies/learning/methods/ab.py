@@ -27,13 +27,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from distillation_studies.common.config import require_non_negative, require_positive, require_range
-from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import ConvRegressor, check_layer_lists, label_cross_entropy, map_shape
+from distillation_studies.learning.methods.shared import (
+    ConvRegressor,
+    check_layer_lists,
+    check_stage_epochs,
+    label_cross_entropy,
+    map_shape,
+    staged_terms,
+)
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,7 @@ class ActivationBoundaries(DistillationMethod):
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         super().start_epoch(epoch, epochs)
-        if self.config.init_epochs >= epochs:
-            raise ConfigError(
-                f"ab.init_epochs: {self.config.init_epochs} AB-only epochs leave none of the {epochs} "
-                "training epochs for the main task; use fewer"
-            )
+        check_stage_epochs("ab", "init_epochs", self.config.init_epochs, epochs)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         config = self.config
@@ -105,8 +106,4 @@ class ActivationBoundaries(DistillationMethod):
         t = [teacher.features[layer].detach() for layer in config.teacher_layers]
         ce = label_cross_entropy(student.logits, batch.labels, config.label_smoothing)
         ab = config.weight * ab_loss(s, t, config.margin)
-        if config.init_epochs == 0:
-            return {"ce": ce, "ab": ab}
-        if getattr(self, "epoch", 1) <= config.init_epochs:
-            return {"ce": 0.0 * ce, "ab": ab}
-        return {"ce": ce, "ab": 0.0 * ab}
+        return staged_terms(ce, "ab", ab, getattr(self, "epoch", None), config.init_epochs)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from distillation_studies.common.config import require_positive
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs
+from distillation_studies.learning.methods.shared import check_layer_lists, check_stage_epochs, conv_pairs, staged_terms
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 
 
@@ -100,19 +100,11 @@ class FlowOfSolutionProcedure(DistillationMethod):
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         super().start_epoch(epoch, epochs)
-        if self.config.stage1_epochs >= epochs:
-            raise ConfigError(
-                f"fsp.stage1_epochs: {self.config.stage1_epochs} FSP-only epochs leave none of the {epochs} "
-                "training epochs for the main task; use fewer"
-            )
+        check_stage_epochs("fsp", "stage1_epochs", self.config.stage1_epochs, epochs)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = [adapt(student.features[layer]) for adapt, layer in zip(self.adapters, self.config.student_layers)]
         t = [teacher.features[layer].detach() for layer in self.config.teacher_layers]
         ce = F.cross_entropy(student.logits, batch.labels)
         fsp = self.config.beta * fsp_loss(s, t)
-        if self.config.stage1_epochs == 0:
-            return {"ce": ce, "fsp": fsp}
-        if getattr(self, "epoch", 1) <= self.config.stage1_epochs:
-            return {"ce": 0.0 * ce, "fsp": fsp}
-        return {"ce": ce, "fsp": 0.0 * fsp}
+        return staged_terms(ce, "fsp", fsp, getattr(self, "epoch", None), self.config.stage1_epochs)

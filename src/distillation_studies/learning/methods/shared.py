@@ -9,6 +9,8 @@
   switch of every logit method: KD, DKD, DIST, CTKD, WTTM).
 - Labels: ``label_cross_entropy`` (the ``label_smoothing`` setting of every method with a
   cross-entropy term, one meaning everywhere; each config checks it with ``require_range``).
+- Stages: ``check_stage_epochs`` and ``staged_terms`` (RepDistiller's "init" stage of a feature loss
+  alone, then CE alone, inside the one loop: FSP's ``stage1_epochs``, AB's ``init_epochs``).
 - Composites: ``parse_sub_method`` and ``LABEL_TERM`` (``combine``, ``two_stage``).
 - ``fit``: a method's own network fitted for N epochs in ``prepare`` (FT's paraphraser, TAKD's
   assistant). Methods sit below the one training loop (``learning.training`` imports
@@ -202,6 +204,25 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
+
+
+def check_stage_epochs(name: str, key: str, stage_epochs: int, epochs: int) -> None:
+    """A first stage must leave the main task at least one of the loop's ``epochs``."""
+    if stage_epochs >= epochs:
+        raise ConfigError(
+            f"{name}.{key}: {stage_epochs} {name.upper()}-only epochs leave none of the {epochs} "
+            "training epochs for the main task; use fewer"
+        )
+
+
+def staged_terms(ce: Tensor, name: str, term: Tensor, epoch: int | None, stage_epochs: int) -> dict[str, Tensor]:
+    """``{ce, name: term}`` jointly when ``stage_epochs`` is 0; else epochs 1..stage_epochs train the
+    term alone and later epochs CE alone (the other term kept at 0 so every epoch logs both)."""
+    if stage_epochs == 0:
+        return {"ce": ce, name: term}
+    if (epoch or 1) <= stage_epochs:
+        return {"ce": 0.0 * ce, name: term}
+    return {"ce": ce, name: 0.0 * term}
 
 
 def parse_sub_method(raw: Any, where: str, refuse: tuple[str, ...], weighted: bool) -> tuple[str, float, Any]:
