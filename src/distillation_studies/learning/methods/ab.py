@@ -25,12 +25,11 @@ so that short studies run; the CIFAR-100 benchmark sets 30.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor, nn
 
 from distillation_studies.common.config import require_non_negative, require_positive, require_range
-from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.base import Batch, LayerListMethod, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.shared import (
     ConvRegressor,
     check_layer_lists,
@@ -79,7 +78,7 @@ def connector(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...], wh
     return ConvRegressor(student_shape, teacher_shape, where, relu=False)
 
 
-class ActivationBoundaries(DistillationMethod):
+class ActivationBoundaries(LayerListMethod):
     Config = ABConfig
     label_terms = frozenset({"ce"})
     unlabelled = "learn"
@@ -91,10 +90,6 @@ class ActivationBoundaries(DistillationMethod):
             connector(setup.student_shapes[s], setup.teacher_shapes[t], where)
             for s, t in zip(config.student_layers, config.teacher_layers)
         )
-
-    @classmethod
-    def layers(cls, config: Any) -> tuple[list[str], list[str]]:
-        return list(config.student_layers), list(config.teacher_layers)
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         super().start_epoch(epoch, epochs)

@@ -22,7 +22,6 @@ authors' weight was not checked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +29,7 @@ from torch import Tensor
 
 from distillation_studies.common.config import require_positive, require_range
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.base import Batch, LayerListMethod, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs, label_cross_entropy
 
 STUDENT_EXTRA_VECTORS = 3  # the student keeps k + 3 singular vectors to choose from
@@ -96,7 +95,7 @@ def kdsvd_loss(students: list[Tensor], teachers: list[Tensor], k: int) -> Tensor
     return total
 
 
-class KDSVD(DistillationMethod):
+class KDSVD(LayerListMethod):
     Config = KDSVDConfig
     label_terms = frozenset({"ce"})
     unlabelled = "learn"
@@ -112,10 +111,6 @@ class KDSVD(DistillationMethod):
                     f"{where}: student {s_layer!r} has {s_shape[0]} channels and teacher {t_layer!r} {t_shape[0]}; "
                     "KD-SVD compares singular vectors entry by entry, so pair layers of equal channel counts"
                 )
-
-    @classmethod
-    def layers(cls, config: Any) -> tuple[list[str], list[str]]:
-        return list(config.student_layers), list(config.teacher_layers)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         config = self.config
