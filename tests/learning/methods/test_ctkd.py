@@ -11,7 +11,7 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS, parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.ctkd import CurriculumTemperatureKD, cosine_curriculum, reverse_gradient
-from tests.method_checks import assert_gradients_flow, one_step, tiny_cnn
+from tests.method_checks import assert_gradients_flow, hand_smoothed_ce, hand_zscore, one_step, tiny_cnn
 
 STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 0.5], [3.0, 0.0, 0.0, 1.0]]
 TEACHER = [[4.0, 0.0, 1.0, -2.0], [0.5, 0.5, 1.5, 3.0], [6.0, -1.0, 2.0, 0.0]]
@@ -107,21 +107,12 @@ def test_loss_matches_hand_kd_at_current_temperature():
 
 
 def test_logit_standardization_and_label_smoothing_switches():
-    def zscore(row):  # the authors' normalize: Bessel-corrected std, 1e-7 added
-        mean = sum(row) / len(row)
-        sigma = math.sqrt(sum((v - mean) ** 2 for v in row) / (len(row) - 1))
-        return [(v - mean) / (sigma + 1e-7) for v in row]
-
     eps = 0.1
     terms = _run(_ctkd(logit_standardization=True, label_smoothing=eps), epoch=1)
     temperature = 1.0 + 20.0 * _sigmoid(1.0)
-    zs, zt = [zscore(r) for r in STUDENT], [zscore(r) for r in TEACHER]
+    zs, zt = [hand_zscore(r) for r in STUDENT], [hand_zscore(r) for r in TEACHER]
     assert terms["kd"].item() == pytest.approx(0.9 * _hand_kl_t2(zs, zt, temperature), rel=1e-6)
-    ce = 0.0
-    for row, y in zip(STUDENT, LABELS):  # raw logits, target (1 - eps) one_hot + eps / K
-        log_p = [math.log(p) for p in _softmax(row)]
-        ce += -(1 - eps) * log_p[y] - eps * sum(log_p) / len(row)
-    assert terms["ce"].item() == pytest.approx(0.1 * ce / len(LABELS), rel=1e-9)
+    assert terms["ce"].item() == pytest.approx(0.1 * hand_smoothed_ce(STUDENT, LABELS, eps), rel=1e-9)  # raw logits
 
 
 def test_gradient_reversal_function():

@@ -11,7 +11,7 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS, parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.dist import DIST
-from tests.method_checks import assert_gradients_flow, tiny_cnn
+from tests.method_checks import assert_gradients_flow, hand_smoothed_ce, hand_zscore, tiny_cnn
 
 STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 0.5], [3.0, 0.0, 0.0, 1.0]]
 TEACHER = [[4.0, 0.0, 1.0, -2.0], [0.5, 0.5, 1.5, 3.0], [6.0, -1.0, 2.0, 0.0]]
@@ -103,13 +103,8 @@ def test_pearson_denominator_is_offset_by_eps_as_the_authors_do():
 
 
 def test_logit_standardization_switch_zscores_before_tau():
-    def zscore(row):  # Bessel-corrected std, 1e-7 added (the authors' normalize)
-        mean = sum(row) / len(row)
-        sigma = math.sqrt(sum((v - mean) ** 2 for v in row) / (len(row) - 1))
-        return [(v - mean) / (sigma + 1e-7) for v in row]
-
     terms = _run(_dist(logit_standardization=True))
-    inter, intra = _hand_dist([zscore(r) for r in STUDENT], [zscore(r) for r in TEACHER], 4.0)
+    inter, intra = _hand_dist([hand_zscore(r) for r in STUDENT], [hand_zscore(r) for r in TEACHER], 4.0)
     assert terms["dist_inter"].item() == pytest.approx(2.0 * inter, rel=1e-6)
     assert terms["dist_intra"].item() == pytest.approx(2.0 * intra, rel=1e-6)
 
@@ -117,11 +112,7 @@ def test_logit_standardization_switch_zscores_before_tau():
 def test_label_smoothing_smooths_the_ce_term():
     eps = 0.3
     terms = _run(_dist(label_smoothing=eps))
-    expected = 0.0
-    for row, y in zip(STUDENT, LABELS):  # target (1 - eps) one_hot + eps / K
-        log_p = [math.log(p) for p in _softmax(row)]
-        expected += -(1 - eps) * log_p[y] - eps * sum(log_p) / len(row)
-    assert terms["ce"].item() == pytest.approx(expected / len(LABELS), rel=1e-9)
+    assert terms["ce"].item() == pytest.approx(hand_smoothed_ce(STUDENT, LABELS, eps), rel=1e-9)
 
 
 def test_single_sample_batch_is_finite():

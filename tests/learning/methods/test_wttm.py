@@ -11,7 +11,7 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS, parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.wttm import WeightedTransformedTeacherMatching
-from tests.method_checks import assert_gradients_flow, tiny_cnn
+from tests.method_checks import assert_gradients_flow, hand_smoothed_ce, hand_zscore, tiny_cnn
 
 STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 0.5], [3.0, 0.0, 0.0, 1.0]]
 TEACHER = [[4.0, 0.0, 1.0, -2.0], [0.5, 0.5, 1.5, 3.0], [6.0, -1.0, 2.0, 0.0]]
@@ -73,20 +73,11 @@ def test_weighting_differs_from_plain_ttm_and_gamma_one_is_kd_at_t1():
 
 
 def test_switches_logit_standardization_and_label_smoothing():
-    def zscore(row):
-        mean = sum(row) / len(row)
-        sigma = math.sqrt(sum((v - mean) ** 2 for v in row) / (len(row) - 1))
-        return [(v - mean) / (sigma + 1e-7) for v in row]
-
     eps = 0.2
     terms = _run(_wttm(logit_standardization=True, label_smoothing=eps))
-    expected = _hand_wttm([zscore(r) for r in STUDENT], [zscore(r) for r in TEACHER], 0.2)
+    expected = _hand_wttm([hand_zscore(r) for r in STUDENT], [hand_zscore(r) for r in TEACHER], 0.2)
     assert terms["wttm"].item() == pytest.approx(4.0 * expected, rel=1e-6)
-    ce = 0.0
-    for row, y in zip(STUDENT, LABELS):
-        log_p = [math.log(p) for p in _softmax(row)]
-        ce += -(1 - eps) * log_p[y] - eps * sum(log_p) / len(row)
-    assert terms["ce"].item() == pytest.approx(ce / len(LABELS), rel=1e-9)
+    assert terms["ce"].item() == pytest.approx(hand_smoothed_ce(STUDENT, LABELS, eps), rel=1e-9)
 
 
 @pytest.mark.parametrize(
