@@ -6,6 +6,7 @@ teacher does not" is checked the same way for all of them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -67,3 +68,22 @@ def assert_gradients_flow(name: str, config: dict[str, Any], student: nn.Module,
         assert p.grad is not None, f"method parameter {pname} got no gradient"
     if teacher is not None:
         assert all(p.grad is None for p in teacher.parameters())
+
+
+def hand_zscore(row: list[float]) -> list[float]:
+    """Logit standardisation as the authors' ``normalize`` (and torchdistill) compute it, in plain floats:
+    (x - mean) / (std + 1e-7) with the Bessel-corrected std (1/(K-1))."""
+    mean = sum(row) / len(row)
+    sigma = math.sqrt(sum((v - mean) ** 2 for v in row) / (len(row) - 1))
+    return [(v - mean) / (sigma + 1e-7) for v in row]
+
+
+def hand_smoothed_ce(logits: list[list[float]], labels: list[int], eps: float) -> float:
+    """Mean CE against the target (1 - eps) one_hot(y) + eps / K, in plain floats."""
+    total = 0.0
+    for row, y in zip(logits, labels):
+        top = max(row)
+        log_total = top + math.log(sum(math.exp(v - top) for v in row))
+        log_p = [v - log_total for v in row]
+        total += -(1 - eps) * log_p[y] - eps * sum(log_p) / len(row)
+    return total / len(labels)

@@ -26,9 +26,9 @@ def test_a_nested_override_keeps_its_siblings(env):
 
 def test_environment_methods_and_models_replace_base_whole_overrides_or_not():
     """The study environments list their own methods: base's rkd must not leak in."""
-    smoke = parameters("cifar100_smoke", {"methods": {"kd": {"alpha": 0.5}}, "seeds": [3]})
+    smoke = parameters("cifar100_smoke", {"methods": {"kd": {"kd_weight": 0.5}}, "seeds": [3]})
     assert list(smoke["methods"]) == ["ce", "kd", "fitnet"]  # base's rkd does not leak in
-    assert smoke["methods"]["kd"] == {"temperature": 4.0, "alpha": 0.5} and smoke["seeds"] == [3]
+    assert smoke["methods"]["kd"] == {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.5} and smoke["seeds"] == [3]
     assert smoke["teacher"]["model"] == {"name": "resnet14"}  # no base cnn channels inside a resnet
     tiny = parameters("tiny", {"data": {"split_seed": 3}})
     base_data = parameters(None, None)["data"]

@@ -15,6 +15,7 @@ from distillation_studies.report.sections import reference_markdown
 from distillation_studies.analysis.reference import (
     REFERENCE_COLUMNS,
     RESULT_COLUMNS,
+    SELECTION_COLUMN,
     published_pairs,
     reproduced_vs_published,
 )
@@ -49,7 +50,8 @@ def table() -> pd.DataFrame:
 
 
 def test_reference_file_is_well_formed(reference):
-    assert list(reference.columns) == REFERENCE_COLUMNS
+    assert list(reference.columns) == [*REFERENCE_COLUMNS, SELECTION_COLUMN]
+    assert reference[SELECTION_COLUMN].str.contains("epochs").all()  # every number says its protocol
     assert not reference.duplicated(["teacher", "student", "method"]).any()
     assert reference["top1"].between(50, 100).all()
     assert reference["source"].str.len().gt(10).all() and reference["protocol"].str.len().gt(10).all()
@@ -65,6 +67,18 @@ def test_reference_holds_the_published_resnet32x4_numbers(reference):
     top1 = dict(zip(pair["method"], pair["top1"]))
     assert top1["teacher"] == 79.42 and top1["ce"] == 72.50 and top1["kd"] == 73.33
     assert (top1["crd"], top1["crd_kd"], top1["dkd"], top1["dist"], top1["reviewkd"]) == (75.51, 75.46, 76.32, 76.31, 75.63)
+    # issue 24's new methods: ICKD-C w/o KL (authors' README), WTTM (authors' README), AB (CRD Table 1)
+    assert (top1["ickd"], top1["wttm"], top1["ab"]) == (75.25, 76.06, 73.17)
+    wrn = reference[reference["teacher"] == "wrn_40_2"].set_index("method")["top1"]
+    assert (wrn["ickd"], wrn["wttm"], wrn["ab"]) == (75.64, 76.37, 72.50)
+
+
+def test_selection_is_carried_and_a_table_without_it_still_works(table, reference):
+    result = reproduced_vs_published(table, reference, "resnet32x4", "resnet8x4", "cifar100")
+    assert result.set_index("arm").loc["kd", "published_selection"].startswith("240 epochs; best test-set epoch")
+    assert "published: epochs, selection" in reference_markdown(result)
+    bare = reproduced_vs_published(table, reference.drop(columns=[SELECTION_COLUMN]), "resnet32x4", "resnet8x4", "cifar100")
+    assert list(bare.columns) == RESULT_COLUMNS and set(bare["published_selection"]) == {""}
 
 
 def test_matching_computes_deltas_in_points(table, reference):

@@ -71,7 +71,7 @@ def test_two_gloo_processes_train_the_same_weights_as_one(tmp_path):
 
 def test_two_gloo_processes_reading_a_dataset_train_the_same_weights_as_one_in_memory(tmp_path):
     """The DataLoader path shards each planned batch across processes exactly as the in-memory path does."""
-    config = {"temperature": 4.0, "alpha": 0.9}
+    config = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
     results = _run_two_processes(tmp_path, "kd", config, streamed=True)
     single = _fit("kd", config)
     for name, value in single.items():

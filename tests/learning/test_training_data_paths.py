@@ -43,7 +43,7 @@ def _flip(x, generator):
 
 @pytest.mark.parametrize(
     "name, config, augment",
-    [("ce", {}, None), ("kd", {"temperature": 4.0, "alpha": 0.9}, None), ("fitnet", FITNET, _flip)],
+    [("ce", {}, None), ("kd", {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}, None), ("fitnet", FITNET, _flip)],
 )
 def test_dataset_path_trains_the_same_weights_as_tensors(data, teacher, name, config, augment):
     uses_teacher = teacher if name != "ce" else None
@@ -55,7 +55,7 @@ def test_dataset_path_trains_the_same_weights_as_tensors(data, teacher, name, co
 
 
 def test_worker_processes_read_the_same_batches(data, teacher):
-    config = {"temperature": 4.0, "alpha": 0.9}
+    config = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
     main_process = _fit(data, "kd", config, LabelledTensors(data["train"]), LabelledTensors(data["val"]), teacher)
     workers = TrainConfig(epochs=2, batch_size=32, lr=3e-3, workers=2)
     with_workers = _fit(
@@ -65,7 +65,7 @@ def test_worker_processes_read_the_same_batches(data, teacher):
 
 
 def test_uncached_teacher_gives_the_cached_result(data, teacher, caplog):
-    config = {"temperature": 4.0, "alpha": 0.9}
+    config = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
     cached = _fit(data, "kd", config, data["train"], data["val"], teacher)
     no_cache = TrainConfig(epochs=2, batch_size=32, lr=3e-3, teacher_cache_gb=0.0)
     with caplog.at_level("INFO", logger="distillation_studies.learning.training"):
@@ -86,7 +86,7 @@ def test_teacher_training_outputs_are_skipped_when_the_method_does_not_read_them
     """With augmentation nothing is cached, so a full teacher pass would only serve prepare()."""
     seen = []
     monkeypatch.setattr(KnowledgeDistillation, "prepare", lambda self, outputs, train_data: seen.append(outputs))
-    _fit(data, "kd", {"temperature": 4.0, "alpha": 0.9}, data["train"], data["val"], teacher, augment=_flip)
+    _fit(data, "kd", {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}, data["train"], data["val"], teacher, augment=_flip)
     assert seen == [None]
 
 

@@ -67,12 +67,12 @@ def test_label_terms_see_only_labelled_samples(key):
 
 
 def test_kd_label_term_is_ce_over_labelled_samples_by_hand():
-    """A method whose label term would change if unlabelled samples leaked in: KD's (1 - alpha) CE."""
+    """A method whose label term would change if unlabelled samples leaked in: KD's ce_weight * CE."""
     method, student, teacher, config, _ = _method("kd")
     masked, leaked, _ = _batches()
     terms = _terms(method, student, teacher, masked)
     logits = student(masked.inputs)
-    expected = (1 - config.alpha) * -F.log_softmax(logits, 1)[LABELLED].gather(1, leaked.labels[LABELLED, None]).mean()
+    expected = config.ce_weight * -F.log_softmax(logits, 1)[LABELLED].gather(1, leaked.labels[LABELLED, None]).mean()
     assert terms["ce"].item() == pytest.approx(expected.item(), rel=1e-5)
     # the soft-target term uses every sample: it differs from its value on the labelled samples alone
     alone = _terms(method, student, teacher, _batches()[2])

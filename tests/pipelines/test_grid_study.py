@@ -21,7 +21,7 @@ def grid_params():
     params = tiny_params()
     params["teacher"]["training"]["epochs"] = 1
     params["student"]["training"]["epochs"] = 2
-    params["methods"] = {"ce": {}, "kd": {"temperature": 4.0, "alpha": 0.9, "sweep": {"temperature": [1.0, 4.0]}}}
+    params["methods"] = {"ce": {}, "kd": {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9, "sweep": {"temperature": [1.0, 4.0]}}}
     params["grid"] = {"students": {}, "label_fractions": [0.5, 1.0]}
     params["seeds"] = [0, 1]
     params["evaluation"] = {"latency_repeats": 2, "throughput_batch": 8}

@@ -260,10 +260,15 @@ def test_cifar100_benchmark_envs_validate(env, teacher, student, dkd_beta):
     assert (study.teacher_spec["name"], study.student_spec["name"]) == (teacher, student)
     assert study.teacher_spec["num_classes"] == 100 and study.teacher_spec["in_shape"] == [3, 32, 32]
     assert [e.key for e in study.methods] == [
-        "ce", "kd", "fitnet", "at", "rkd", "pkt", "sp", "vid", "crd", "crd_kd", "dkd", "dist", "reviewkd"
+        "ce", "kd", "fitnet", "at", "rkd", "pkt", "sp", "cc", "vid", "crd", "crd_kd", "dkd", "dist", "reviewkd",
+        "ickd", "wttm", "ab",
     ]
     assert study.seeds == (0, 1, 2)
-    assert {e.key: e for e in study.methods}["dkd"].config.beta == dkd_beta
+    by_key = {e.key: e.config for e in study.methods}
+    assert by_key["dkd"].beta == dkd_beta
+    # the authors' published settings (issue 24): DIST's CIFAR run, ICKD's weight, AB's 30 init epochs
+    assert (by_key["dist"].tau, by_key["dist"].beta, by_key["dist"].gamma) == (4.0, 2.0, 2.0)
+    assert (by_key["ickd"].weight, by_key["ab"].init_epochs, by_key["fitnet"].regressor) == (2.5, 30, "published")
     for training in (study.teacher_training, study.student_training):
         assert (training.epochs, training.batch_size, training.optimizer) == (240, 64, "sgd")
         assert (training.lr, training.momentum, training.weight_decay) == (0.05, 0.9, 0.0005)

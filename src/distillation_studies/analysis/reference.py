@@ -5,7 +5,10 @@ has one row per (teacher, student, method) with columns ``teacher, student, meth
 protocol``: ``teacher``/``student`` are zoo model names (``resnet32x4``, ``resnet8x4``, ...), ``method``
 is a registered method name (``ce`` for the student trained alone; ``crd_kd`` for CRD+KD, the one
 combination the tables report) or ``teacher`` for the teacher's own accuracy, and ``top1`` is top-1
-test accuracy in percent.
+test accuracy in percent. An optional ``selection`` column says how the number was produced (epochs,
+and which epoch was kept: most published CIFAR code keeps the best test-set epoch); it is carried into
+the result as ``published_selection`` (empty when the table has no such column), so a reader can
+compare like with like.
 
 A study arm matches a row when the study's dataset is ``cifar100``, its teacher and default student
 architectures are the row's pair, the arm trains on all labels, and the arm's registered method is the
@@ -25,6 +28,7 @@ from distillation_studies.common.names import DEFAULT_STUDENT
 
 PUBLISHED_DATASET = "cifar100"
 REFERENCE_COLUMNS = ["teacher", "student", "method", "top1", "source", "protocol"]
+SELECTION_COLUMN = "selection"  # optional: epochs and the epoch-selection rule of the published number
 TEACHER_ROW = "teacher"
 RESULT_COLUMNS = [
     "arm",
@@ -38,6 +42,7 @@ RESULT_COLUMNS = [
     "delta_pp",
     "source",
     "protocol",
+    "published_selection",
 ]
 
 
@@ -62,6 +67,11 @@ def _reference_key(row: Mapping[str, Any]) -> str:
     if not isinstance(registered, str) or not registered or registered == "combine":
         return str(row.get("method", row.get("arm")))
     return registered
+
+
+def _selection(ref: Mapping[str, Any]) -> str:
+    value = ref.get(SELECTION_COLUMN)
+    return "" if value is None or pd.isna(value) else str(value)
 
 
 def _percent(value: Any) -> float:
@@ -100,7 +110,7 @@ def reproduced_vs_published(
             "reproduced_top1_mean": mean, "reproduced_top1_ci_low": math.nan, "reproduced_top1_ci_high": math.nan,
             "reproduced_last_epoch_top1_mean": math.nan,
             "published_top1": float(ref["top1"]), "delta_pp": mean - float(ref["top1"]),
-            "source": ref["source"], "protocol": ref["protocol"],
+            "source": ref["source"], "protocol": ref["protocol"], "published_selection": _selection(ref),
         })
     order = {method: i for i, method in enumerate(published)}
     matched = []
@@ -121,7 +131,7 @@ def reproduced_vs_published(
             "reproduced_top1_ci_high": _percent(arm.get("test_accuracy_ci_high")),
             "reproduced_last_epoch_top1_mean": _percent(arm.get("last_test_accuracy_mean")),
             "published_top1": float(ref["top1"]), "delta_pp": mean - float(ref["top1"]),
-            "source": ref["source"], "protocol": ref["protocol"],
+            "source": ref["source"], "protocol": ref["protocol"], "published_selection": _selection(ref),
         }))
     rows += [row for _, _, row in sorted(matched, key=lambda item: item[:2])]
     if not rows:

@@ -186,6 +186,7 @@ def reference_markdown(table: pd.DataFrame, confidence: float = 0.95) -> str:
             "last epoch %": _cell(float(row["reproduced_last_epoch_top1_mean"]), math.nan),
             "published top-1 %": f"{float(row['published_top1']):.2f}",
             "Δ pp": "" if math.isnan(float(row["delta_pp"])) else f"{float(row['delta_pp']):+.2f}",
+            "published: epochs, selection": row.get("published_selection", ""),
             "source": row["source"],
         })
     lines.append(_table(rows))  # keeps "+0.50", "72.50" as written

@@ -37,7 +37,7 @@ def test_registered_and_parts_parsed_into_frozen_configs():
     assert METHODS["combine"] is Combine
     config = _parse({"kd": {"method": "kd", "temperature": 2}, "rkd": {"method": "rkd", "weight": 2, **RKD_LAYERS}})
     (p1, m1, w1, c1), (p2, m2, w2, c2) = config.parts
-    assert (p1, m1, w1, c1.temperature, c1.alpha) == ("kd", "kd", 1.0, 2.0, 0.9)
+    assert (p1, m1, w1, c1.temperature, c1.weights()) == ("kd", "kd", 1.0, 2.0, (0.1, 0.9))
     assert (p2, m2, w2, c2.student_layer) == ("rkd", "rkd", 2.0, "embed.0")
     assert Combine.layers(config) == (["embed.0"], ["embed.0"])
 
@@ -106,7 +106,7 @@ def test_config_errors_name_the_nested_key(parts, key):
 
 
 def test_build_errors_name_the_part():
-    config = _parse({"hint": {"method": "fitnet", "student_layer": "features.0", "teacher_layer": "features.1"}})
+    config = _parse({"hint": {"method": "fitnet", "student_layer": "features.0", "teacher_layer": "features.1", "regressor": "conv"}})
     with pytest.raises(ConfigError, match=r"^methods\.c: parts\.hint: .*spatial"):
         build_method("combine", config, tiny_cnn(), tiny_cnn(channels=(8, 16)), 8, "methods.c")
 
@@ -130,7 +130,8 @@ def test_gradients_flow_to_student_and_every_part_adapter():
 def test_adapters_are_counted_as_method_parameters():
     config = _parse({"kd": {"method": "kd"}, "hint": {"method": "fitnet", **RKD_LAYERS}})
     method = build_method("combine", config, tiny_cnn(embed=16), tiny_cnn(embed=32), 8, "methods.c")
-    assert sum(p.numel() for p in method.parameters()) == 16 * 32 + 32
+    # fitnet's published regressor: 1x1 conv (weight 16 x 32, bias 32) + BatchNorm (weight and bias 32 each)
+    assert sum(p.numel() for p in method.parameters()) == 16 * 32 + 32 + 2 * 32
 
 
 def test_two_epochs_through_the_unchanged_loop():

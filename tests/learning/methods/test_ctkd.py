@@ -11,7 +11,7 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS, parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.ctkd import CurriculumTemperatureKD, cosine_curriculum, reverse_gradient
-from tests.method_checks import assert_gradients_flow, one_step, tiny_cnn
+from tests.method_checks import assert_gradients_flow, hand_smoothed_ce, hand_zscore, one_step, tiny_cnn
 
 STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 0.5], [3.0, 0.0, 0.0, 1.0]]
 TEACHER = [[4.0, 0.0, 1.0, -2.0], [0.5, 0.5, 1.5, 3.0], [6.0, -1.0, 2.0, 0.0]]
@@ -104,6 +104,15 @@ def test_loss_matches_hand_kd_at_current_temperature():
     assert terms["kd"].item() == pytest.approx(alpha * _hand_kl_t2(STUDENT, TEACHER, temperature), rel=1e-6)
     ce = sum(-math.log(_softmax(r)[y]) for r, y in zip(STUDENT, LABELS)) / len(LABELS)
     assert terms["ce"].item() == pytest.approx((1 - alpha) * ce, rel=1e-9)
+
+
+def test_logit_standardization_and_label_smoothing_switches():
+    eps = 0.1
+    terms = _run(_ctkd(logit_standardization=True, label_smoothing=eps), epoch=1)
+    temperature = 1.0 + 20.0 * _sigmoid(1.0)
+    zs, zt = [hand_zscore(r) for r in STUDENT], [hand_zscore(r) for r in TEACHER]
+    assert terms["kd"].item() == pytest.approx(0.9 * _hand_kl_t2(zs, zt, temperature), rel=1e-6)
+    assert terms["ce"].item() == pytest.approx(0.1 * hand_smoothed_ce(STUDENT, LABELS, eps), rel=1e-9)  # raw logits
 
 
 def test_gradient_reversal_function():

@@ -11,7 +11,7 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS, parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.dkd import DecoupledKD
-from tests.method_checks import assert_gradients_flow, tiny_cnn
+from tests.method_checks import assert_gradients_flow, hand_smoothed_ce, hand_zscore, tiny_cnn
 
 STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 0.5], [3.0, 0.0, 0.0, 1.0]]
 TEACHER = [[4.0, 0.0, 1.0, -2.0], [0.5, 0.5, 1.5, 3.0], [6.0, -1.0, 2.0, 0.0]]
@@ -65,7 +65,15 @@ def test_registered_with_paper_defaults():
     assert METHODS["dkd"] is DecoupledKD
     config = parse_method_config("dkd", {}, "methods.dkd")
     assert (config.alpha, config.beta, config.temperature, config.warmup) == (1.0, 8.0, 4.0, 20)
-    assert (config.ce_weight, config.logit_standardization) == (1.0, False)
+    assert (config.ce_weight, config.logit_standardization, config.label_smoothing) == (1.0, False, 0.0)
+
+
+def test_label_smoothing_smooths_the_ce_term_only():
+    eps = 0.2
+    smoothed = _run(_dkd(label_smoothing=eps), epoch=20)
+    plain = _run(_dkd(), epoch=20)
+    assert smoothed["ce"].item() == pytest.approx(hand_smoothed_ce(STUDENT, LABELS, eps), rel=1e-9)
+    assert smoothed["nckd"].item() == plain["nckd"].item() and smoothed["tckd"].item() == plain["tckd"].item()
 
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0])
@@ -128,13 +136,8 @@ def test_zero_warmup_means_full_weight_from_epoch_one():
 
 
 def test_logit_standardization_option_matches_hand_zscore():
-    def zscore(row):
-        mean = sum(row) / len(row)
-        sigma = math.sqrt(sum((v - mean) ** 2 for v in row) / len(row))
-        return [(v - mean) / sigma for v in row]
-
     terms = _run(_dkd(logit_standardization=True, temperature=2.0), epoch=20)
-    tckd, nckd = _hand_dkd([zscore(r) for r in STUDENT], [zscore(r) for r in TEACHER], LABELS, 2.0)
+    tckd, nckd = _hand_dkd([hand_zscore(r) for r in STUDENT], [hand_zscore(r) for r in TEACHER], LABELS, 2.0)
     assert terms["tckd"].item() == pytest.approx(tckd, rel=1e-6)
     assert terms["nckd"].item() == pytest.approx(8.0 * nckd, rel=1e-6)
     # an affinely rescaled copy of the teacher is a perfect student under standardisation

@@ -12,7 +12,7 @@ from distillation_studies.learning.methods import build_method, parse_method_con
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.kd import KnowledgeDistillation
 from distillation_studies.learning.methods.shared import soft_target_kl
-from tests.method_checks import assert_gradients_flow, tiny_cnn, tiny_mlp
+from tests.method_checks import assert_gradients_flow, hand_smoothed_ce, tiny_cnn, tiny_mlp
 
 STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 2.0]]
 TEACHER = [[3.0, 0.0, 1.0], [0.5, 0.5, 1.5]]
@@ -38,7 +38,12 @@ def _hand_ce(logits: list[list[float]], labels: list[int]) -> float:
 
 
 def _kd(temperature: float, alpha: float) -> KnowledgeDistillation:
-    config = parse_method_config("kd", {"temperature": temperature, "alpha": alpha}, "methods.kd")
+    """KD weighted CE (1 - alpha), KD alpha, through the new keys."""
+    return _kd_with(temperature=temperature, ce_weight=1.0 - alpha, kd_weight=alpha)
+
+
+def _kd_with(**settings) -> KnowledgeDistillation:
+    config = parse_method_config("kd", settings, "methods.kd")
     return KnowledgeDistillation(config, MethodSetup({}, {}, num_classes=3, num_train=2))
 
 
@@ -93,7 +98,7 @@ def test_alpha_one_is_pure_soft_targets():
 @pytest.mark.parametrize("teacher", [tiny_cnn, tiny_mlp])
 def test_gradients_flow(teacher):
     torch.manual_seed(0)
-    assert_gradients_flow("kd", {"temperature": 4.0, "alpha": 0.5}, tiny_mlp(), teacher())
+    assert_gradients_flow("kd", {"temperature": 4.0, "ce_weight": 0.5, "kd_weight": 0.5}, tiny_mlp(), teacher())
 
 
 def test_kd_requires_teacher():
@@ -121,7 +126,53 @@ def test_alpha_must_be_in_unit_interval(value):
 
 @pytest.mark.parametrize("value", [0.0, 1.0])
 def test_alpha_bounds_are_allowed(value):
-    assert parse_method_config("kd", {"alpha": value}, "methods.kd").alpha == value
+    with pytest.warns(FutureWarning):
+        assert parse_method_config("kd", {"alpha": value}, "methods.kd").weights() == (1.0 - value, value)
+
+
+def test_defaults_are_repdistillers_cifar_weights():
+    config = parse_method_config("kd", {}, "methods.kd")
+    assert (config.temperature, config.weights(), config.label_smoothing) == (4.0, (0.1, 0.9), 0.0)
+
+
+def test_ce_and_kd_weights_are_independent():
+    """The authors' LS-KD CIFAR weights (CE 0.1, KD 9) do not sum to one: no alpha can write them."""
+    terms = _run(_kd_with(temperature=2.0, ce_weight=0.1, kd_weight=9.0))
+    assert terms["ce"].item() == pytest.approx(0.1 * _hand_ce(STUDENT, LABELS), rel=1e-6)
+    assert terms["kd"].item() == pytest.approx(9.0 * _hand_kl_t2(STUDENT, TEACHER, 2.0), rel=1e-5)
+
+
+def test_alpha_is_deprecated_naming_the_new_keys_and_still_works():
+    with pytest.warns(FutureWarning, match=r"methods\.kd\.alpha is deprecated.*ce_weight: 0\.3 and kd_weight: 0\.7"):
+        method = _kd_with(temperature=2.0, alpha=0.7)
+    terms = _run(method)
+    assert terms["ce"].item() == pytest.approx(0.3 * _hand_ce(STUDENT, LABELS), rel=1e-5)
+    assert terms["kd"].item() == pytest.approx(0.7 * _hand_kl_t2(STUDENT, TEACHER, 2.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("key", ["ce_weight", "kd_weight"])
+def test_alpha_with_the_new_keys_is_a_config_error(key):
+    with pytest.raises(ConfigError, match=r"methods\.kd\.alpha: deprecated and cannot be combined with ce_weight/kd_weight"):
+        parse_method_config("kd", {"alpha": 0.5, key: 1.0}, "methods.kd")
+
+
+@pytest.mark.parametrize("key", ["ce_weight", "kd_weight"])
+def test_weights_must_be_non_negative(key):
+    with pytest.raises(ConfigError, match=rf"methods\.kd\.{key}: must be >= 0"):
+        parse_method_config("kd", {key: -0.1}, "methods.kd")
+
+
+def test_label_smoothing_smooths_the_ce_term():
+    eps = 0.1
+    terms = _run(_kd_with(temperature=2.0, ce_weight=1.0, kd_weight=1.0, label_smoothing=eps))
+    assert terms["ce"].item() == pytest.approx(hand_smoothed_ce(STUDENT, LABELS, eps), rel=1e-6)
+    assert terms["kd"].item() == pytest.approx(_hand_kl_t2(STUDENT, TEACHER, 2.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_label_smoothing_range_is_named(value):
+    with pytest.raises(ConfigError, match=r"methods\.kd\.label_smoothing: must be in \[0.0, 1.0\]"):
+        parse_method_config("kd", {"label_smoothing": value}, "methods.kd")
 
 
 def test_non_numeric_temperature_is_named():

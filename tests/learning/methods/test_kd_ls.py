@@ -12,18 +12,11 @@ from distillation_studies.learning.methods import parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.kd import KnowledgeDistillation
 from distillation_studies.learning.methods.shared import standardize_logits
-from tests.method_checks import assert_gradients_flow, tiny_cnn
+from tests.method_checks import assert_gradients_flow, hand_zscore, tiny_cnn
 
 STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 4.0]]
 TEACHER = [[6.0, 0.0, 1.0, -3.0], [0.5, 0.5, 1.5, 9.0]]
 LABELS = [1, 3]
-
-
-def _zscore(row: list[float]) -> list[float]:
-    """Algorithm 1 of the paper: population std (1/K), no base temperature."""
-    mean = sum(row) / len(row)
-    sigma = math.sqrt(sum((v - mean) ** 2 for v in row) / len(row))
-    return [(v - mean) / sigma for v in row]
 
 
 def _softmax(row: list[float], temperature: float = 1.0) -> list[float]:
@@ -60,25 +53,25 @@ def _run(method, student=STUDENT, teacher=TEACHER):
 def test_default_is_off_and_keeps_plain_kd():
     method = _kd()
     assert method.config.logit_standardization is False
-    assert (method.config.temperature, method.config.alpha) == (4.0, 0.9)
+    assert (method.config.temperature, method.config.weights()) == (4.0, (0.1, 0.9))
     terms = _run(method)
     assert terms["kd"].item() == pytest.approx(0.9 * _hand_kl_t2(STUDENT, TEACHER, 4.0), rel=1e-9)
 
 
-def test_standardize_logits_matches_paper_zscore():
+def test_standardize_logits_matches_the_authorshand_zscore():
     value = standardize_logits(torch.tensor(STUDENT, dtype=torch.float64))
-    for row, expected in zip(value.tolist(), [_zscore(r) for r in STUDENT]):
-        assert row == pytest.approx(expected, rel=1e-6)
-    # zero mean and unit (population) std per sample
+    for row, expected in zip(value.tolist(), [hand_zscore(r) for r in STUDENT]):
+        assert row == pytest.approx(expected, rel=1e-9)
+    # zero mean and unit Bessel-corrected std per sample: sum of squares K - 1, not K
     assert value.mean(dim=1).abs().max().item() < 1e-12
-    assert value.pow(2).mean(dim=1).tolist() == pytest.approx([1.0, 1.0], rel=1e-6)
+    assert value.pow(2).sum(dim=1).tolist() == pytest.approx([3.0, 3.0], rel=1e-6)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
 def test_ls_kd_matches_hand_formula(temperature):
-    terms = _run(_kd(temperature=temperature, alpha=0.5, logit_standardization=True))
-    zs, zt = [_zscore(r) for r in STUDENT], [_zscore(r) for r in TEACHER]
-    assert terms["kd"].item() == pytest.approx(0.5 * _hand_kl_t2(zs, zt, temperature), rel=1e-6)
+    terms = _run(_kd(temperature=temperature, ce_weight=0.5, kd_weight=0.5, logit_standardization=True))
+    zs, zt = [hand_zscore(r) for r in STUDENT], [hand_zscore(r) for r in TEACHER]
+    assert terms["kd"].item() == pytest.approx(0.5 * _hand_kl_t2(zs, zt, temperature), rel=1e-9)
     # the cross-entropy term keeps the raw logits (Algorithm 2, q'(z) = softmax(z))
     assert terms["ce"].item() == pytest.approx(0.5 * _hand_ce(STUDENT, LABELS), rel=1e-9)
 
@@ -106,3 +99,11 @@ def test_flag_must_be_boolean():
 def test_gradients_flow_with_ls():
     torch.manual_seed(0)
     assert_gradients_flow("kd", {"logit_standardization": True}, tiny_cnn(), tiny_cnn((8, 16), 32))
+
+
+def test_the_authors_cifar_run_is_writable():
+    """``--logit-stand --base-temp 2 --kd-weight 9`` on mdistiller's CE weight 0.1."""
+    terms = _run(_kd(temperature=2.0, ce_weight=0.1, kd_weight=9.0, logit_standardization=True))
+    zs, zt = [hand_zscore(r) for r in STUDENT], [hand_zscore(r) for r in TEACHER]
+    assert terms["kd"].item() == pytest.approx(9.0 * _hand_kl_t2(zs, zt, 2.0), rel=1e-9)
+    assert terms["ce"].item() == pytest.approx(0.1 * _hand_ce(STUDENT, LABELS), rel=1e-9)

@@ -114,3 +114,50 @@ def test_a_non_finite_term_stops_the_fit_at_that_epoch():
     with pytest.raises(DivergenceError, match=r"diverged: demo/fit \(seed 7\) epoch 1: .* in term\(s\) bad"):
         fit(module, terms, 4, torch.optim.SGD(module.parameters(), lr=0.1), epochs=5, batch_size=2, seed=7, label="demo/fit")
     assert len(calls) == 2  # one epoch of two batches, not five
+
+
+def _tiny_all_methods_with_label_smoothing() -> list[str]:
+    import dataclasses
+
+    from distillation_studies.learning.methods import METHODS
+    from tests.study.test_schema import env_params
+
+    methods = env_params("tiny_all")["methods"]
+    keys = []
+    for key, raw in methods.items():
+        name = (raw or {}).get("method", key)
+        if "label_smoothing" in {f.name for f in dataclasses.fields(METHODS[name].Config)}:
+            keys.append(key)
+    return keys
+
+
+@pytest.mark.parametrize("key", _tiny_all_methods_with_label_smoothing())
+def test_label_smoothing_is_one_setting_with_one_meaning(key):
+    """Every method with a CE term: ``label_smoothing: eps`` turns its CE into the smoothed CE,
+    (1 - eps) * CE + eps * mean_k(-log p_k), scaled by whatever weight the method puts on CE."""
+    from distillation_studies.learning.methods import build_method
+    from distillation_studies.study.schema import parse_method_entry
+    from distillation_studies.learning.training import forward_with_features, predict
+    from tests.method_checks import tiny_batch, tiny_cnn
+    from tests.study.test_schema import env_params
+
+    raw = dict(env_params("tiny_all")["methods"][key] or {})
+    batch, eps = tiny_batch(8), 0.3
+    terms = []
+    for smoothing in (0.0, eps):
+        torch.manual_seed(0)
+        teacher, student = tiny_cnn((8, 16), 32).eval().requires_grad_(False), tiny_cnn()
+        entry = parse_method_entry(key, {**raw, "label_smoothing": smoothing})
+        method = build_method(entry.method, entry.config, student, teacher, len(batch.labels))
+        student_layers, teacher_layers = method.layers(method.config)
+        teacher_out = predict(teacher, batch.inputs, teacher_layers)
+        method.prepare(teacher_out, {"x": batch.inputs, "y": batch.labels})
+        method.start_epoch(3, 3)  # past warm-ups and first stages
+        student_out = forward_with_features(student, batch.inputs, student_layers)
+        terms.append((method(student_out, teacher_out, batch)["ce"], student_out.logits.detach()))
+    (plain, logits), (smoothed, _) = terms
+    log_p = F.log_softmax(logits.double(), dim=1)
+    hand_plain = -log_p.gather(1, batch.labels[:, None]).mean()
+    hand_smoothed = (1 - eps) * hand_plain + eps * (-log_p.mean(dim=1)).mean()
+    assert plain.item() > 0
+    assert smoothed.item() / plain.item() == pytest.approx((hand_smoothed / hand_plain).item(), rel=1e-4)

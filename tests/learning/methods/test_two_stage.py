@@ -32,7 +32,7 @@ def test_registered_with_kd_as_default_sub_method():
     assert METHODS["two_stage"] is TwoStage
     config = parse_method_config("two_stage", {"distill_epochs": 3}, "methods.ts")
     name, sub = config.distill
-    assert (name, sub.temperature, sub.alpha, config.distill_epochs) == ("kd", 4.0, 0.9, 3)
+    assert (name, sub.temperature, sub.weights(), config.distill_epochs) == ("kd", 4.0, (0.1, 0.9), 3)
 
 
 def test_phase_one_is_the_sub_methods_label_free_terms_then_plain_ce():

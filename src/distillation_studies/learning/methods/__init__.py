@@ -37,6 +37,10 @@ from distillation_studies.learning.methods.rld import RefinedLogitDistillation
 from distillation_studies.learning.methods.mlkd import MultiLevelLogitDistillation
 from distillation_studies.learning.methods.dist_plus import DISTPlus
 from distillation_studies.learning.methods.srd import SimpleRecipeDistillation
+from distillation_studies.learning.methods.ickd import InterChannelCorrelationKD
+from distillation_studies.learning.methods.wttm import WeightedTransformedTeacherMatching
+from distillation_studies.learning.methods.ab import ActivationBoundaries
+from distillation_studies.learning.methods.kdsvd import KDSVD
 from distillation_studies.learning.models import feature_shapes
 
 METHODS: dict[str, type[DistillationMethod]] = {
@@ -67,6 +71,10 @@ METHODS: dict[str, type[DistillationMethod]] = {
     "mlkd": MultiLevelLogitDistillation,
     "dist_plus": DISTPlus,
     "srd": SimpleRecipeDistillation,
+    "ickd": InterChannelCorrelationKD,
+    "wttm": WeightedTransformedTeacherMatching,
+    "ab": ActivationBoundaries,
+    "kdsvd": KDSVD,
 }
 
 __all__ = ["METHODS", "DistillationMethod", "MethodSetup", "ModelOutputs", "build_method", "parse_method_config"]

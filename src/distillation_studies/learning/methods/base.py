@@ -118,3 +118,12 @@ class LayerPairMethod(DistillationMethod):
     @classmethod
     def layers(cls, config: Any) -> tuple[list[str], list[str]]:
         return [config.student_layer], [config.teacher_layer]
+
+
+class LayerListMethod(DistillationMethod):
+    """A method that reads paired lists of layers, named by the config keys ``student_layers`` and
+    ``teacher_layers`` (checked by ``shared.check_layer_lists``)."""
+
+    @classmethod
+    def layers(cls, config: Any) -> tuple[list[str], list[str]]:
+        return list(config.student_layers), list(config.teacher_layers)

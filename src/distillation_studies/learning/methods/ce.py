@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from distillation_studies.common.config import require_range
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
+from distillation_studies.learning.methods.shared import label_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class CEConfig:
 
 
 class CrossEntropy(DistillationMethod):
-    """L = CE(y, softmax(z_s))."""
+    """L = CE(y, softmax(z_s)), labels smoothed by ``label_smoothing`` (``shared.label_cross_entropy``)."""
 
     Config = CEConfig
     label_terms = frozenset({"ce"})
@@ -28,4 +28,4 @@ class CrossEntropy(DistillationMethod):
     needs_teacher = False
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
-        return {"ce": F.cross_entropy(student.logits, batch.labels, label_smoothing=self.config.label_smoothing)}
+        return {"ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing)}

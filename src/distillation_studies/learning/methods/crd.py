@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.common.config import require_positive, require_set
+from distillation_studies.common.config import require_positive, require_range, require_set
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.shared import label_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ class CRDConfig:
     negatives: int = 16384
     nce_t: float = 0.07
     momentum: float = 0.5
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         require_set(self, where, "student_layer", "teacher_layer")
         require_positive(self, where, "beta", "feat_dim", "negatives", "nce_t")
         if not 0.0 <= self.momentum < 1.0:
@@ -149,7 +152,7 @@ class ContrastiveRepresentationDistillation(LayerPairMethod):
             self._update_memory("memory_student", s, indices)
             self._update_memory("memory_teacher", t, indices)
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "crd": self.config.beta * loss,
         }
 

@@ -15,6 +15,8 @@ Global temperature module (the authors' ``Global_T``): one scalar parameter thet
 theta initialised to ``init_logit`` = 1 (T_0 = 1 + 20 sigmoid(1) ~= 15.6), as in the released code.
 CIFAR-100 settings of the paper's code: CE weight 0.1, KD weight 0.9 (alpha = 0.9), T in [1, 21],
 lambda from 0 to 1 over 10 epochs. The instance-wise temperature variant is not implemented.
+``logit_standardization`` z-scores the logits before the temperature (``shared.distillation_logits``,
+Sun et al., CVPR 2024, who report CTKD with it); ``label_smoothing`` smooths the CE term's labels.
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distillation_studies.common.config import require_non_negative, require_positive, require_range
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import soft_target_kl
+from distillation_studies.learning.methods.shared import distillation_logits, label_cross_entropy, soft_target_kl
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,12 @@ class CTKDConfig:
     lambda_min: float = 0.0
     lambda_max: float = 1.0
     curriculum_epochs: int = 10
+    logit_standardization: bool = False
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
         require_range(self, where, "alpha", 0.0, 1.0)
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         require_positive(self, where, "min_temperature", "temperature_range")
         require_non_negative(self, where, "lambda_min", "lambda_max", "curriculum_epochs")
         if self.lambda_max < self.lambda_min:
@@ -100,9 +104,12 @@ class CurriculumTemperatureKD(DistillationMethod):
         return (self.config.min_temperature + self.config.temperature_range * torch.sigmoid(logit)).squeeze(0)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
-        alpha = self.config.alpha
+        config = self.config
         temperature = self.temperature(self.reversal_strength())
+        student_logits, teacher_logits = distillation_logits(
+            student.logits, teacher.logits.detach(), config.logit_standardization
+        )
         return {
-            "ce": (1.0 - alpha) * F.cross_entropy(student.logits, batch.labels),
-            "kd": alpha * soft_target_kl(student.logits, teacher.logits.detach(), temperature),
+            "ce": (1.0 - config.alpha) * label_cross_entropy(student.logits, batch.labels, config.label_smoothing),
+            "kd": config.alpha * soft_target_kl(student_logits, teacher_logits, temperature),
         }

@@ -13,7 +13,8 @@ CIFAR-100 defaults from the paper / mdistiller: alpha = 1, beta = 8, T = 4, warm
 (beta is tuned per teacher-student pair; 8 is mdistiller's default, used for ResNet32x4 -> ResNet8x4).
 
 ``logit_standardization: true`` z-scores each sample's logits before dividing by T (Sun et al.,
-CVPR 2024; see ``shared.standardize_logits``), as that paper does for DKD.
+CVPR 2024; see ``shared.standardize_logits``), as that paper does for DKD; ``label_smoothing``
+smooths the CE term's labels (``shared.label_cross_entropy``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillation_studies.common.config import require_non_negative, require_positive
+from distillation_studies.common.config import require_non_negative, require_positive, require_range
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
-from distillation_studies.learning.methods.shared import standardize_logits
+from distillation_studies.learning.methods.shared import distillation_logits, label_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,11 @@ class DKDConfig:
     warmup: int = 20
     ce_weight: float = 1.0
     logit_standardization: bool = False
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
         require_positive(self, where, "temperature")
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         require_non_negative(self, where, "alpha", "beta", "ce_weight", "warmup")
 
 
@@ -80,13 +83,13 @@ class DecoupledKD(DistillationMethod):
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         config = self.config
-        student_logits, teacher_logits = student.logits, teacher.logits.detach()
-        if config.logit_standardization:
-            student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
+        student_logits, teacher_logits = distillation_logits(
+            student.logits, teacher.logits.detach(), config.logit_standardization
+        )
         tckd, nckd = dkd_terms(student_logits, teacher_logits, batch.labels, config.temperature)
         factor = self.warmup_factor()
         return {
-            "ce": config.ce_weight * F.cross_entropy(student.logits, batch.labels),
+            "ce": config.ce_weight * label_cross_entropy(student.logits, batch.labels, config.label_smoothing),
             "tckd": factor * config.alpha * tckd,
             "nckd": factor * config.beta * nckd,
         }

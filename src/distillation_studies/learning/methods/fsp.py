@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.common.config import require_positive
+from distillation_studies.common.config import require_positive, require_range
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs
+from distillation_studies.learning.methods.shared import check_layer_lists, check_stage_epochs, conv_pairs, label_cross_entropy, staged_terms
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 
 
@@ -48,8 +48,10 @@ class FSPConfig:
     beta: float = 50.0
     adapter: bool = False
     stage1_epochs: int = 0
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         check_layer_lists(self, where, minimum=2)
         require_positive(self, where, "beta")
         if self.stage1_epochs < 0:
@@ -100,19 +102,11 @@ class FlowOfSolutionProcedure(DistillationMethod):
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         super().start_epoch(epoch, epochs)
-        if self.config.stage1_epochs >= epochs:
-            raise ConfigError(
-                f"fsp.stage1_epochs: {self.config.stage1_epochs} FSP-only epochs leave none of the {epochs} "
-                "training epochs for the main task; use fewer"
-            )
+        check_stage_epochs("fsp", "stage1_epochs", self.config.stage1_epochs, epochs)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, batch: Batch) -> dict[str, Tensor]:
         s = [adapt(student.features[layer]) for adapt, layer in zip(self.adapters, self.config.student_layers)]
         t = [teacher.features[layer].detach() for layer in self.config.teacher_layers]
-        ce = F.cross_entropy(student.logits, batch.labels)
+        ce = label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing)
         fsp = self.config.beta * fsp_loss(s, t)
-        if self.config.stage1_epochs == 0:
-            return {"ce": ce, "fsp": fsp}
-        if getattr(self, "epoch", 1) <= self.config.stage1_epochs:
-            return {"ce": 0.0 * ce, "fsp": fsp}
-        return {"ce": ce, "fsp": 0.0 * fsp}
+        return staged_terms(ce, "fsp", fsp, getattr(self, "epoch", None), self.config.stage1_epochs)

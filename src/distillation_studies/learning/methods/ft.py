@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.common.config import require_non_negative, require_positive, require_set
+from distillation_studies.common.config import require_non_negative, require_positive, require_range, require_set
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import fit
+from distillation_studies.learning.methods.shared import fit, label_cross_entropy
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ class FTConfig:
     paraphraser_lr: float = 1e-3
     paraphraser_batch_size: int = 64
     paraphraser_seed: int = 0
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         require_set(self, where, "student_layer", "teacher_layer")
         require_positive(self, where, "beta", "paraphraser_lr", "paraphraser_batch_size")
         if not 0.0 < self.rate <= 1.0:
@@ -197,6 +199,6 @@ class FactorTransfer(LayerPairMethod):
         with torch.no_grad():
             factor_teacher = self.paraphraser(teacher.features[self.config.teacher_layer])
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "ft": self.config.beta * factor_distance(factor_student, factor_teacher),
         }

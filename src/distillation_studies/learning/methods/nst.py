@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillation_studies.common.config import require_positive
+from distillation_studies.common.config import require_positive, require_range
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs
+from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs, label_cross_entropy
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 
 
@@ -39,8 +39,10 @@ class NSTConfig:
     beta: float = 50.0
     degree: int = 2
     offset: float = 0.0
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         check_layer_lists(self, where)
         require_positive(self, where, "beta", "degree")
         if self.offset < 0:
@@ -82,6 +84,6 @@ class NeuronSelectivityTransfer(DistillationMethod):
             for s, t in zip(self.config.student_layers, self.config.teacher_layers)
         ]
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "nst": self.config.beta * sum(losses),
         }

@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.common.config import require_positive
-from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs
+from distillation_studies.common.config import require_positive, require_range
+from distillation_studies.learning.methods.shared import check_layer_lists, conv_pairs, label_cross_entropy
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
 
 
@@ -44,8 +43,10 @@ class OFDConfig:
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
     weight: float = 1e-3
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         check_layer_lists(self, where)
         require_positive(self, where, "weight")
 
@@ -111,6 +112,6 @@ class OverhaulFeatureDistillation(DistillationMethod):
             )
         )
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "ofd": self.config.weight * distill / student.logits.shape[0],
         }

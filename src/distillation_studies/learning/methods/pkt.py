@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillation_studies.common.config import require_positive, require_set
+from distillation_studies.common.config import require_positive, require_range, require_set
 from distillation_studies.learning.methods.base import Batch, LayerPairMethod, ModelOutputs
+from distillation_studies.learning.methods.shared import label_cross_entropy
 
 EPS = 1e-7
 
@@ -33,8 +34,10 @@ class PKTConfig:
     student_layer: str | None = None
     teacher_layer: str | None = None
     weight: float = 30000.0
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         require_set(self, where, "student_layer", "teacher_layer")
         require_positive(self, where, "weight")
 
@@ -65,6 +68,6 @@ class ProbabilisticKnowledgeTransfer(LayerPairMethod):
         s = student.features[self.config.student_layer]
         t = teacher.features[self.config.teacher_layer].detach()
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "pkt": self.config.weight * pkt_loss(s, t),
         }

@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.common.config import require_non_negative, require_positive
+from distillation_studies.common.config import require_non_negative, require_positive, require_range
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import as_map, check_layer_lists, map_shape
+from distillation_studies.learning.methods.shared import as_map, check_layer_lists, label_cross_entropy, map_shape
 
 HCL_LEVELS = (4, 2, 1)
 
@@ -48,8 +48,10 @@ class ReviewKDConfig:
     weight: float = 1.0
     warmup_epochs: int = 20
     max_mid_channel: int = 512
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         check_layer_lists(self, where)
         require_positive(self, where, "weight", "max_mid_channel")
         require_non_negative(self, where, "warmup_epochs")
@@ -149,6 +151,6 @@ class ReviewKD(DistillationMethod):
         targets = [as_map(teacher.features[p]).detach() for p in self.config.teacher_layers]
         hcl = torch.stack([hcl_loss(y, t) for y, t in zip(fused, targets)]).sum()
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "reviewkd": self.config.weight * self.warmup * hcl,
         }

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillation_studies.common.config import require_non_negative, require_set
+from distillation_studies.common.config import require_non_negative, require_range, require_set
 from distillation_studies.learning.methods.base import Batch, LayerPairMethod, MethodSetup, ModelOutputs
+from distillation_studies.learning.methods.shared import label_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,10 @@ class RKDConfig:
     teacher_layer: str | None = None
     distance_weight: float = 25.0
     angle_weight: float = 50.0
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         require_set(self, where, "student_layer", "teacher_layer")
         require_non_negative(self, where, "distance_weight", "angle_weight")
 
@@ -69,7 +72,7 @@ class RelationalKD(LayerPairMethod):
         with torch.no_grad():
             t = teacher.features[self.config.teacher_layer].flatten(1)
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "rkd_distance": self.config.distance_weight * rkd_distance_loss(s, t),
             "rkd_angle": self.config.angle_weight * rkd_angle_loss(s, t),
         }

@@ -2,9 +2,15 @@
 
 - Layer lists and shapes: ``check_layer_lists`` (the ``student_layers``/``teacher_layers`` keys of
   AT, NST, FSP, OFD, VID, ReviewKD), ``conv_pairs`` (per-pair conv shapes), ``as_map``/``map_shape``
-  (flat features as 1x1 maps) and ``make_adapter`` (a learned student -> teacher shape map).
-- Logits: ``soft_target_kl`` (Hinton et al.'s T^2-scaled KL, used by KD, CTKD, TAKD) and
-  ``standardize_logits`` (Sun et al. 2024, used by KD and DKD).
+  (flat features as 1x1 maps), ``make_adapter`` (a learned student -> teacher shape map) and
+  ``ConvRegressor`` (RepDistiller's ``ConvReg``: FitNet's published regressor, AB's connector).
+- Logits: ``soft_target_kl`` (Hinton et al.'s T^2-scaled KL, used by KD, CTKD, TAKD),
+  ``standardize_logits`` and ``distillation_logits`` (Sun et al. 2024: the ``logit_standardization``
+  switch of every logit method: KD, DKD, DIST, CTKD, WTTM).
+- Labels: ``label_cross_entropy`` (the ``label_smoothing`` setting of every method with a
+  cross-entropy term, one meaning everywhere; each config checks it with ``require_range``).
+- Stages: ``check_stage_epochs`` and ``staged_terms`` (RepDistiller's "init" stage of a feature loss
+  alone, then CE alone, inside the one loop: FSP's ``stage1_epochs``, AB's ``init_epochs``).
 - Composites: ``parse_sub_method`` and ``LABEL_TERM`` (``combine``, ``two_stage``).
 - ``fit``: a method's own network fitted for N epochs in ``prepare`` (FT's paraphraser, TAKD's
   assistant). Methods sit below the one training loop (``learning.training`` imports
@@ -114,6 +120,46 @@ def make_adapter(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...],
     return _FlatLinear(math.prod(student_shape), teacher_shape)
 
 
+class ConvRegressor(nn.Module):
+    """conv -> BatchNorm [-> ReLU] from a student feature to the teacher's shape (RepDistiller and
+    mdistiller ``ConvReg``: FitNet's regressor with ReLU, AB's connector without).
+
+    The convolution follows the spatial sizes as there: 3x3 stride 2 when the student map is twice
+    the teacher's, a 4x4 stride-2 transposed convolution when half, otherwise a (1 + Hs - Ht) x
+    (1 + Ws - Wt) kernel (1x1 for equal sizes). Flat features (D,) are read as 1x1 maps.
+    """
+
+    def __init__(self, student_shape: tuple[int, ...], teacher_shape: tuple[int, ...], where: str, relu: bool = True) -> None:
+        super().__init__()
+        (s_c, s_h, s_w), (t_c, t_h, t_w) = map_shape(student_shape, where), map_shape(teacher_shape, where)
+        self.out_shape = tuple(teacher_shape)
+        if s_h == 2 * t_h and s_w == 2 * t_w:
+            self.conv = nn.Conv2d(s_c, t_c, kernel_size=3, stride=2, padding=1)
+        elif 2 * s_h == t_h and 2 * s_w == t_w:
+            self.conv = nn.ConvTranspose2d(s_c, t_c, kernel_size=4, stride=2, padding=1)
+        elif s_h >= t_h and s_w >= t_w:
+            self.conv = nn.Conv2d(s_c, t_c, kernel_size=(1 + s_h - t_h, 1 + s_w - t_w))
+        else:
+            raise ConfigError(
+                f"{where}: the ConvReg regressor cannot map a student map of H x W {s_h} x {s_w} to a "
+                f"teacher map of {t_h} x {t_w} (it needs the student's size to be twice, half, or at least "
+                "the teacher's); choose other layers"
+            )
+        self.bn = nn.BatchNorm2d(t_c)
+        self.relu = nn.ReLU() if relu else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(as_map(x))
+        if self.training and y.shape[0] * y.shape[2] * y.shape[3] == 1:
+            # one value per channel (a last batch of 1 on flat features) has no batch variance:
+            # normalise with the running statistics instead of failing
+            bn = self.bn
+            y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        else:
+            y = self.bn(y)
+        return self.relu(y).reshape(x.shape[0], *self.out_shape)
+
+
 class _FlatLinear(nn.Module):
     """Flatten, project linearly, reshape to the teacher's per-sample shape."""
 
@@ -127,10 +173,29 @@ class _FlatLinear(nn.Module):
 
 
 def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
-    """Z-score each sample's logits over classes: (z - mean) / (std + eps), std over 1/K (Sun et al. 2024)."""
+    """Z-score each sample's logits over classes: (z - mean) / (std + eps) (Sun et al., CVPR 2024).
+
+    std is Bessel-corrected (1/(K-1)), as in the authors' code (``torch.std``, eps 1e-7 added to it)
+    and torchdistill's; the paper's equation writes 1/K, a factor sqrt(K/(K-1)) on every z-score.
+    """
     mean = logits.mean(dim=1, keepdim=True)
-    std = logits.std(dim=1, keepdim=True, correction=0)
+    std = logits.std(dim=1, keepdim=True)
     return (logits - mean) / (std + eps)
+
+
+def distillation_logits(student: Tensor, teacher: Tensor, standardize: bool) -> tuple[Tensor, Tensor]:
+    """(student, teacher) logits as a logit method's teacher terms read them: z-scored per sample
+    when its ``logit_standardization`` switch is on, unchanged otherwise (label terms keep raw logits)."""
+    if standardize:
+        return standardize_logits(student), standardize_logits(teacher)
+    return student, teacher
+
+
+def label_cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """CE(y, softmax(z)) with labels smoothed by ``label_smoothing`` (Szegedy et al., CVPR 2016):
+    the target is (1 - eps) * one_hot(y) + eps / K. Averaged over labelled samples (``UNLABELLED``
+    samples are ignored), the label term of every method that has one."""
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
 def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float | Tensor) -> Tensor:
@@ -139,6 +204,25 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
+
+
+def check_stage_epochs(name: str, key: str, stage_epochs: int, epochs: int) -> None:
+    """A first stage must leave the main task at least one of the loop's ``epochs``."""
+    if stage_epochs >= epochs:
+        raise ConfigError(
+            f"{name}.{key}: {stage_epochs} {name.upper()}-only epochs leave none of the {epochs} "
+            "training epochs for the main task; use fewer"
+        )
+
+
+def staged_terms(ce: Tensor, name: str, term: Tensor, epoch: int | None, stage_epochs: int) -> dict[str, Tensor]:
+    """``{ce, name: term}`` jointly when ``stage_epochs`` is 0; else epochs 1..stage_epochs train the
+    term alone and later epochs CE alone (the other term kept at 0 so every epoch logs both)."""
+    if stage_epochs == 0:
+        return {"ce": ce, name: term}
+    if (epoch or 1) <= stage_epochs:
+        return {"ce": 0.0 * ce, name: term}
+    return {"ce": ce, name: 0.0 * term}
 
 
 def parse_sub_method(raw: Any, where: str, refuse: tuple[str, ...], weighted: bool) -> tuple[str, float, Any]:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from distillation_studies.common.config import require_positive, require_set
+from distillation_studies.common.config import require_positive, require_range, require_set
 from distillation_studies.learning.methods.base import Batch, LayerPairMethod, ModelOutputs
+from distillation_studies.learning.methods.shared import label_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,10 @@ class SPConfig:
     student_layer: str | None = None
     teacher_layer: str | None = None
     gamma: float = 3000.0
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         require_set(self, where, "student_layer", "teacher_layer")
         require_positive(self, where, "gamma")
 
@@ -57,6 +60,6 @@ class SimilarityPreserving(LayerPairMethod):
         s = student.features[self.config.student_layer]
         t = teacher.features[self.config.teacher_layer].detach()
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "sp": self.config.gamma * sp_loss(s, t),
         }

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distillation_studies.common.config import require_positive
+from distillation_studies.common.config import require_positive, require_range
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import as_map, check_layer_lists, map_shape
+from distillation_studies.learning.methods.shared import as_map, check_layer_lists, label_cross_entropy, map_shape
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,10 @@ class VIDConfig:
     weight: float = 1.0
     init_pred_var: float = 5.0
     eps: float = 1e-5
+    label_smoothing: float = 0.0
 
     def check(self, where: str) -> None:
+        require_range(self, where, "label_smoothing", 0.0, 1.0)
         check_layer_lists(self, where)
         require_positive(self, where, "weight", "eps")
         if self.init_pred_var <= self.eps:
@@ -102,6 +104,6 @@ class VariationalInformationDistillation(DistillationMethod):
             for pair, s_layer, t_layer in zip(self.pairs, self.config.student_layers, self.config.teacher_layers)
         ]
         return {
-            "ce": F.cross_entropy(student.logits, batch.labels),
+            "ce": label_cross_entropy(student.logits, batch.labels, self.config.label_smoothing),
             "vid": self.config.weight * torch.stack(losses).sum(),
         }
