@@ -51,7 +51,7 @@ def _both(*mutations: Callable[[dict], None]) -> Callable[[dict], None]:
 KD_SEARCH = "methods.kd.search"
 BAD_SEARCHES = [
     ("unknown hyperparameter", _set(f"{KD_SEARCH}.tempreature", {"low": 1.0, "high": 2.0}),
-     r"^methods\.kd\.search\.tempreature: unknown hyperparameter; kd's are \['temperature', 'alpha', 'logit_standardization'\]$"),
+     r"^methods\.kd\.search\.tempreature: unknown hyperparameter; kd's are \['temperature', 'ce_weight', 'kd_weight', 'alpha', 'logit_standardization', 'label_smoothing'\]$"),
     ("empty range", _set(f"{KD_SEARCH}.alpha", {"low": 0.5, "high": 0.5}),
      r"^methods\.kd\.search\.alpha: empty or inverted range, low=0\.5 must be below high=0\.5$"),
     ("inverted range", _set(f"{KD_SEARCH}.alpha", {"low": 0.9, "high": 0.1}),
