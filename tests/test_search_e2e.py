@@ -52,7 +52,7 @@ def test_search_trains_rungs_then_races_and_confirms_on_fresh_seeds(searched):
     assert set(race["epochs"]) == {MAX_EPOCHS} and set(race["seed"]) <= RACE_SEEDS - {0}
     assert set(trials["status"]) <= FATES
     assert (trials.loc[trials["method"] == "ce", "trial"] == "ce__t0").all()  # a fixed method: one trial
-    assert trials.loc[trials["method"] == "kd", ["hp_temperature", "hp_alpha"]].notna().all().all()
+    assert trials.loc[trials["method"] == "kd", ["hp_temperature", "hp_kd_weight"]].notna().all().all()
     assert trials["optimizer_steps"].gt(0).all() and trials["val_accuracy"].between(0, 1).all()
     finalist_trials = {t["trial_id"] for t in finalists["finalists"]}
     assert finalist_trials and finalist_trials <= {t["trial_id"] for t in finalists["champions"].values()}
@@ -96,7 +96,9 @@ def test_every_job_is_a_nested_run_with_its_setting_stage_and_fate(searched):
     confirmation = [r for r in runs if r.data.tags.get("stage") == "confirmation"]
     assert {r.data.tags["role"] for r in confirmation} == {"arm"}
     assert {int(r.data.tags["seed"]) for r in confirmation} == CONFIRMATION_SEEDS
-    cited = {run for entry in load(project, "recommendation")["ranked"] for run in entry["run_ids"]}
+    cells = load(project, "recommendation")["cells"]
+    assert len(cells) == 1  # a search study has one data cell
+    cited = {run for entry in cells[0]["ranked"] for run in entry["run_ids"]}
     assert cited <= {r.info.run_id for r in confirmation} and cited
 
 
