@@ -142,9 +142,7 @@ class StudyHooks:
                 "(settings in conf/base/runner.yml)."
             )
         tracking = parse_dataclass(TrackingConfig, self.params.get("tracking"), "tracking")
-        resuming = bool(run_params.get("only_missing_outputs"))
-        if resuming:
-            self._check_resumable(catalog)
+        resuming = bool(run_params.get("only_missing_outputs"))  # run_guard pinned what is reused
         if not tracking.enabled:
             return
         uri = resolve_uri(tracking.uri, self.project_path)
@@ -227,19 +225,6 @@ class StudyHooks:
         study = _study_of(catalog)
         if study is not None:
             _end_study(study, "FAILED", error)
-
-    def _check_resumable(self, catalog) -> None:
-        """``--only-missing-outputs`` reuses saved outputs: refuse, before any work, when they come from
-        a different study config, since the report would mix two studies."""
-        if "protocol_card" not in catalog or not catalog.exists("protocol_card"):
-            return
-        saved, current = catalog.load("protocol_card").get("config_hash"), config_hash(self.params)
-        if saved != current:
-            raise ConfigError(
-                f"--only-missing-outputs: the saved outputs come from another study config (protocol_card "
-                f"config_hash {saved}, this config {current}); resuming would mix two studies. Run without "
-                "--only-missing-outputs to run this config in full, or restore the config of the saved outputs."
-            )
 
 
 def _run_params(arm: ArmDataset, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,12 @@ from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.hooks import StudyHooks
 from distillation_studies.preflight import DataFolderHooks
 from distillation_studies.progress import ProgressHooks
+from distillation_studies.run_guard import RunGuardHooks
 
-# Pluggy calls the last-registered hook first: DataFolderHooks checks the output folders before the
-# tracking hook opens an MLflow run.
-HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks())
+# Pluggy calls the last-registered hook first: RunGuardHooks takes the environment's lock and pins the
+# versions every dataset loads, then DataFolderHooks checks the output folders, before the tracking hook
+# opens an MLflow run.
+HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks(), RunGuardHooks())
 CONFIG_LOADER_CLASS = StudyConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
