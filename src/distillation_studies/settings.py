@@ -19,7 +19,13 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {"runner": ["runner*", "runner*/**"]},
 }
 
+import os
 import warnings
+
+# A logged model is as trusted as the store it comes from: every project session (kedro run, kedro jupyter,
+# the notebooks) refuses to unpickle MLflow models unless the user chose otherwise. The project's own
+# models (torch.export programs, checkpoints read with weights_only=True) need no unpickling.
+os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
 # Kedro's own config loader calls an OmegaConf API that OmegaConf has deprecated; not actionable here.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
