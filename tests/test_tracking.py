@@ -11,6 +11,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import sqlite3
+
 import pytest
 from mlflow import MlflowClient
 
@@ -73,6 +75,24 @@ def test_a_truncated_database_is_named(tmp_path):
     (tmp_path / "random.db").write_bytes(b"\x00not sqlite at all" * 100)
     with pytest.raises(ConfigError, match="random.db: the MLflow database cannot be read"):
         check_store(f"sqlite:///{tmp_path / 'random.db'}")
+
+
+def test_a_database_with_corrupted_interior_pages_is_named_before_any_work(tmp_path):
+    """Its header and schema page read fine (the check before ``PRAGMA quick_check`` passed it)."""
+    database = tmp_path / "mlflow.db"
+    tracker = StudyTracker(f"sqlite:///{database}", "e", tmp_path)
+    for index in range(20):  # enough rows for tables and indexes spread over many pages
+        tracker.start(f"run-{index}", {f"p{i}": "x" * 50 for i in range(50)}, {}, "v")
+    content = bytearray(database.read_bytes())
+    page = int.from_bytes(content[16:18], "big")
+    pages = len(content) // page
+    middle = (pages // 2) * page
+    content[middle : middle + page] = b"\xff" * page  # one interior page overwritten
+    database.write_bytes(bytes(content))
+    with sqlite3.connect(database) as connection:  # what the old check read still reads
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    with pytest.raises(ConfigError, match=rf"{database}: the MLflow database cannot be read \(.+\); it is truncated, corrupted"):
+        check_store(f"sqlite:///{database}")
 
 
 def test_a_copied_project_does_not_write_into_the_original(tmp_path):
