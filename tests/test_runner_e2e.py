@@ -191,7 +191,7 @@ def test_an_interrupted_study_leaves_no_run_running(tmp_path, stop):
     found = runs(tmp_path)
     assert found and all(r.info.status != "RUNNING" for r in found)
     (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
-    assert parent.info.status == "KILLED" and stop.name in parent.data.tags["error"]
+    assert parent.info.status == "KILLED" and parent.data.tags["error"] == f"StudyInterrupted: {stop.name} received: study interrupted"
     assert any(r.info.status == "KILLED" and r.data.tags.get("arm") not in (None, "teacher") for r in found)
 
 

@@ -161,7 +161,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_orphans_of_this_config_are_closed_live_runs_are_not(tmp_path):
+def test_orphans_of_any_config_are_closed_live_runs_are_not(tmp_path):
     tracker = _tracker(tmp_path)
     orphan = tracker.start("orphan", {}, {"config_hash": "h"}, "v1")
     child = NestedRun.open(orphan, "kd/seed_0", 0, {})
@@ -171,12 +171,12 @@ def test_orphans_of_this_config_are_closed_live_runs_are_not(tmp_path):
     live = tracker.start("live", {}, {"config_hash": "h"}, "v2")  # this process: alive
     other = tracker.start("other", {}, {"config_hash": "other"}, "v3")
     client.set_tag(other.run_id, "pid", str(_dead_pid()))
-    assert set(tracker.close_orphans("h")) == {orphan.run_id, child.run_id}
+    assert set(tracker.close_orphans()) == {orphan.run_id, child.run_id, other.run_id}
     assert client.get_run(orphan.run_id).info.status == "KILLED"
     assert client.get_run(child.run_id).info.status == "KILLED"
     assert "orphan" in client.get_run(orphan.run_id).data.tags["error"]
     assert client.get_run(live.run_id).info.status == "RUNNING"
-    assert client.get_run(other.run_id).info.status == "RUNNING"  # another config: not this run's business
+    assert client.get_run(other.run_id).info.status == "KILLED"  # another config's orphan: closed all the same
 
 
 def test_ending_a_study_closes_every_run_left_running(tmp_path):

@@ -149,9 +149,9 @@ class StudyHooks:
         check_store(uri)
         tracker = StudyTracker(uri, tracking.experiment, self.project_path)
         digest = config_hash(self.params)
-        orphans = tracker.close_orphans(digest)
+        orphans = tracker.close_orphans()
         if orphans:
-            log.warning("Closed %d MLflow runs left RUNNING by an earlier, ended run of this config: %s", len(orphans), orphans)
+            log.warning("Closed %d MLflow runs left RUNNING by earlier runs whose process is gone: %s", len(orphans), orphans)
         save_version = str(run_params.get("run_id") or run_params.get("session_id") or "")
         tags = {
             "git_commit": git_commit(self.project_path),
@@ -374,6 +374,13 @@ def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
 _exit_handlers: dict[str, Any] = {}
 
 
+class StudyInterrupted(Exception):
+    """Why a study ended without finishing: the signal it received (SIGINT, SIGTERM), or an exit without one."""
+
+    def __init__(self, signal_name: str | None) -> None:
+        super().__init__(f"{signal_name} received: study interrupted" if signal_name else "process exited: study interrupted")
+
+
 def _close_on_exit(study: StudyRun) -> None:
     """Make SIGTERM unwind like Ctrl-C, and close the study's open runs as KILLED at interpreter exit if
     the study did not end normally (``on_pipeline_error`` never sees KeyboardInterrupt or SystemExit)."""
@@ -388,7 +395,7 @@ def _close_on_exit(study: StudyRun) -> None:
     def close_if_open() -> None:
         try:
             if study.client().get_run(study.run_id).info.status == "RUNNING":
-                end_study(study, "KILLED", KeyboardInterrupt(f"study interrupted ({received[0] if received else 'process exit'})"))
+                end_study(study, "KILLED", StudyInterrupted(received[0] if received else None))
         except Exception as error:  # exiting anyway: say what is left open
             log.error("Could not close MLflow study run %s: %s", study.run_id, error)
 

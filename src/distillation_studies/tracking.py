@@ -227,13 +227,12 @@ class StudyTracker:
         _log_batch(self.client, run.info.run_id, params=_params(flatten(params)))
         return StudyRun(self.uri, self.experiment_id, run.info.run_id, tags.get("config_hash", ""), save_version, commit)
 
-    def close_orphans(self, config_hash: str) -> list[str]:
-        """Close, as KILLED, the RUNNING study runs of this config whose process is gone, and their
-        RUNNING nested runs. Runs written from another host are left alone (their process cannot be seen)."""
+    def close_orphans(self) -> list[str]:
+        """Close, as KILLED, the RUNNING study runs of the experiment (any config) whose process is gone, and
+        their RUNNING nested runs. Runs written from another host are left alone (their process cannot be seen)."""
         closed = []
-        for parent in self.client.search_runs(
-            [self.experiment_id], f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING' and tags.role = 'study'"
-        ):
+        query = "attributes.status = 'RUNNING' and tags.role = 'study'"
+        for parent in self.client.search_runs([self.experiment_id], query, max_results=SEARCH_LIMIT):
             if not _process_is_gone(parent.data.tags):
                 continue
             reason = f"orphan: process {parent.data.tags.get('pid')} on {parent.data.tags.get('host')} ended without closing it"
