@@ -26,6 +26,7 @@ from kedro.framework.hooks import hook_impl
 from distillation_studies.analysis.metrics import SELECTION_METRIC
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
+from distillation_studies.preflight import check_writable, nearest_folder
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
@@ -148,6 +149,9 @@ class StudyHooks:
         uri = resolve_uri(tracking.uri, self.project_path)
         check_store(uri)
         tracker = StudyTracker(uri, tracking.experiment, self.project_path)
+        artifacts = tracker.artifact_folder()
+        if artifacts is not None:  # models and reports go there: a full or read-only mlruns/ is named now
+            check_writable({nearest_folder(artifacts)})
         digest = config_hash(self.params)
         orphans = tracker.close_orphans()
         if orphans:

@@ -220,6 +220,11 @@ class StudyTracker:
         self.experiment_id = found.experiment_id
         _check_artifacts_belong_here(found.artifact_location, project_path, experiment, uri)
 
+    def artifact_folder(self) -> Path | None:
+        """The local folder the experiment's artifacts go to (``mlruns/<experiment>``), None for a remote store."""
+        location = self.client.get_experiment(self.experiment_id).artifact_location
+        return Path(urlparse(location).path) if location.startswith("file:") else None
+
     def start(self, name: str, params: dict[str, Any], tags: dict[str, str], save_version: str) -> StudyRun:
         commit = tags.get("git_commit", "")
         run_tags = {**tags, **source_tags(commit), **_process_tags(), "role": "study"}
