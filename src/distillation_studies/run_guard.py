@@ -220,6 +220,7 @@ class RunGuardHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         folder = runs_folder(self.project_path, self.study)
+        self._release()  # a run of this process that failed in another before_pipeline_run hook kept it
         self._lock = EnvironmentLock(folder)
         self._lock.acquire(self.study)
         save_version = str(run_params.get("run_id") or run_params.get("session_id") or "")
