@@ -127,3 +127,20 @@ def test_a_second_run_waits_for_the_lock_naming_the_first(tmp_path):
         lock.release()
     out, _ = waiter.communicate(timeout=60)
     assert "acquired" in out
+
+
+def test_the_hook_locks_records_and_pins_and_a_second_run_in_one_process_does_not_wait(tmp_path):
+    from types import SimpleNamespace
+
+    from distillation_studies.run_guard import RunGuardHooks
+
+    hooks = RunGuardHooks()
+    hooks.after_context_created(SimpleNamespace(config_loader={"parameters": {"seeds": [0]}}, project_path=tmp_path, env="tiny"))
+    for save_version in ("2026-01-01T00.00.01.000Z", "2026-01-01T00.00.02.000Z"):  # the first run never released
+        pipeline, catalog = study(tmp_path / "data", save_version)
+        hooks.before_pipeline_run({"run_id": save_version, "only_missing_outputs": False}, pipeline, catalog)
+        assert catalog.get("b")._version == Version(save_version, save_version)
+    assert sorted(manifests(tmp_path / "data" / ".runs" / "tiny")) == ["2026-01-01T00.00.01.000Z", "2026-01-01T00.00.02.000Z"]
+    assert json.loads((tmp_path / "data" / ".runs" / "tiny.lock").read_text())["pid"] == os.getpid()
+    hooks.after_pipeline_run()
+    assert (tmp_path / "data" / ".runs" / "tiny.lock").read_text() == ""
