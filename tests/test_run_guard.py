@@ -144,3 +144,20 @@ def test_the_hook_locks_records_and_pins_and_a_second_run_in_one_process_does_no
     assert json.loads((tmp_path / "data" / ".runs" / "tiny.lock").read_text())["pid"] == os.getpid()
     hooks.after_pipeline_run()
     assert (tmp_path / "data" / ".runs" / "tiny.lock").read_text() == ""
+
+
+def test_resuming_after_a_config_change_says_which_keys_differ(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from distillation_studies.run_guard import RunGuardHooks
+
+    write_manifest(tmp_path / "data" / ".runs" / "tiny", "2026-01-01T00.00.01.000Z", {"student": {"training": {"lr": 0.01}}})
+    hooks = RunGuardHooks()
+    params = {"student": {"training": {"lr": 0.02}}}
+    hooks.after_context_created(SimpleNamespace(config_loader={"parameters": params}, project_path=tmp_path, env="tiny"))
+    pipeline, catalog = study(tmp_path / "data", "2026-01-01T00.00.02.000Z")
+    with caplog.at_level("INFO", logger="distillation_studies.run_guard"):
+        hooks.before_pipeline_run({"run_id": "2026-01-01T00.00.02.000Z", "only_missing_outputs": True}, pipeline, catalog)
+    hooks.after_pipeline_run()
+    assert "Resuming: 0 outputs of earlier runs of this config are reused; 2 are computed by this run" in caplog.text
+    assert "(student.training.lr: 0.01 -> 0.02)" in caplog.text

@@ -238,6 +238,11 @@ class RunGuardHooks:
                 "Resuming: %d outputs of earlier runs of this config are reused; %d are computed by this run",
                 len(pinned.reused), len(pinned.computed),
             )
+            digest = config_hash(self.params)
+            others = [known[v] for v in sorted(known, reverse=True) if known[v].get("config_hash") != digest]
+            if others:  # why the outputs of the newest earlier run of another config are not reused
+                log.info("Not reused: outputs of other configs, e.g. the run of %s (%s)", others[0].get("started"),
+                         differing_keys(self.params, others[0].get("parameters") or {}))
         for name, version in pinned.foreign.items():
             record = known.get(version)
             why = f"a run whose config differs ({differing_keys(self.params, record.get('parameters') or {})})" if record else "a run that recorded no config"
