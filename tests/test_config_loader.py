@@ -98,3 +98,18 @@ def test_each_environment_writes_its_results_under_its_own_paths():
     assert tiny["students.{arm}.seed_{seed}.model"] == "data/06_models/tiny/students/{arm}/seed_{seed}/model.pt"
     shared = {name for name in default if default[name] == tiny[name]}
     assert shared == {"published_reference"}  # an input, read by every CIFAR-100 study
+
+
+def test_a_file_of_more_values_than_omegaconf_reads_is_named(tmp_path):
+    """A 10,000-seed list used to end in OmegaConf's "YAML node expansion exceeds the configured limit"."""
+    from distillation_studies.common.errors import ConfigError
+    from distillation_studies.config_loader import StudyConfigLoader
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "local").mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text("teacher: {seed: 0}\n")
+    seeds = tmp_path / "base" / "parameters_seeds.yml"
+    seeds.write_text("seeds: [" + ", ".join(map(str, range(10_000))) + "]\n")
+    loader = StudyConfigLoader(conf_source=str(tmp_path), base_env="base", default_run_env="local")
+    with pytest.raises(ConfigError, match=rf"^{seeds}: more than 10000 YAML values in one file .* OMEGACONF_MAX_YAML_EXPANDED_NODES="):
+        loader["parameters"]

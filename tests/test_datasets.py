@@ -61,3 +61,79 @@ def test_streamed_splits_are_saved_as_plain_recipes_and_rebuilt(tmp_path):
     assert isinstance(rebuilt, StreamedSplit) and rebuilt.source == split.source and rebuilt.stats == split.stats
     assert torch.equal(rebuilt.indices, split.indices) and torch.equal(rebuilt.labels, split.labels)
     assert torch.equal(loaded["test"]["y"], data["test"]["y"]) and loaded["classes"] == ["a", "b", "c"]
+
+
+# ---- atomic saves: a save that fails half-way leaves no file under the real name ------------------------
+
+VERSION = Version(None, "2026-01-01T00.00.00.000Z")
+
+
+def _files(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_json_save_failing_half_way_leaves_no_file_and_no_version(tmp_path):
+    from distillation_studies.datasets import JSONDataset
+
+    dataset = JSONDataset(filepath=str(tmp_path / "metrics.json"), version=VERSION)
+    with pytest.raises(DatasetError):
+        dataset.save({"written": 1, "unserialisable": object()})  # json.dump has written '{"written": 1, ' by then
+    assert _files(tmp_path) == []
+    assert not dataset.exists()
+
+
+def test_a_failed_save_keeps_the_earlier_version_latest(tmp_path):
+    from distillation_studies.datasets import JSONDataset
+
+    path = str(tmp_path / "metrics.json")
+    JSONDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save({"run": 1})
+    with pytest.raises(DatasetError):
+        JSONDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z")).save({"run": 2, "bad": object()})
+    assert JSONDataset(filepath=path, version=Version(None, None)).load() == {"run": 1}
+
+
+def test_a_plot_folder_failing_on_its_second_figure_leaves_nothing(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from distillation_studies.datasets import MatplotlibDataset
+
+    class Broken:
+        def savefig(self, *args, **kwargs):
+            raise OSError("No space left on device")
+
+    dataset = MatplotlibDataset(filepath=str(tmp_path / "plots"), version=VERSION)
+    with pytest.raises(DatasetError, match="No space left"):
+        dataset.save({"a.png": plt.figure(), "b.png": Broken()})
+    assert _files(tmp_path) == []
+
+
+def test_atomic_saves_write_the_same_files_as_kedro_datasets(tmp_path):
+    import pandas as pd
+    from kedro_datasets.pandas import CSVDataset as PlainCSV
+
+    from distillation_studies.datasets import CSVDataset, TextDataset
+
+    table = pd.DataFrame({"arm": ["kd", "ce"], "acc": [0.5, 0.25]})
+    CSVDataset(filepath=str(tmp_path / "atomic.csv"), version=VERSION, save_args={"index": False}).save(table)
+    PlainCSV(filepath=str(tmp_path / "plain.csv"), version=VERSION, save_args={"index": False}).save(table)
+    atomic = tmp_path / "atomic.csv" / VERSION.save / "atomic.csv"
+    assert atomic.read_bytes() == (tmp_path / "plain.csv" / VERSION.save / "plain.csv").read_bytes()
+    TextDataset(filepath=str(tmp_path / "r.md"), version=VERSION).save("# report")
+    assert _files(tmp_path / "r.md") == [f"{VERSION.save}/r.md"]
+
+
+def test_every_versioned_catalog_entry_saves_atomically():
+    """A new catalog entry of a plain kedro-datasets type would bring back half-written "latest" files."""
+    from pathlib import Path
+
+    import yaml
+
+    from distillation_studies.datasets import AtomicSave, _TorchFileDataset
+    from kedro.io.core import parse_dataset_definition
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    for catalog in conf.glob("*/catalog*.yml"):
+        for name, entry in (yaml.safe_load(catalog.read_text()) or {}).items():
+            if isinstance(entry, dict) and entry.get("versioned"):
+                dataset_class, _ = parse_dataset_definition(dict(entry))
+                assert issubclass(dataset_class, (AtomicSave, _TorchFileDataset)), f"{catalog}: {name} ({entry['type']})"

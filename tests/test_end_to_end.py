@@ -246,8 +246,31 @@ def test_an_interrupted_study_resumes_with_only_missing_outputs(tmp_path):
     assert kd_run in cited
     assert len(cited) == len(ARMS)
 
-    before, (_, runs_before) = versions(tmp_path), mlflow_runs(tmp_path)
-    changed = kedro_run(tmp_path, "--only-missing-outputs", "--params", "methods.kd.temperature=2.0")
-    assert changed.returncode != 0
-    assert "--only-missing-outputs: the saved outputs come from another study config" in changed.stdout + changed.stderr
-    assert versions(tmp_path) == before and len(mlflow_runs(tmp_path)[1]) == len(runs_before)  # nothing started
+
+
+def test_resuming_after_a_config_change_reports_the_current_config(tmp_path):
+    """Run A completes; run B (another student lr) stops after two students; ``--only-missing-outputs``
+    of B reuses B's own teacher and students only (never A's), trains the rest and reports B."""
+    from distillation_studies.run_guard import manifests
+
+    copy_project(tmp_path)
+    assert kedro_run(tmp_path, "--params", "tracking.enabled=false").returncode == 0
+    b = ["--params", "tracking.enabled=false,student.training.lr=0.02"]
+    stopped = kedro_run(tmp_path, "--to-nodes=students.ce.seed_0.distil_student,students.ce.seed_1.distil_student", *b)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    resumed = kedro_run(tmp_path, "--only-missing-outputs", *b)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert "did not match load version" not in log
+    runs = manifests(tmp_path / "data" / ".runs" / "tiny")
+    config = {version: record["parameters"]["student"]["training"]["lr"] for version, record in runs.items()}
+    assert sorted(config.values()) == [0.01, 0.02, 0.02]
+    saved = versions(tmp_path)
+    # B's stopped run trained the teacher and ce's two seeds; the resume reused them and trained the rest
+    stopped_b, resumed_b = sorted(v for v, lr in config.items() if lr == 0.02)
+    assert saved["data/06_models/tiny/teacher/model.pt"][-1] == stopped_b
+    assert saved["data/07_model_output/tiny/students/ce/seed_0/history.json"][-1] == stopped_b
+    assert saved["data/07_model_output/tiny/students/kd/seed_0/metrics.json"][-1] == resumed_b
+    assert "Report: " in log and (tmp_path / "data/08_reporting/tiny/study_report.md" / resumed_b / "study_report.md").is_file()
+    card = load(tmp_path, "protocol_card")
+    assert card["config_hash"] == runs[resumed_b]["config_hash"] != runs[min(config)]["config_hash"]

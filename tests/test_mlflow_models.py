@@ -9,6 +9,7 @@ logged test accuracy back from the *raw* test images, which it normalises nowher
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -51,6 +52,8 @@ try:
 except ImportError:
     project_importable = False
 import numpy as np, mlflow
+from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
+assert MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get() is False  # loaded as the README says: no unpickling
 mlflow.set_tracking_uri(uri)
 raw = np.load(raw_path)
 probabilities = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(raw["x"])
@@ -90,6 +93,7 @@ def test_logged_student_predicts_from_raw_images_without_the_project(study):
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", LOAD_AND_SCORE, site_packages, study["uri"], study["run_id"], study["model_uri"], str(study["raw_path"])],
         cwd=study["root"], capture_output=True, text=True, timeout=900,
+        env={**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     scored = json.loads(result.stdout.strip().splitlines()[-1])

@@ -133,3 +133,33 @@ def test_the_runner_reads_runner_yml_of_the_sessions_environment(tmp_path, monke
     assert settings_from(session_config_loader()) == {"workers": 5, "torch_threads": 1}
     StudyConfigLoader(conf_source=str(tmp_path), **CONFIG_LOADER_ARGS)  # a later session without --env
     assert resolve_settings(settings_from(session_config_loader()), {}).workers == 2
+
+
+def _tls_handshake_without_a_certificate(address: str) -> None:
+    """Open a TLS connection that trusts any server but shows no client certificate, and read from it."""
+    import socket
+    import ssl
+
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((host, int(port)), timeout=10) as raw, context.wrap_socket(raw) as connection:
+        connection.recv(1)  # TLS 1.3: the server's refusal of the missing certificate arrives with the first read
+
+
+def test_the_local_cluster_runs_over_tls_and_refuses_a_client_without_its_certificates():
+    import ssl
+
+    from distributed import Client
+    from distributed.security import Security
+
+    from distillation_studies.runner import DaskSettings, _connect
+
+    with _connect(DaskSettings(workers=1)) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        assert client.submit(sum, [1, 2]).result(timeout=60) == 3  # the runner's own client works
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _tls_handshake_without_a_certificate(address)
+        with pytest.raises((OSError, TimeoutError)):
+            Client(address, security=Security.temporary(), timeout="5s")  # certificates of another cluster

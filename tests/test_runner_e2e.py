@@ -191,7 +191,7 @@ def test_an_interrupted_study_leaves_no_run_running(tmp_path, stop):
     found = runs(tmp_path)
     assert found and all(r.info.status != "RUNNING" for r in found)
     (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
-    assert parent.info.status == "KILLED" and stop.name in parent.data.tags["error"]
+    assert parent.info.status == "KILLED" and parent.data.tags["error"] == f"StudyInterrupted: {stop.name} received: study interrupted"
     assert any(r.info.status == "KILLED" and r.data.tags.get("arm") not in (None, "teacher") for r in found)
 
 
@@ -220,11 +220,37 @@ def test_parallel_runner_stops_at_once_naming_the_project_runner(tmp_path):
     assert not (tmp_path / "data" / "05_model_input").exists()  # stopped before any node
 
 
+def own_versions_report(project: Path, output: str, epochs: int) -> None:
+    """The run of config ``student.training.epochs=<epochs>`` (found by its manifest) built its report from
+    its own arms: the study_histories under its save version hold students of ``epochs`` epochs only."""
+    assert "did not match load version" not in output, output[-3000:]
+    folder = project / "data" / ".runs" / "tiny"
+    records = [json.loads(path.read_text()) for path in folder.glob("*.json")]
+    (record,) = [r for r in records if r["parameters"]["student"]["training"]["epochs"] == epochs]
+    saved = project / "data/08_reporting/tiny/study_histories.json" / record["save_version"] / "study_histories.json"
+    histories = json.loads(saved.read_text())
+    assert set(histories) == ARMS and {len(h["epochs"]) for h in histories.values()} == {epochs}
+
+
+def test_a_dask_run_and_a_sequential_run_of_another_config_each_report_their_own_versions(tmp_path):
+    copy_project(tmp_path)
+    dask = start(tmp_path, DASK)
+    time.sleep(0.2)
+    sequential = start(tmp_path, "--params", "student.training.epochs=1")
+    outputs = [p.communicate(timeout=1500)[0] for p in (dask, sequential)]
+    assert dask.returncode == 0 and sequential.returncode == 0, outputs[0][-3000:] + outputs[1][-3000:]
+    assert sum("Another run of study 'tiny' holds" in out for out in outputs) == 1  # one waited for the other
+    own_versions_report(tmp_path, outputs[0], epochs=2)
+    own_versions_report(tmp_path, outputs[1], epochs=1)
+
+
 def test_two_runs_at_once_in_one_project_keep_the_database_and_every_version(tmp_path):
     copy_project(tmp_path)
     first, second = start(tmp_path), start(tmp_path)
     outputs = [p.communicate(timeout=1500)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs[0][-3000:] + outputs[1][-3000:]
+    assert "did not match load version" not in "".join(outputs)
+    assert sum("Another run of study 'tiny' holds" in out for out in outputs) == 1  # the second waited
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     found = runs(tmp_path)

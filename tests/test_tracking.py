@@ -11,6 +11,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import sqlite3
+
 import pytest
 from mlflow import MlflowClient
 
@@ -80,6 +82,24 @@ def test_a_truncated_database_is_named(tmp_path):
         check_store(f"sqlite:///{tmp_path / 'random.db'}")
 
 
+def test_a_database_with_corrupted_interior_pages_is_named_before_any_work(tmp_path):
+    """Its header and schema page read fine (the check before ``PRAGMA quick_check`` passed it)."""
+    database = tmp_path / "mlflow.db"
+    tracker = StudyTracker(f"sqlite:///{database}", "e", tmp_path)
+    for index in range(20):  # enough rows for tables and indexes spread over many pages
+        tracker.start(f"run-{index}", {f"p{i}": "x" * 50 for i in range(50)}, {}, "v")
+    content = bytearray(database.read_bytes())
+    page = int.from_bytes(content[16:18], "big")
+    pages = len(content) // page
+    middle = (pages // 2) * page
+    content[middle : middle + page] = b"\xff" * page  # one interior page overwritten
+    database.write_bytes(bytes(content))
+    with sqlite3.connect(database) as connection:  # what the old check read still reads
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    with pytest.raises(ConfigError, match=rf"{database}: the MLflow database cannot be read \(.+\); it is truncated, corrupted"):
+        check_store(f"sqlite:///{database}")
+
+
 def test_a_copied_project_does_not_write_into_the_original(tmp_path):
     original, copy = tmp_path / "original", tmp_path / "copy"
     original.mkdir()
@@ -146,7 +166,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_orphans_of_this_config_are_closed_live_runs_are_not(tmp_path):
+def test_orphans_of_any_config_are_closed_live_runs_are_not(tmp_path):
     tracker = _tracker(tmp_path)
     orphan = tracker.start("orphan", {}, {"config_hash": "h"}, "v1")
     child = NestedRun.open(orphan, "kd/seed_0", 0, {})
@@ -156,12 +176,12 @@ def test_orphans_of_this_config_are_closed_live_runs_are_not(tmp_path):
     live = tracker.start("live", {}, {"config_hash": "h"}, "v2")  # this process: alive
     other = tracker.start("other", {}, {"config_hash": "other"}, "v3")
     client.set_tag(other.run_id, "pid", str(_dead_pid()))
-    assert set(tracker.close_orphans("h")) == {orphan.run_id, child.run_id}
+    assert set(tracker.close_orphans()) == {orphan.run_id, child.run_id, other.run_id}
     assert client.get_run(orphan.run_id).info.status == "KILLED"
     assert client.get_run(child.run_id).info.status == "KILLED"
     assert "orphan" in client.get_run(orphan.run_id).data.tags["error"]
     assert client.get_run(live.run_id).info.status == "RUNNING"
-    assert client.get_run(other.run_id).info.status == "RUNNING"  # another config: not this run's business
+    assert client.get_run(other.run_id).info.status == "KILLED"  # another config's orphan: closed all the same
 
 
 def test_ending_a_study_closes_every_run_left_running(tmp_path):

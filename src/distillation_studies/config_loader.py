@@ -32,8 +32,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
 from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
+
+from distillation_studies.common.errors import ConfigError
 
 
 DEFAULT_STUDY = "default"
@@ -58,6 +61,15 @@ class StudyConfigLoader(OmegaConfigLoader):
     def study_name(self) -> str:
         """The folder of this environment's results: its name, or ``default`` for base/local."""
         return DEFAULT_STUDY if self.env in LOCAL_ENVS else str(self.env)
+
+    def _read_dir_configs(self, conf_path: str, patterns, *args: Any, **kwargs: Any) -> dict:
+        """Kedro's reading of one folder's files (Kedro 1.x), with OmegaConf's size limit named by file."""
+        try:
+            return super()._read_dir_configs(conf_path, patterns, *args, **kwargs)
+        except yaml.constructor.ConstructorError as error:
+            if "expansion exceeds" not in str(error):
+                raise
+            raise ConfigError(_too_many_nodes(conf_path, patterns, error)) from None
 
     def _merge_and_resolve(self, key: str, config_per_file: dict) -> dict[str, Any]:
         if key != "parameters" or not self.runtime_params:
@@ -93,6 +105,29 @@ def merge_parameters(
         else:
             merged[key] = value
     return merged
+
+
+def _too_many_nodes(conf_path: str, patterns, error: Exception) -> str:
+    """OmegaConf refuses a YAML file of more than 10,000 values (its guard against alias bombs): name the
+    file, and the two ways out."""
+    found = sorted({str(path) for pattern in patterns for path in Path(conf_path).glob(pattern)})
+    culprit = next((path for path in found if _refused(path)), conf_path)
+    limit = str(error).split("limit of ", 1)[-1].split(".", 1)[0]
+    return (
+        f"{culprit}: more than {limit} YAML values in one file (e.g. a list of 10,000 seeds), which OmegaConf refuses "
+        "as a guard against alias bombs. Shorten the list, or, for a file you wrote, raise the limit: "
+        "OMEGACONF_MAX_YAML_EXPANDED_NODES=<a larger number> kedro run ..."
+    )
+
+
+def _refused(path: str) -> bool:
+    try:
+        OmegaConf.load(path)
+    except yaml.constructor.ConstructorError:
+        return True
+    except Exception:  # noqa: BLE001 - another problem of that file is not the one being named
+        return False
+    return False
 
 
 def session_config_loader() -> StudyConfigLoader:

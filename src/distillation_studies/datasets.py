@@ -1,4 +1,9 @@
-"""Project datasets: models and tensors saved with ``torch.save`` and loaded with ``weights_only=True``.
+"""Project datasets: models and tensors saved with ``torch.save`` and loaded with ``weights_only=True``,
+and the kedro-datasets types the catalog uses, made to save atomically.
+
+Every dataset here writes under a temporary name in the destination folder and renames it into place,
+so a save that fails half-way (a full disk, a value that cannot be serialised) never leaves a file
+under its real name, where Kedro's "latest version" would find it.
 
 A model file holds ``{"spec": ..., "state_dict": ...}``: the spec alone rebuilds the architecture
 (``core.models.build_model``), so a checkpoint never depends on the config that produced it, and
@@ -7,19 +12,22 @@ loading never unpickles arbitrary objects.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from kedro.io.core import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
-from kedro_datasets.text import TextDataset
+from kedro.io.core import AbstractDataset, AbstractVersionedDataset, DatasetError, Version, get_filepath_str
+from kedro_datasets import json as kedro_json, matplotlib as kedro_matplotlib, pandas as kedro_pandas, text as kedro_text
 from torch import nn
 
 from distillation_studies.report.sections import PLOTS_FOLDER
 
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import StreamedSplit, is_recipe
+
+log = logging.getLogger(__name__)
 
 
 def model_payload(model: nn.Module) -> dict[str, Any]:
@@ -131,6 +139,67 @@ def _rebuild_streamed(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _rebuild_streamed(item) for key, item in value.items()}
     return value
+
+
+def staging_path(path: PurePosixPath) -> PurePosixPath:
+    """The temporary name a file is written under, in its own folder: hidden, and never a version's file name."""
+    return path.parent / f".{path.name}.partial"
+
+
+class AtomicSave:
+    """Mixin for a kedro-datasets type: its ``save`` writes to :func:`staging_path`, then renames.
+
+    The type's own ``save`` does the writing, through ``_get_save_path`` (which returns the staging
+    name here); Kedro's checks (a version is never overwritten) still apply to the real name."""
+
+    _fs: Any
+    _protocol: str
+
+    def _get_save_path(self) -> PurePosixPath:
+        return staging_path(PurePosixPath(super()._get_save_path()))
+
+    def save(self, data: Any) -> None:
+        parent = super().save
+        write = getattr(parent, "__wrapped__", None)  # the type's save without Kedro's logging wrapper
+        real = PurePosixPath(super()._get_save_path())  # raises if that version exists already
+        staging, final = (get_filepath_str(path, self._protocol) for path in (staging_path(real), real))
+        try:
+            write(self, data) if write is not None else parent(data)
+            self._fs.mv(staging, final, recursive=True)
+        except BaseException:
+            self._discard(staging)
+            raise
+
+    def _discard(self, staging: str) -> None:
+        """Remove what a failed save wrote, and its version folder if that is left empty."""
+        try:
+            if self._fs.exists(staging):
+                self._fs.rm(staging, recursive=True)
+            folder = str(PurePosixPath(staging).parent)
+            if self._fs.isdir(folder) and not self._fs.ls(folder):
+                self._fs.rmdir(folder)
+        except OSError as error:  # the save's own error is the one to report
+            log.warning("could not remove %s after a failed save: %s", staging, error)
+
+
+class JSONDataset(AtomicSave, kedro_json.JSONDataset):
+    """``json.JSONDataset``, saved atomically."""
+
+
+class CSVDataset(AtomicSave, kedro_pandas.CSVDataset):
+    """``pandas.CSVDataset``, saved atomically."""
+
+
+class ParquetDataset(AtomicSave, kedro_pandas.ParquetDataset):
+    """``pandas.ParquetDataset``, saved atomically."""
+
+
+class MatplotlibDataset(AtomicSave, kedro_matplotlib.MatplotlibDataset):
+    """``matplotlib.MatplotlibDataset`` (one figure, or a folder of them), saved atomically."""
+
+
+class TextDataset(AtomicSave, kedro_text.TextDataset):
+    """``text.TextDataset``, saved atomically."""
 
 
 class MarkdownReportDataset(TextDataset):

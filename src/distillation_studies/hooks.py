@@ -26,6 +26,7 @@ from kedro.framework.hooks import hook_impl
 from distillation_studies.analysis.metrics import SELECTION_METRIC
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
+from distillation_studies.preflight import check_writable, nearest_folder
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
@@ -148,18 +149,19 @@ class StudyHooks:
                 "(settings in conf/base/runner.yml)."
             )
         tracking = parse_dataclass(TrackingConfig, self.params.get("tracking"), "tracking")
-        resuming = bool(run_params.get("only_missing_outputs"))
-        if resuming:
-            self._check_resumable(catalog)
+        resuming = bool(run_params.get("only_missing_outputs"))  # run_guard pinned what is reused
         if not tracking.enabled:
             return
         uri = resolve_uri(tracking.uri, self.project_path)
         check_store(uri)
         tracker = StudyTracker(uri, tracking.experiment, self.project_path)
+        artifacts = tracker.artifact_folder()
+        if artifacts is not None:  # models and reports go there: a full or read-only mlruns/ is named now
+            check_writable({nearest_folder(artifacts)})
         digest = config_hash(self.params)
-        orphans = tracker.close_orphans(digest)
+        orphans = tracker.close_orphans()
         if orphans:
-            log.warning("Closed %d MLflow runs left RUNNING by an earlier, ended run of this config: %s", len(orphans), orphans)
+            log.warning("Closed %d MLflow runs left RUNNING by earlier runs whose process is gone: %s", len(orphans), orphans)
         save_version = str(run_params.get("run_id") or run_params.get("session_id") or "")
         tags = {
             "git_commit": git_commit(self.project_path),
@@ -236,19 +238,6 @@ class StudyHooks:
         study = _study_of(catalog)
         if study is not None:
             _end_study(study, "FAILED", error)
-
-    def _check_resumable(self, catalog) -> None:
-        """``--only-missing-outputs`` reuses saved outputs: refuse, before any work, when they come from
-        a different study config, since the report would mix two studies."""
-        if "protocol_card" not in catalog or not catalog.exists("protocol_card"):
-            return
-        saved, current = catalog.load("protocol_card").get("config_hash"), config_hash(self.params)
-        if saved != current:
-            raise ConfigError(
-                f"--only-missing-outputs: the saved outputs come from another study config (protocol_card "
-                f"config_hash {saved}, this config {current}); resuming would mix two studies. Run without "
-                "--only-missing-outputs to run this config in full, or restore the config of the saved outputs."
-            )
 
 
 def _run_params(arm: ArmDataset, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -405,6 +394,13 @@ def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
 _exit_handlers: dict[str, Any] = {}
 
 
+class StudyInterrupted(Exception):
+    """Why a study ended without finishing: the signal it received (SIGINT, SIGTERM), or an exit without one."""
+
+    def __init__(self, signal_name: str | None) -> None:
+        super().__init__(f"{signal_name} received: study interrupted" if signal_name else "process exited: study interrupted")
+
+
 def _close_on_exit(study: StudyRun) -> None:
     """Make SIGTERM unwind like Ctrl-C, and close the study's open runs as KILLED at interpreter exit if
     the study did not end normally (``on_pipeline_error`` never sees KeyboardInterrupt or SystemExit)."""
@@ -419,7 +415,7 @@ def _close_on_exit(study: StudyRun) -> None:
     def close_if_open() -> None:
         try:
             if study.client().get_run(study.run_id).info.status == "RUNNING":
-                end_study(study, "KILLED", KeyboardInterrupt(f"study interrupted ({received[0] if received else 'process exit'})"))
+                end_study(study, "KILLED", StudyInterrupted(received[0] if received else None))
         except Exception as error:  # exiting anyway: say what is left open
             log.error("Could not close MLflow study run %s: %s", study.run_id, error)
 

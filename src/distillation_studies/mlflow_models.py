@@ -8,7 +8,9 @@ so in any Python with torch and mlflow::
     classes = probabilities.argmax(axis=1)
 
 where ``raw_images`` is a float32 array (N, C, H, W) of the dataset's raw pixels (in [0, 1] for the
-embedded datasets, 0..255 for the torchvision ones). No project code is needed to load or predict.
+embedded datasets, 0..255 for the torchvision ones). No project code is needed to load or predict, and no
+unpickling: load with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`` (the project's sessions set it), so a
+model of another flavor planted in the store cannot run code when loaded. A model is as trusted as its store.
 """
 
 from __future__ import annotations

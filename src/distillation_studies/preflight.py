@@ -28,11 +28,16 @@ def output_folders(pipeline: Any, catalog: Any) -> set[Path]:
         filepath = getattr(dataset, "_filepath", None)
         if filepath is None or getattr(dataset, "_protocol", "file") not in ("file", None):
             continue
-        folder = Path(str(filepath)).absolute()
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        folders.add(folder if folder.is_dir() else folder.parent)
+        folders.add(nearest_folder(Path(str(filepath))))
     return folders
+
+
+def nearest_folder(path: Path) -> Path:
+    """The nearest existing folder at or above ``path``: where its files will be created."""
+    folder = path.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder if folder.is_dir() else folder.parent
 
 
 def check_writable(folders: set[Path], min_free_mb: float = MIN_FREE_MB) -> None:

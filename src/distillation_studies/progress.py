@@ -66,14 +66,15 @@ def arm_name(node_namespace: str | None) -> str:
 
 
 def report_paths(catalog, names: tuple[str, ...] = REPORT_DATASETS) -> list[str]:
-    """Where the saved report files are (the version just written), for the closing lines."""
+    """Where the report files of this run's config are: the version just written, or the one a resumed
+    run reused (``run_guard`` pins both as the version to load); files that do not exist are left out."""
     paths = []
     for name in names:
         try:
             dataset = catalog.get(name)
-            version = dataset.resolve_save_version() if getattr(dataset, "_version", None) is not None else None
-            path = dataset._get_versioned_path(version) if version else dataset._filepath
-            paths.append(str(Path(str(path)).resolve()))
+            path = dataset._get_load_path() if getattr(dataset, "_version", None) is not None else dataset._filepath
+            if Path(str(path)).exists():
+                paths.append(str(Path(str(path)).resolve()))
         except Exception:  # noqa: BLE001 - a display helper never fails a study
             continue
     return paths

@@ -21,11 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from kedro.io.core import get_filepath_str  # noqa: E402
 from kedro_datasets._typing import HTMLPreview, ImagePreview, TablePreview  # noqa: E402
-from kedro_datasets.matplotlib import MatplotlibDataset  # noqa: E402
-from kedro_datasets.pandas import CSVDataset  # noqa: E402
-from kedro_datasets.text import TextDataset  # noqa: E402
 
 from distillation_studies import datasets  # noqa: E402
+from distillation_studies.datasets import CSVDataset, MatplotlibDataset, TextDataset  # noqa: E402 - atomic saves
 from distillation_studies.report.sections import cost_rows, noise_rows  # noqa: E402
 from distillation_studies.report.html import markdown_to_html  # noqa: E402
 

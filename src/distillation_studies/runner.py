@@ -258,8 +258,14 @@ def _connect(settings: DaskSettings) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if settings.address:
+        if not settings.address.startswith("tls://"):
+            log.warning(
+                "runner.dask.address %s is not TLS: whoever reaches that port can run any code as the workers' user. "
+                "Use a tls:// scheduler with certificates (distributed.comm.tls in Dask's config; README, Cluster).",
+                settings.address,
+            )
         try:
-            client = Client(settings.address, timeout="30s")
+            client = Client(settings.address, timeout="30s")  # TLS credentials from Dask's config (distributed.comm.tls)
         except OSError as error:
             raise ConfigError(
                 f"runner.dask.address (or DASK_SCHEDULER_ADDRESS): no Dask scheduler at {settings.address}: {error}"
@@ -274,6 +280,9 @@ def _connect(settings: DaskSettings) -> Iterator[Any]:
         host="127.0.0.1",
         dashboard_address=":8787" if settings.dashboard else None,
         preload=[__name__],  # workers import the project while the driver prepares the data
+        # TLS with certificates made for this cluster alone: a process that does not hold them (another user
+        # of this machine, anything reaching the ports) is refused, and cannot run code in the workers.
+        security=local_security(),
     )
     with dask.config.set({"distributed.scheduler.allowed-failures": settings.allowed_failures}):
         if settings.gpus_per_worker:
@@ -286,8 +295,18 @@ def _connect(settings: DaskSettings) -> Iterator[Any]:
             cluster = LocalCUDACluster(**{k: v for k, v in options.items() if k != "processes"})
         else:
             cluster = LocalCluster(**options)
-    with cluster, Client(cluster) as client:
+    with cluster, Client(cluster, security=options["security"]) as client:
         yield client
+
+
+def local_security() -> Any:
+    """Temporary TLS credentials (CA, certificate and key held in memory) for a local cluster and its client."""
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError as error:  # distributed makes them with the cryptography package
+        raise ConfigError("the local Dask cluster runs over TLS, which needs the cryptography package (pip install cryptography)") from error
 
 
 def _task_catalog(catalog, nodes: list[Node]) -> DataCatalog:

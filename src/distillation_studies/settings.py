@@ -6,10 +6,12 @@ from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.hooks import StudyHooks
 from distillation_studies.preflight import DataFolderHooks
 from distillation_studies.progress import ProgressHooks
+from distillation_studies.run_guard import RunGuardHooks
 
-# Pluggy calls the last-registered hook first: DataFolderHooks checks the output folders before the
-# tracking hook opens an MLflow run.
-HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks())
+# Pluggy calls the last-registered hook first: RunGuardHooks takes the environment's lock and pins the
+# versions every dataset loads, then DataFolderHooks checks the output folders, before the tracking hook
+# opens an MLflow run.
+HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks(), RunGuardHooks())
 CONFIG_LOADER_CLASS = StudyConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -17,7 +19,13 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {"runner": ["runner*", "runner*/**"]},
 }
 
+import os
 import warnings
+
+# A logged model is as trusted as the store it comes from: every project session (kedro run, kedro jupyter,
+# the notebooks) refuses to unpickle MLflow models unless the user chose otherwise. The project's own
+# models (torch.export programs, checkpoints read with weights_only=True) need no unpickling.
+os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
 # Kedro's own config loader calls an OmegaConf API that OmegaConf has deprecated; not actionable here.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)

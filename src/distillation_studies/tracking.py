@@ -122,12 +122,16 @@ def check_store(uri: str) -> None:
     try:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
             connection.execute("PRAGMA schema_version").fetchone()
-            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            # Reads every page: a database with corrupted interior pages opens fine and fails mid-study.
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)").fetchall()]
     except sqlite3.DatabaseError as error:
+        problems = [str(error)]
+    if problems != ["ok"]:
         raise ConfigError(
-            f"{database}: the MLflow database cannot be read ({error}); it is truncated or not an SQLite file. "
-            "Move it aside (nothing else in the project depends on it) to start a new one, or set tracking.uri"
-        ) from error
+            f"{database}: the MLflow database cannot be read ({' '.join('; '.join(problems).split())[:500]}); it is truncated, corrupted "
+            "or not an SQLite file. Move it aside (nothing else in the project depends on it) to start a new one, "
+            "or set tracking.uri"
+        )
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,11 @@ class StudyTracker:
         self.experiment_id = found.experiment_id
         _check_artifacts_belong_here(found.artifact_location, project_path, experiment, uri)
 
+    def artifact_folder(self) -> Path | None:
+        """The local folder the experiment's artifacts go to (``mlruns/<experiment>``), None for a remote store."""
+        location = self.client.get_experiment(self.experiment_id).artifact_location
+        return Path(urlparse(location).path) if location.startswith("file:") else None
+
     def start(self, name: str, params: dict[str, Any], tags: dict[str, str], save_version: str) -> StudyRun:
         commit = tags.get("git_commit", "")
         run_tags = {**tags, **source_tags(commit), **_process_tags(), "role": "study"}
@@ -223,13 +232,12 @@ class StudyTracker:
         _log_batch(self.client, run.info.run_id, params=_params(flatten(params)))
         return StudyRun(self.uri, self.experiment_id, run.info.run_id, tags.get("config_hash", ""), save_version, commit)
 
-    def close_orphans(self, config_hash: str) -> list[str]:
-        """Close, as KILLED, the RUNNING study runs of this config whose process is gone, and their
-        RUNNING nested runs. Runs written from another host are left alone (their process cannot be seen)."""
+    def close_orphans(self) -> list[str]:
+        """Close, as KILLED, the RUNNING study runs of the experiment (any config) whose process is gone, and
+        their RUNNING nested runs. Runs written from another host are left alone (their process cannot be seen)."""
         closed = []
-        for parent in self.client.search_runs(
-            [self.experiment_id], f"tags.config_hash = '{config_hash}' and attributes.status = 'RUNNING' and tags.role = 'study'"
-        ):
+        query = "attributes.status = 'RUNNING' and tags.role = 'study'"
+        for parent in self.client.search_runs([self.experiment_id], query, max_results=SEARCH_LIMIT):
             if not _process_is_gone(parent.data.tags):
                 continue
             reason = f"orphan: process {parent.data.tags.get('pid')} on {parent.data.tags.get('host')} ended without closing it"

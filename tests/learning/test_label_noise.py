@@ -61,3 +61,19 @@ def test_transfer_mask_marks_the_samples_the_label_subset_keeps():
     subset = stratified_subset(split, 0.1, seed=3)
     assert int(mask.sum()) == 30 and torch.equal(split["x"][mask], subset["x"])
     assert labelled_mask(split, 1.0, seed=3).all()
+
+
+@pytest.mark.parametrize(
+    "fraction, message",
+    [
+        (0.001, r"grid\.label_fractions: 0\.001 of the 1000 training images keeps 1, fewer than the 10 classes .* use a fraction at least 0\.01,"),
+        (0.9999, r"grid\.label_fractions: 0\.9999 of the 1000 training images leaves unlabelled 1, fewer than the 10 classes .* at most 0\.99,"),
+    ],
+)
+def test_a_label_fraction_too_small_or_too_large_for_the_classes_is_named(fraction, message):
+    """Fractions that used to end in sklearn's "train_size = 1 should be greater or equal to the number of classes"."""
+    split = {"x": torch.zeros(1000, 1), "y": torch.arange(1000) % 10}
+    for select in (stratified_subset, labelled_mask):
+        with pytest.raises(ConfigError, match=message):
+            select(split, fraction, 0)
+    assert int(labelled_mask(split, 0.01, 0).sum()) == 10  # the bound itself works: one image per class

@@ -129,6 +129,18 @@ def test_outputs_folders_are_checked_before_the_run(tmp_path):
         check_writable({blocked})
 
 
+def test_the_mlflow_artifact_folder_is_checked_by_its_path(tmp_path):
+    """A full mlruns/ used to fail mid-study without a path; the tracking hook checks it before any work."""
+    from distillation_studies.preflight import nearest_folder
+    from distillation_studies.tracking import StudyTracker
+
+    folder = StudyTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "e", tmp_path).artifact_folder()
+    assert folder == tmp_path / "mlruns" / "e" and nearest_folder(folder) == tmp_path
+    folder.mkdir(parents=True)  # after a first run
+    with pytest.raises(ConfigError, match=rf"^{folder}: only .* MiB free, below the .* MiB a run needs"):
+        check_writable({nearest_folder(folder)}, min_free_mb=1e15)  # as full as a disk can be, for this check
+
+
 # --- image folders ----------------------------------------------------------------------------------
 
 

@@ -153,3 +153,25 @@ def test_a_real_method_diverges_with_a_huge_weight():
     method = build_method("fitnet", config, student, teacher, 32)
     with pytest.raises(DivergenceError, match=r"fitnet/seed_0 \(seed 0\) epoch 1: non-finite loss .*hint"):
         train(student, method, data, data, TrainConfig(epochs=3, batch_size=8), seed=0, teacher=teacher, label="fitnet/seed_0")
+
+
+def _digits_study(lr: float):
+    from distillation_studies.learning import data
+    from distillation_studies.pipelines.data_processing.nodes import split_images
+    from distillation_studies.study.schema import DataConfig, parse_model_section
+
+    config = DataConfig(dataset="digits", val_fraction=0.1, test_fraction=0.2, split_seed=0, normalisation="train")
+    model_input, summary = split_images(data.load_embedded("digits"), config)
+    teacher = {"seed": 0, "model": {"name": "mlp", "hidden": [16]}, "training": {"epochs": 2, "batch_size": 128, "lr": lr}}
+    return model_input, summary, parse_model_section(teacher, "teacher", summary)
+
+
+def test_a_teacher_at_chance_stops_the_study_naming_it():
+    """teacher.training.lr=1e6 used to give a teacher at chance (test accuracy 0.097) that every student learnt from."""
+    from distillation_studies.common.errors import ConfigError
+    from distillation_studies.pipelines.teacher.nodes import train_teacher
+
+    with pytest.raises(ConfigError, match=r"^teacher\.training: the teacher is unusable \((loss exploded|never beat chance): .*before any student trains"):
+        train_teacher(*_digits_study(lr=1e6))
+    model, _, history = train_teacher(*_digits_study(lr=0.01))  # a sane teacher passes the same checks
+    assert history["summary"]["best_val_accuracy"] > 0.5

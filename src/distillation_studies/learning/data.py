@@ -309,9 +309,24 @@ def stratified_subset(split: Split, fraction: float, seed: int) -> Split:
     """A class-balanced ``fraction`` of a split (the labelled data a student may use), reproducible."""
     if fraction >= 1.0:
         return split
-    labels = labels_of(split).numpy()
-    keep, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels, random_state=seed)
-    return _select(split, torch.from_numpy(np.sort(keep)))
+    return _select(split, torch.from_numpy(_stratified_keep(labels_of(split).numpy(), fraction, seed)))
+
+
+def _stratified_keep(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted positions of a stratified ``fraction`` of ``labels``; a ConfigError naming
+    ``grid.label_fractions`` when the kept part or the rest would hold fewer images than there are classes."""
+    size, classes = len(labels), len(np.unique(labels))
+    kept = int(np.floor(fraction * size))  # what train_test_split keeps for a float train_size
+    for part, count, bound in (("keeps", kept, "at least"), ("leaves unlabelled", size - kept, "at most")):
+        if count < classes:
+            limit = classes / size if part == "keeps" else 1 - classes / size
+            raise ConfigError(
+                f"grid.label_fractions: {fraction:g} of the {size} training images {part} {count}, fewer than the "
+                f"{classes} classes (a stratified split needs one image per class on each side); use a fraction "
+                f"{bound} {limit:.4g}, or 1.0 for all labels"
+            )
+    keep, _ = train_test_split(np.arange(size), train_size=fraction, stratify=labels, random_state=seed)
+    return np.sort(keep)
 
 
 # --- Data size and quality as study factors: transfer-set masks and label noise ---------------------------
@@ -327,9 +342,7 @@ def labelled_mask(split: Split, fraction: float, seed: int) -> Tensor:
     mask = torch.zeros(size, dtype=torch.bool)
     if fraction >= 1.0:
         return mask.fill_(True)
-    labels = labels_of(split).numpy()
-    keep, _ = train_test_split(np.arange(size), train_size=fraction, stratify=labels, random_state=seed)
-    mask[torch.from_numpy(np.sort(keep))] = True
+    mask[torch.from_numpy(_stratified_keep(labels_of(split).numpy(), fraction, seed))] = True
     return mask
 
 

@@ -14,6 +14,7 @@ from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import ModelSection
 from distillation_studies.learning.checkpoints import load_weights
+from distillation_studies.learning.divergence import chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.tracking import epoch_logger
@@ -59,10 +60,22 @@ def train_teacher(model_input: dict, data_summary: dict, teacher: ModelSection) 
         model, method, model_input["train"], model_input["val"], teacher.training, teacher.seed, label="teacher",
         on_epoch=epoch_logger("teacher"),
     )
+    check_teacher(failure_reason(result.history, chance_accuracy(labels_of(model_input["val"]))), "teacher.training")
     last = build_model(teacher.spec)
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)
     return model, last, history_record(result, {"seed": teacher.seed, "model": teacher.spec})
+
+
+def check_teacher(failure: str | None, key: str) -> None:
+    """A teacher that exploded or never beat chance stops the study before any student trains: every
+    student would learn from it, and the study would compare methods of distilling noise. (A non-finite
+    loss already stops it, with the training loop's DivergenceError naming the teacher.)"""
+    if failure:
+        raise ConfigError(
+            f"{key}: the teacher is unusable ({failure}); the study stops before any student trains. "
+            "Fix the teacher's settings (teacher.training, teacher.model) or its checkpoint and rerun."
+        )
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -122,6 +135,9 @@ def budget_rule(training: dict[str, Any]) -> str:
 def _imported_teacher(model: nn.Module, path: str, val: dict, seed: int) -> tuple[nn.Module, nn.Module, dict]:
     load_weights(model, path)
     val_accuracy = accuracy(predict(model, val).logits, labels_of(val))
+    chance = chance_accuracy(labels_of(val))
+    if val_accuracy <= chance:
+        check_teacher(f"never beat chance: validation accuracy {val_accuracy:.4f} <= {chance:.4f}, the majority-class share", "teacher.checkpoint")
     summary = {"best_epoch": 0, "wall_time_s": 0.0, "method_parameters": 0, "best_val_accuracy": val_accuracy}
     summary |= {"optimizer_steps": 0, "samples_seen": 0}  # trained elsewhere: no budget spent here
     return model, model, {"epochs": [], "summary": {**summary, "seed": seed, "model": model.spec, "imported_from": path}}
