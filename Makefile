@@ -18,7 +18,7 @@ run: install
 	$(BIN)/kedro run
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2   # two processes: the e2e tests are mostly waiting on subprocesses
 
 viz: install
 	$(BIN)/kedro viz run
