@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from distillation_studies.learning.methods import build_method, parse_method_config
-from distillation_studies.learning.methods.base import Batch, DistillationMethod
+from distillation_studies.learning.methods.base import Batch, DistillationMethod, ModelOutputs
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.learning.training import forward_with_features, predict
 
@@ -87,3 +87,13 @@ def hand_smoothed_ce(logits: list[list[float]], labels: list[int], eps: float) -
         log_p = [v - log_total for v in row]
         total += -(1 - eps) * log_p[y] - eps * sum(log_p) / len(row)
     return total / len(labels)
+
+
+def run_on_logits(method: DistillationMethod, student: list, teacher: list, labels: list[int]) -> dict[str, torch.Tensor]:
+    """A logit method's terms on hand-written float64 logits (inputs unused, indices 0..n-1)."""
+    batch = Batch(torch.zeros(len(labels), 1), torch.tensor(labels), torch.arange(len(labels)))
+    return method(
+        ModelOutputs(torch.tensor(student, dtype=torch.float64)),
+        ModelOutputs(torch.tensor(teacher, dtype=torch.float64)),
+        batch,
+    )

@@ -11,7 +11,7 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS, parse_method_config
 from distillation_studies.learning.methods.base import Batch, MethodSetup, ModelOutputs
 from distillation_studies.learning.methods.dist import DIST
-from tests.method_checks import assert_gradients_flow, hand_smoothed_ce, hand_zscore, tiny_cnn
+from tests.method_checks import assert_gradients_flow, hand_smoothed_ce, hand_zscore, tiny_cnn, run_on_logits
 
 STUDENT = [[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 2.0, 0.5], [3.0, 0.0, 0.0, 1.0]]
 TEACHER = [[4.0, 0.0, 1.0, -2.0], [0.5, 0.5, 1.5, 3.0], [6.0, -1.0, 2.0, 0.0]]
@@ -46,12 +46,7 @@ def _dist(**settings) -> DIST:
 
 
 def _run(method, student=STUDENT, teacher=TEACHER, labels=LABELS):
-    batch = Batch(torch.zeros(len(labels), 1), torch.tensor(labels), torch.arange(len(labels)))
-    return method(
-        ModelOutputs(torch.tensor(student, dtype=torch.float64)),
-        ModelOutputs(torch.tensor(teacher, dtype=torch.float64)),
-        batch,
-    )
+    return run_on_logits(method, student, teacher, labels)
 
 
 def test_registered_with_defaults():
