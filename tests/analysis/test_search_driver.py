@@ -216,6 +216,19 @@ def test_race_look_and_level_by_hand():
     assert race_look({"p": {0: 0.5, 1: 0.7}, "q": {0: 0.7, 1: 0.5}}, 0.05)[0] == "p"
 
 
+def test_the_same_count_of_validation_images_on_every_seed_is_no_evidence_even_in_float32():
+    """Seen in a real search_tiny run: fitnet one image (of 180) behind ce on both seeds. The float32
+    accuracies make the two differences 1e-7 apart, which a t-test reads as a near-zero variance and a
+    p far below any level; it is the same count, so the arm stays in the race."""
+    import numpy as np
+
+    f32 = lambda count: float(np.float32(count / 180))  # what accuracy(...).item() returns
+    scores = {"ce": {0: f32(119), 1: f32(138)}, "fitnet": {0: f32(118), 1: f32(137)}}
+    differences = [scores["fitnet"][s] - scores["ce"][s] for s in (0, 1)]
+    assert differences[0] != differences[1]  # the float32 rounding the rule must see through
+    assert race_look(scores, 0.0125) == ("ce", {})
+
+
 def test_a_lucky_early_lead_does_not_eliminate_the_true_best_arm():
     # "best" is truly better, but "lucky" leads on the first two seeds by 0.05 and 0.045.
     scores = {"best": [0.80, 0.81, 0.91, 0.91, 0.90], "lucky": [0.85, 0.855, 0.80, 0.79, 0.81]}
