@@ -39,7 +39,7 @@ FINALISTS = {
 
 def test_search_section_says_spend_finalists_and_why_each_trial_left():
     markdown, figures = search_section(TRIALS, EVENTS, FINALISTS)
-    assert "The search trained **14 student epochs** (140 optimiser steps, 10 s of training) of its budget of 20" in markdown
+    assert "The search trained **14 student epochs** (140 optimiser steps, 10.0 s of training) of its budget of 20" in markdown
     assert "costs 12 epochs: the search used **117%** of the grid's compute" in markdown  # 14 / 12
     assert "fresh seeds 100, 101: kd__t1 (temperature=4)." in markdown
     assert "| kd__t0  | temperature=2 | rung at 1 epochs, 1 seed(s) | stopped early: not among its method's best 1/eta at this rung" in markdown

@@ -37,7 +37,7 @@ def _spend_sentence(finalists: dict[str, Any]) -> str:
     cost = search_cost(finalists)
     return (
         f"The search trained **{cost.epochs:g} student epochs** ({human(cost.optimizer_steps)} optimiser steps, "
-        f"{cost.train_seconds:.0f} s of training) of its budget of {cost.budget_epochs:g}; the full grid it replaces, every "
+        f"{cost.train_seconds:.1f} s of training) of its budget of {cost.budget_epochs:g}; the full grid it replaces, every "
         f"trial trained for {finalists['rungs'][-1]} epochs on every race seed, costs {cost.grid_epochs:g} epochs: "
         f"the search used **{100 * cost.fraction_of_grid:.0f}%** of the grid's compute. It selected on validation "
         "accuracy only; the comparison above reads the confirmation runs alone."
@@ -62,7 +62,7 @@ def _methods_table(trials: pd.DataFrame) -> str:
             "jobs": row["jobs"],
             "epochs": row["epochs"],
             "optimiser steps": human(row["optimizer_steps"]),
-            "training s": f"{row['train_seconds']:.0f}",
+            "training s": f"{row['train_seconds']:.1f}",
             "best validation accuracy, %": "–" if math.isnan(row["best_val_accuracy"]) else f"{100 * row['best_val_accuracy']:.2f}",
         }
         for _, row in method_spend(trials).iterrows()
