@@ -261,7 +261,7 @@ def test_cifar100_benchmark_envs_validate(env, teacher, student, dkd_beta):
     assert study.teacher_spec["num_classes"] == 100 and study.teacher_spec["in_shape"] == [3, 32, 32]
     assert [e.key for e in study.methods] == [
         "ce", "kd", "fitnet", "at", "rkd", "pkt", "sp", "cc", "vid", "crd", "crd_kd", "dkd", "dist", "reviewkd",
-        "ickd", "wttm", "ab",
+        "ickd", "wttm", "ab", "skd",
     ]
     assert study.seeds == (0, 1, 2)
     by_key = {e.key: e.config for e in study.methods}
@@ -269,6 +269,10 @@ def test_cifar100_benchmark_envs_validate(env, teacher, student, dkd_beta):
     # the authors' published settings (issue 24): DIST's CIFAR run, ICKD's weight, AB's 30 init epochs
     assert (by_key["dist"].tau, by_key["dist"].beta, by_key["dist"].gamma) == (4.0, 2.0, 2.0)
     assert (by_key["ickd"].weight, by_key["ab"].init_epochs, by_key["fitnet"].regressor) == (2.5, 30, "published")
+    # SKD: the authors' note for resnet32x4 -> resnet8x4 (CE 0.5, KD 0.5), their class defaults for the wrn pair
+    skd = by_key["skd"]
+    assert (skd.temperature, skd.tikhonov) == (4.0, 0.1)
+    assert (skd.ce_weight, skd.kd_weight) == ((0.5, 0.5) if teacher == "resnet32x4" else (0.1, 0.9))
     for training in (study.teacher_training, study.student_training):
         assert (training.epochs, training.batch_size, training.optimizer) == (240, 64, "sgd")
         assert (training.lr, training.momentum, training.weight_decay) == (0.05, 0.9, 0.0005)
