@@ -99,6 +99,26 @@ def test_a_corrupt_latest_version_names_file_version_and_how_to_resume(tmp_path)
     assert _same_weights(TorchModelDataset(path, version=Version(V1, None)).load(), first)  # --load-versions
 
 
+def test_in_a_run_the_corrupt_version_message_names_the_dataset(tmp_path):
+    """The run guard tells each torch dataset its catalog name: the advice is a command to paste."""
+    from types import SimpleNamespace
+
+    from distillation_studies.run_guard import RunGuardHooks
+
+    path, _, _ = _save_two_versions(tmp_path)
+    latest = tmp_path / "model.pt" / V2 / "model.pt"
+    latest.write_bytes(latest.read_bytes()[:200])
+    catalog = DataCatalog(datasets={"teacher_model": TorchModelDataset(path, version=Version(None, None))})
+    pipeline = Pipeline([node(lambda model: None, "teacher_model", None, name="evaluate")])
+    hooks = RunGuardHooks()
+    hooks.after_context_created(SimpleNamespace(config_loader={"parameters": {}}, project_path=tmp_path, env="tiny"))
+    hooks.before_pipeline_run({"run_id": "2026-01-03T00.00.00.000Z", "only_missing_outputs": False}, pipeline, catalog)
+    hooks.after_pipeline_run()
+    with pytest.raises(DatasetError) as caught:
+        catalog.load("teacher_model")
+    assert f"rerun with --load-versions=teacher_model:{V1}, or move" in str(caught.value)
+
+
 def test_a_full_disk_leaves_no_half_written_latest(tmp_path, monkeypatch):
     path, _, second = _save_two_versions(tmp_path)
 
