@@ -24,6 +24,7 @@ from torch import nn
 
 from distillation_studies.report.sections import PLOTS_FOLDER
 
+from distillation_studies.learning.checkpoints import load_failure
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import StreamedSplit, is_recipe
 
@@ -97,7 +98,7 @@ def corrupt_version_message(path: Path, error: Exception, name: str | None = Non
     older = sorted(
         d.name for d in version_dir.parent.iterdir() if d.name < version_dir.name and (d / path.name).is_file()
     ) if version_dir.parent.is_dir() else []
-    message = f"cannot read {path} (version {version_dir.name}): {type(error).__name__}: {str(error).rstrip('.')}."
+    message = f"cannot read {path} (version {version_dir.name}): {load_failure(error)}."
     if not older:
         return message + " No earlier version exists: rerun the node that produces it."
     # Out of the versions folder: Kedro takes the latest name there that holds the file.
