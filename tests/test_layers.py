@@ -26,7 +26,8 @@ LAYERS: dict[str, tuple[set[str], set[str]]] = {
     "learning": ({"common"}, {"torch", "torchvision", "numpy", "sklearn", "PIL", "mlxtend"}),
     "analysis": ({"common"}, {"numpy", "pandas", "scipy"}),
     "report": ({"common", "analysis"}, {"numpy", "pandas", "matplotlib", "tabulate"}),
-    "study": ({"common", "learning", "analysis"}, {"numpy"}),
+    # psutil: validation compares each model's weights with the host's free memory before building it.
+    "study": ({"common", "learning", "analysis"}, {"numpy", "psutil"}),
 }
 SHELL_FILES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in LAYERS)
 

@@ -3,7 +3,9 @@ runs found by their tags, and several processes writing one SQLite database at o
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -98,6 +100,48 @@ def test_a_database_with_corrupted_interior_pages_is_named_before_any_work(tmp_p
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     with pytest.raises(ConfigError, match=rf"{database}: the MLflow database cannot be read \(.+\); it is truncated, corrupted"):
         check_store(f"sqlite:///{database}")
+
+
+def _make_read_only(path: Path, monkeypatch) -> None:
+    """chmod ``path`` read-only. Root ignores permission bits, so when the tests run as root the kernel's
+    refusal is emulated: ``os.open`` for writing at or under ``path`` fails with EACCES, as it would for
+    any other user (and as it does for root on a read-only mount)."""
+    path.chmod(0o555 if path.is_dir() else 0o444)
+    if os.geteuid() != 0:
+        return
+    real_open = os.open
+
+    def refusing_open(target, flags, *args, **kwargs):
+        resolved = Path(target).absolute()
+        if flags & (os.O_WRONLY | os.O_RDWR) and (resolved == path or path in resolved.parents):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+        return real_open(target, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+
+
+@pytest.mark.parametrize("read_only", ["folder", "database"])
+def test_a_read_only_store_is_named_before_any_work(tmp_path, monkeypatch, read_only):
+    """Used to fail after ~110 s of MLflow retries with only ``unable to open database file``."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    database = folder / "mlflow.db"
+    uri = f"sqlite:///{database}"
+    StudyTracker(uri, "e", folder)
+    check_store(uri)  # writable: passes, and leaves nothing behind
+    assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+    _make_read_only(folder if read_only == "folder" else database, monkeypatch)
+    try:
+        what = f"the folder {folder}" if read_only == "folder" else f"the MLflow database {database}"
+        with pytest.raises(ConfigError) as raised:
+            check_store(uri)
+        assert str(raised.value) == (
+            f"tracking.uri: {uri!r}: {what} is not writable (Permission denied); make it writable, "
+            "point tracking.uri elsewhere, or set tracking.enabled: false"
+        )
+        assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db", "mlflow.db.lock"]  # no probe left
+    finally:
+        folder.chmod(0o755), database.chmod(0o644)
 
 
 def test_a_copied_project_does_not_write_into_the_original(tmp_path):

@@ -24,6 +24,7 @@ from torch import nn
 
 from distillation_studies.report.sections import PLOTS_FOLDER
 
+from distillation_studies.learning.checkpoints import load_failure
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import StreamedSplit, is_recipe
 
@@ -43,6 +44,7 @@ class _TorchFileDataset(AbstractVersionedDataset):
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
         super().__init__(PurePosixPath(filepath), version)
         self.metadata = metadata
+        self.catalog_name: str | None = None  # set by name_datasets: Kedro builds a dataset without its name
 
     def _read(self) -> Any:
         path = Path(self._get_load_path())
@@ -51,7 +53,7 @@ class _TorchFileDataset(AbstractVersionedDataset):
         except FileNotFoundError:
             raise
         except Exception as error:  # corrupt or foreign file: name it, and how to resume without it
-            raise DatasetError(corrupt_version_message(path, error)) from error
+            raise DatasetError(corrupt_version_message(path, error, self.catalog_name)) from error
 
     def _write(self, payload: Any) -> None:
         path = Path(self._get_save_path())
@@ -79,21 +81,31 @@ class _TorchFileDataset(AbstractVersionedDataset):
         return {"filepath": str(self._filepath), "version": self._version}
 
 
-def corrupt_version_message(path: Path, error: Exception) -> str:
+def name_datasets(catalog: Any, names: set[str]) -> None:
+    """Tell each torch file dataset among ``names`` its catalog name, so that an unreadable version's
+    message gives the exact ``--load-versions=<name>:<version>`` to resume with."""
+    for name in names:
+        dataset = catalog.get(name, fallback_to_runtime_pattern=True)
+        if isinstance(dataset, _TorchFileDataset):
+            dataset.catalog_name = name
+
+
+def corrupt_version_message(path: Path, error: Exception, name: str | None = None) -> str:
     """What a resumed run says about an unreadable saved version: the file, its version, and how to
-    resume from the version before it (``--load-versions`` or moving the broken version aside)."""
+    resume from the version before it (``--load-versions`` or moving the broken version aside).
+    ``name`` is the dataset's catalog name, unknown (a placeholder) when loaded outside a run."""
     version_dir = path.parent
     older = sorted(
         d.name for d in version_dir.parent.iterdir() if d.name < version_dir.name and (d / path.name).is_file()
     ) if version_dir.parent.is_dir() else []
-    message = f"cannot read {path} (version {version_dir.name}): {type(error).__name__}: {str(error).rstrip('.')}."
+    message = f"cannot read {path} (version {version_dir.name}): {load_failure(error)}."
     if not older:
         return message + " No earlier version exists: rerun the node that produces it."
     # Out of the versions folder: Kedro takes the latest name there that holds the file.
     aside = version_dir.parent.with_name(f"{version_dir.parent.name}.corrupt-{version_dir.name}")
     return (
         f"{message} To resume from the previous version {older[-1]}, rerun with "
-        f"--load-versions=<this dataset>:{older[-1]}, or move the broken version out of the way "
+        f"--load-versions={name or '<this dataset>'}:{older[-1]}, or move the broken version out of the way "
         f"(mv '{version_dir}' '{aside}') so that Kedro's latest is {older[-1]}."
     )
 

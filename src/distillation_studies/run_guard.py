@@ -32,6 +32,7 @@ from kedro.io.core import AbstractVersionedDataset, Version
 from kedro.runner.runner import _build_node_children_map, _determine_nodes_to_run
 
 from distillation_studies.config_loader import DEFAULT_STUDY, LOCAL_ENVS
+from distillation_studies.datasets import name_datasets
 from distillation_studies.provenance import config_hash
 from distillation_studies.tracking import flatten
 
@@ -230,6 +231,7 @@ class RunGuardHooks:
         write_manifest(folder, save_version, self.params)
         resuming = bool(run_params.get("only_missing_outputs"))
         pinned = pin_versions(pipeline, catalog, save_version, own, resuming, set(run_params.get("load_versions") or {}))
+        name_datasets(catalog, pipeline.datasets())  # a corrupt version's message then names its dataset
         self._report(pinned, known, resuming)
 
     def _report(self, pinned: Pinned, known: dict[str, dict[str, Any]], resuming: bool) -> None:

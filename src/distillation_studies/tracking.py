@@ -117,6 +117,7 @@ def check_store(uri: str) -> None:
         return
     if not database.parent.is_dir():
         raise ConfigError(f"tracking.uri: {uri!r}: the folder {database.parent} does not exist")
+    check_store_writable(database, uri)
     if not database.exists():
         return
     try:
@@ -132,6 +133,27 @@ def check_store(uri: str) -> None:
             "or not an SQLite file. Move it aside (nothing else in the project depends on it) to start a new one, "
             "or set tracking.uri"
         )
+
+
+def check_store_writable(database: Path, uri: str) -> None:
+    """The SQLite file (when it exists) and its folder (SQLite writes its journal and MLflow its lock
+    there) must take writes: otherwise MLflow retries for about two minutes, then says only
+    ``unable to open database file``. Probed by opening, never by permission bits (root ignores them)."""
+    probe = database.parent / f".{database.name}.write_check_{os.getpid()}"
+    _open_for_writing(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, f"the folder {database.parent}", uri)
+    probe.unlink()
+    if database.exists():
+        _open_for_writing(database, os.O_RDWR, f"the MLflow database {database}", uri)
+
+
+def _open_for_writing(path: Path, flags: int, what: str, uri: str) -> None:
+    try:
+        os.close(os.open(path, flags))
+    except OSError as error:
+        raise ConfigError(
+            f"tracking.uri: {uri!r}: {what} is not writable ({error.strerror or error}); make it writable, "
+            "point tracking.uri elsewhere, or set tracking.enabled: false"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -61,9 +62,35 @@ def test_a_pickle_that_would_run_code_is_never_unpickled(tmp_path, writer):
         torch.save(payload, path)
     else:
         path.write_bytes(pickle.dumps(payload))
-    with pytest.raises(DataError, match=rf"teacher\.checkpoint: cannot read {path} as tensors"):
+    with pytest.raises(DataError) as caught:
         load_weights(tiny_cnn(), path)
     assert not marker.exists()
+    # torch's own text advises retrying with weights_only=False (running the file's code): never passed on.
+    # torch.save's pickle is refused at its global, pickle.dump's (protocol 4) at its first opcode
+    refusal = r"\((Unsupported global: GLOBAL [\w.]+ was not an allowed global by default|Unsupported operand \d+)\)"
+    assert re.fullmatch(
+        rf"teacher\.checkpoint: cannot read {re.escape(str(path))} as tensors \(not plain tensors: the safe loader "
+        rf"refused it {refusal}\. The file may be unsafe \(unpickling it could run arbitrary code\) or corrupt, and "
+        r"is never unpickled here\); give a plain state dict, saved with torch\.save\(model\.state_dict\(\), path\)",
+        str(caught.value),
+    ), str(caught.value)
+
+
+def test_a_saved_version_holding_pickled_objects_is_refused_without_torchs_advice(tmp_path):
+    path, _, _ = _save_two_versions(tmp_path)
+    latest = tmp_path / "model.pt" / V2 / "model.pt"
+    torch.save({"spec": {}, "state_dict": {}, "extra": _RunsCode(tmp_path / "pwned")}, latest)
+    with pytest.raises(DatasetError) as caught:
+        TorchModelDataset(path, version=Version(None, None)).load()
+    message = str(caught.value)
+    assert re.match(
+        rf"cannot read {re.escape(str(latest))} \(version {V2}\): not plain tensors: the safe loader refused it "
+        r"\(Unsupported global: GLOBAL [\w.]+ was not an allowed global by default\)\. The file may be unsafe "
+        rf"\(unpickling it could run arbitrary code\) or corrupt, and is never unpickled here\. To resume from the "
+        rf"previous version {V1}",
+        message,
+    ), message
+    assert "weights_only" not in message and not (tmp_path / "pwned").exists()
 
 
 # --- saved versions ---------------------------------------------------------------------------------
@@ -97,6 +124,26 @@ def test_a_corrupt_latest_version_names_file_version_and_how_to_resume(tmp_path)
     shutil.move(latest.parent, aside)
     assert _same_weights(TorchModelDataset(path, version=Version(None, None)).load(), first)
     assert _same_weights(TorchModelDataset(path, version=Version(V1, None)).load(), first)  # --load-versions
+
+
+def test_in_a_run_the_corrupt_version_message_names_the_dataset(tmp_path):
+    """The run guard tells each torch dataset its catalog name: the advice is a command to paste."""
+    from types import SimpleNamespace
+
+    from distillation_studies.run_guard import RunGuardHooks
+
+    path, _, _ = _save_two_versions(tmp_path)
+    latest = tmp_path / "model.pt" / V2 / "model.pt"
+    latest.write_bytes(latest.read_bytes()[:200])
+    catalog = DataCatalog(datasets={"teacher_model": TorchModelDataset(path, version=Version(None, None))})
+    pipeline = Pipeline([node(lambda model: None, "teacher_model", None, name="evaluate")])
+    hooks = RunGuardHooks()
+    hooks.after_context_created(SimpleNamespace(config_loader={"parameters": {}}, project_path=tmp_path, env="tiny"))
+    hooks.before_pipeline_run({"run_id": "2026-01-03T00.00.00.000Z", "only_missing_outputs": False}, pipeline, catalog)
+    hooks.after_pipeline_run()
+    with pytest.raises(DatasetError) as caught:
+        catalog.load("teacher_model")
+    assert f"rerun with --load-versions=teacher_model:{V1}, or move" in str(caught.value)
 
 
 def test_a_full_disk_leaves_no_half_written_latest(tmp_path, monkeypatch):

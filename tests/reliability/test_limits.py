@@ -85,3 +85,52 @@ def test_epochs_times_data_is_bounded():
     train = limits.TrainConfig(epochs=limits.MAX_EPOCHS)
     with pytest.raises(ConfigError, match=r"x 200000 training samples = 2e\+10 sample passes; at most 1e\+10"):
         limits.check_training(train, "student.training", 200_000, (10, 10))
+
+
+# --- the host's memory: validation builds every model for real -------------------------------------------
+
+STUDENT_PARAMETERS = 64 * 16 + 16 + 16 * 10 + 10  # base_config's student: mlp 64 -> 16 -> 10, by hand
+
+
+def _teacher_parameters() -> int:
+    """Counted on the real model, not by the estimate under test."""
+    from distillation_studies.learning.models import build_model, make_spec
+
+    return sum(p.numel() for p in build_model(make_spec(base_config()["teacher"]["model"], (1, 8, 8), 10)).parameters())
+
+
+def _gib(count: int) -> str:
+    return f"{count / 2**30:.3g} GiB"
+
+
+def test_a_student_beyond_the_hosts_free_memory_is_named_before_it_is_built(monkeypatch):
+    teacher = _teacher_parameters()
+    available = 4 * (teacher + STUDENT_PARAMETERS) - 1  # fp32: one byte short of teacher and student together
+    monkeypatch.setattr(limits, "available_memory", lambda: available)
+    with pytest.raises(ConfigError) as caught:
+        validate_study(base_config())
+    assert str(caught.value) == (
+        f"student.model: its {STUDENT_PARAMETERS:,} parameters need about {_gib(4 * STUDENT_PARAMETERS)} of fp32 "
+        f"weights (with the teacher's {_gib(4 * teacher)} held too), more than the {_gib(available)} of memory this "
+        "host has available; use a smaller model or a host with more memory"
+    )
+    monkeypatch.setattr(limits, "available_memory", lambda: available + 1)
+    validate_study(base_config())  # exactly enough
+
+
+def test_a_grid_student_and_the_teacher_are_named_by_their_keys(monkeypatch):
+    teacher = _teacher_parameters()
+    config = _with("grid.students", {"small": {"name": "mlp", "hidden": [16]}, "wide": {"name": "mlp", "hidden": [64]}})
+    wide = 64 * 64 + 64 + 64 * 10 + 10
+    monkeypatch.setattr(limits, "available_memory", lambda: 4 * (teacher + wide) - 1)
+    with pytest.raises(ConfigError, match=rf"^grid\.students\.wide: its {wide:,} parameters need about"):
+        validate_study(config)
+    monkeypatch.setattr(limits, "available_memory", lambda: 4 * teacher - 1)
+    with pytest.raises(ConfigError, match=rf"^teacher\.model: its {teacher:,} parameters need about {_gib(4 * teacher)} of fp32 weights, more than"):
+        validate_study(config)
+
+
+def test_available_memory_is_the_hosts_at_most():
+    import psutil
+
+    assert 0 < limits.available_memory() <= psutil.virtual_memory().available

@@ -6,6 +6,8 @@ Files are read with ``torch.load(weights_only=True)``: a plain state dict, or th
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,10 @@ def load_weights(model: nn.Module, path: str | Path, where: str = "teacher.check
     try:
         payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt, or pickled objects that weights_only refuses
-        raise DataError(f"{where}: cannot read {path} as tensors ({error})") from None
+        raise DataError(
+            f"{where}: cannot read {path} as tensors ({load_failure(error)}); give a plain state dict, "
+            "saved with torch.save(model.state_dict(), path)"
+        ) from None
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict):
         raise DataError(f"{where}: {path} holds {type(payload).__name__}, not a state dict")
@@ -42,6 +47,22 @@ def load_weights(model: nn.Module, path: str | Path, where: str = "teacher.check
         )
     model.load_state_dict(state)
     return model
+
+
+def load_failure(error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in this project's words.
+
+    torch's own message for a refused pickle advises rerunning with ``weights_only=False``, which would
+    run whatever code the file holds: it is never passed on, only the refusal's reason."""
+    text = str(error)
+    if not isinstance(error, pickle.UnpicklingError) and "weights_only" not in text:
+        return f"{type(error).__name__}: {text.rstrip('.')}"
+    reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n\n|$)", text, re.DOTALL)
+    detail = f" ({' '.join(reason.group(1).split())})" if reason else ""
+    return (
+        f"not plain tensors: the safe loader refused it{detail}. The file may be unsafe (unpickling it could run "
+        "arbitrary code) or corrupt, and is never unpickled here"
+    )
 
 
 def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:

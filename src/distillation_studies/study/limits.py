@@ -8,7 +8,10 @@ device, which allocates nothing) and the data's size, in fp32 bytes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.models import model_footprint
@@ -61,6 +64,33 @@ def check_model_size(spec: dict[str, Any], where: str) -> tuple[int, int]:
             f"at most {MAX_PARAMETERS:,} are allowed (docs/reliability.md)"
         )
     return parameters, activations
+
+
+def available_memory() -> int:
+    """Bytes this host (or its container's cgroup v2 memory limit, when lower) can still allocate."""
+    available = psutil.virtual_memory().available
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):  # no cgroup v2 memory controller: the host's figure stands
+        pass
+    return available
+
+
+def check_host_memory(parameters: int, where: str, teacher_parameters: int = 0) -> None:
+    """Validation builds the teacher and each student for real, on the CPU: a model within the documented
+    limits but beyond this host's free memory used to fail there in the allocator
+    (``DefaultCPUAllocator: can't allocate memory``), naming no key. ``teacher_parameters`` are held too."""
+    needed, available = BYTES * (parameters + teacher_parameters), available_memory()
+    if needed > available:
+        held = f" (with the teacher's {_gib(BYTES * teacher_parameters)} held too)" if teacher_parameters else ""
+        raise ConfigError(
+            f"{where}: its {parameters:,} parameters need about {_gib(BYTES * parameters)} of fp32 weights{held}, "
+            f"more than the {_gib(available)} of memory this host has available; use a smaller model or a "
+            "host with more memory"
+        )
 
 
 def check_training(

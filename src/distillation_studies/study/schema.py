@@ -403,11 +403,13 @@ def _check_sizes(
     train_size = expected_train_size(data.dataset, data.val_fraction, data.test_fraction)
     teacher_spec, teacher_training = teacher.spec, teacher.training
     teacher_size = limits.check_model_size(teacher_spec, "teacher.model")
+    limits.check_host_memory(teacher_size[0], "teacher.model")
     limits.check_training(teacher_training, "teacher.training", train_size, teacher_size)
     footprints = {"teacher": teacher_size}
     for name, spec in student_specs.items():
         where = "student.model" if name == DEFAULT_STUDENT else f"grid.students.{name}"
         footprints[name] = limits.check_model_size(spec, where)
+        limits.check_host_memory(footprints[name][0], where, teacher_size[0])
         limits.check_training(student_training, "student.training", train_size, footprints[name], teacher_size)
     limits.check_evaluation(evaluation, footprints)
 
