@@ -96,7 +96,8 @@ def rank_one(study: StudyConfig, metrics: list[dict], teacher_metrics: dict, arm
     runs, _ = collect_runs(*metrics)
     table, *_ = compare_methods(runs, teacher_metrics, study.comparison)
     record = recommend_method(table, runs, study.constraints, {}, study.comparison)
-    return {arm_method[c["candidate"]] for c in record["ranked"] if c["rank"] == 1}
+    (cell,) = record["cells"]  # a search study has one data cell
+    return {arm_method[c["candidate"]] for c in cell["ranked"] if c["rank"] == 1}
 
 
 def run_grid(trainer: Trainer, study: StudyConfig, points: int, teacher_metrics: dict) -> set[str]:
