@@ -90,11 +90,12 @@ def test_a_database_with_corrupted_interior_pages_is_named_before_any_work(tmp_p
     tracker = StudyTracker(f"sqlite:///{database}", "e", tmp_path)
     for index in range(20):  # enough rows for tables and indexes spread over many pages
         tracker.start(f"run-{index}", {f"p{i}": "x" * 50 for i in range(50)}, {}, "v")
+    with sqlite3.connect(database) as connection:  # the params table's root: a page sqlite_master never reads
+        (root,) = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'params'").fetchone()
     content = bytearray(database.read_bytes())
     page = int.from_bytes(content[16:18], "big")
-    pages = len(content) // page
-    middle = (pages // 2) * page
-    content[middle : middle + page] = b"\xff" * page  # one interior page overwritten
+    start = (root - 1) * page  # pages are numbered from 1
+    content[start : start + page] = b"\xff" * page  # one interior page overwritten
     database.write_bytes(bytes(content))
     with sqlite3.connect(database) as connection:  # what the old check read still reads
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
