@@ -29,7 +29,7 @@ from torch import Tensor
 from distillation_studies.common.config import require_non_negative
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import soft_target_kl
+from distillation_studies.learning.methods.shared import share_at_or_below_median, soft_target_kl
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,6 @@ class MLKDConfig:
         require_non_negative(self, where, "ce_weight", "kd_weight")
         if not self.temperatures or min(self.temperatures) <= 0:
             raise ConfigError(f"{where}.temperatures: a non-empty list of temperatures > 0, got {list(self.temperatures)}")
-
-
-def share_at_or_below_median(values: Tensor, dtype: torch.dtype) -> Tensor:
-    """Fraction of ``values`` (1-D) at or below their median (linear interpolation, as numpy's percentile)."""
-    values = values if values.dtype in (torch.float32, torch.float64) else values.float()
-    return (values <= torch.quantile(values, 0.5)).to(dtype).mean()
 
 
 def gram_gap(student_probs: Tensor, teacher_probs: Tensor, samples: bool) -> Tensor:

@@ -309,3 +309,10 @@ def _epoch_row(epoch: int, totals: dict[str, Tensor], size: int, label: str, see
     check_finite(row, label, seed, history)
     log.debug("%s epoch %d %s", label, epoch, " ".join(f"{k[5:]}={v:.6f}" for k, v in row.items() if k.startswith("loss_")))
     return row
+
+
+def share_at_or_below_median(values: Tensor, dtype: torch.dtype) -> Tensor:
+    """Fraction of ``values`` (1-D) at or below their median (linear interpolation, numpy's default): the
+    teacher-confidence share SKD and MLKD weight their batch-level terms by."""
+    values = values if values.dtype in (torch.float32, torch.float64) else values.float()  # quantile's dtypes
+    return (values <= torch.quantile(values, 0.5)).to(dtype).mean()

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from distillation_studies.common.config import require_non_negative, require_positive
 from distillation_studies.learning.methods.base import Batch, DistillationMethod, MethodSetup, ModelOutputs
-from distillation_studies.learning.methods.shared import soft_target_kl
+from distillation_studies.learning.methods.shared import share_at_or_below_median, soft_target_kl
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,6 @@ class SKDConfig:
     def check(self, where: str) -> None:
         require_positive(self, where, "temperature", "tikhonov")
         require_non_negative(self, where, "ce_weight", "kd_weight")
-
-
-def at_or_below_median(values: Tensor, dtype: torch.dtype) -> Tensor:
-    """Fraction of ``values`` (1-D) at or below their median (linear interpolation, numpy's default)."""
-    values = values if values.dtype in (torch.float32, torch.float64) else values.float()  # quantile's dtypes
-    return (values <= torch.quantile(values, 0.5)).to(dtype).mean()
 
 
 def gram_mahalanobis(student_logits: Tensor, teacher_logits: Tensor, tikhonov: float) -> Tensor:
@@ -80,8 +74,8 @@ class StreamlinedKD(DistillationMethod):
         config = self.config
         teacher_logits = teacher.logits.detach()
         teacher_probs, dtype = F.softmax(teacher_logits, dim=1), student.logits.dtype
-        sample_share = at_or_below_median(teacher_probs.max(dim=1).values, dtype)
-        class_share = at_or_below_median(teacher_probs.sum(dim=0), dtype)
+        sample_share = share_at_or_below_median(teacher_probs.max(dim=1).values, dtype)
+        class_share = share_at_or_below_median(teacher_probs.sum(dim=0), dtype)
         return {
             "ce": config.ce_weight * F.cross_entropy(student.logits, batch.labels),
             "kd": config.kd_weight * sample_share * soft_target_kl(student.logits, teacher_logits, config.temperature),
