@@ -14,6 +14,7 @@ seconds and optimiser steps.
 
 Run: .venv/bin/python benchmarks/search_vs_grid.py --env search_tiny                 # seconds
      .venv/bin/python benchmarks/search_vs_grid.py --env search --methods ce kd dkd fitnet --max-epochs 9
+     .venv/bin/python benchmarks/search_vs_grid.py --env search --finalists all     # every method: long
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from distillation_studies.study.search import Hyperparameter
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def load_study(env: str, methods: list[str] | None, max_epochs: int | None) -> StudyConfig:
+def load_study(env: str, methods: list[str] | None, max_epochs: int | None, finalists: str | None = None) -> StudyConfig:
     """conf/base with conf/<env> on top (top-level keys replaced, as Kedro merges parameters)."""
     params: dict[str, Any] = {}
     for path in [*sorted((CONF / "base").glob("parameters*.yml")), *sorted((CONF / env).glob("parameters*.yml"))]:
@@ -55,6 +56,8 @@ def load_study(env: str, methods: list[str] | None, max_epochs: int | None) -> S
         params["student"]["training"]["epochs"] = max_epochs
         params["search"]["max_epochs"] = max_epochs
         params["search"]["min_epochs"] = min(params["search"]["min_epochs"], max_epochs)
+    if finalists:
+        params["search"]["finalists"] = finalists if finalists == "all" else int(finalists)
     return validate_study(params)
 
 
@@ -127,9 +130,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", help="a subset of the env's methods (default: all)")
     parser.add_argument("--max-epochs", type=int, help="override search.max_epochs and student.training.epochs")
     parser.add_argument("--points", type=int, default=3, help="grid values per searched range")
+    parser.add_argument("--finalists", help="override search.finalists: a count or 'all' (every race survivor)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    study = load_study(args.env, args.methods, args.max_epochs)
+    study = load_study(args.env, args.methods, args.max_epochs, args.finalists)
     model_input, summary = split_images(load_images(study.data), study.data)
     teacher, teacher_last, history = train_teacher(model_input, summary, study.teacher)
     teacher_metrics = evaluate_teacher(teacher, teacher_last, model_input, history, study.evaluation)
@@ -139,6 +143,8 @@ def main() -> None:
     search_group = run_search(searched, study, teacher_metrics)
     print(f"grid: {grid.seconds:.1f} s, {grid.steps} steps, rank 1: {sorted(grid_group)}")
     print(f"search + confirmation: {searched.seconds:.1f} s, {searched.steps} steps, rank 1: {sorted(search_group)}")
+    print(f"search's rank-1 methods in the grid's rank-1 group: {len(search_group & grid_group)} of {len(search_group)}; "
+          f"grid's rank-1 methods in the search's: {len(grid_group & search_group)} of {len(grid_group)}")
     same = "yes" if grid_group == search_group else "no"
     print(
         f"same rank-1 group as the grid: {same}; search compute / grid compute: "

@@ -8,12 +8,14 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import KEDRO, copy_project, kedro_run
 from tests.test_end_to_end import load_env, mlflow_runs
+from tests.test_runner_e2e import experiment_created
 
 pytestmark = pytest.mark.e2e
 
@@ -177,3 +179,36 @@ def test_after_ctrl_c_during_the_search_the_same_command_trains_only_the_unfinis
     assert set(finished) == set(load(tmp_path, "search_trials")["job"])
     first_batch = next(line for line in (again.stdout + again.stderr).splitlines() if "Search: " in line)
     assert "Search: 0 job(s) to train" in first_batch  # the batch finished before Ctrl-C: replayed whole
+
+
+def test_a_search_whose_worker_is_killed_finishes_with_every_job_once(tmp_path):
+    """kill -9 of the worker process training a search job (or hosting the search node): Dask reschedules
+    what it held, finished jobs are replayed from the storage, and the study ends with each job once."""
+    copy_project(tmp_path)
+    longer = "search.min_epochs=10,search.max_epochs=20,student.training.epochs=20,search.budget_epochs=1000"
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    command = [KEDRO, "run", f"--env={ENV}", "--runner=distillation_studies.runner.DaskRunner", "--params", longer]
+    study = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = _running_search_job(tmp_path)
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+    output, _ = study.communicate(timeout=1200)
+    assert study.returncode == 0, output[-3000:]
+    trials = load(tmp_path, "search_trials")
+    assert trials["job"].is_unique
+    _, runs = mlflow_runs(tmp_path)
+    assert not any(r.info.status == "RUNNING" for r in runs)
+    finished = [r.data.tags["job"] for r in runs if r.data.tags.get("role") == "search" and r.info.status == "FINISHED"]
+    assert sorted(finished) == sorted(trials["job"])  # every job finished once, none twice
+    assert set(load(tmp_path, "study_runs")["seed"]) == CONFIRMATION_SEEDS
+
+
+def _running_search_job(project: Path, timeout_s: float = 600) -> dict[str, str]:
+    """The tags (job, pid of the worker training it) of the first search job seen RUNNING."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if experiment_created(project):  # read-only: a client on a database being created would create it too
+            for found in mlflow_runs(project)[1]:
+                if found.info.status == "RUNNING" and found.data.tags.get("role") == "search":
+                    return found.data.tags
+        time.sleep(0.2)
+    raise AssertionError("no search job started")

@@ -209,3 +209,17 @@ def test_search_config_defaults_follow_the_contract():
     assert search.rungs() == (5, 15, 45)
     # one method alone runs no race: 6x5 + 2x15 + 1x45 = 105
     assert search.worst_case_epochs(6, 5) == 105
+
+
+def test_finalists_all_confirms_every_survivor_of_the_race():
+    config = search_config()
+    config["search"]["finalists"] = "all"
+    search = validate_study(config).search
+    assert search.finalists == 2  # ce and kd: the race cannot leave more survivors than methods
+
+
+def test_finalists_other_words_are_refused_naming_the_key():
+    config = search_config()
+    config["search"]["finalists"] = "most"
+    with pytest.raises(ConfigError, match=r"^search\.finalists: a count or .all. \(every survivor of the race\), got .most.$"):
+        validate_study(config)

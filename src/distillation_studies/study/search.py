@@ -39,6 +39,8 @@ SEARCH_KEYS = [
     "finalists", "race_alpha", "sampler_seed", "waves",
 ]
 RANGE_KEYS = ["low", "high", "log", "integer"]
+# ``finalists: all``: every method the race could not drop goes to the confirmation (one per method at most).
+ALL_SURVIVORS = "all"
 CHOICE_KEYS = ["choices"]
 
 
@@ -79,7 +81,7 @@ class SearchConfig:
     eta: int = 3
     race_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     confirmation_seeds: tuple[int, ...] = (100, 101, 102)
-    finalists: int = 3
+    finalists: int = 3  # at most this many race survivors are confirmed; ``all`` in YAML: every survivor
     race_alpha: float = 0.05
     sampler_seed: int = 0
     waves: int = 2
@@ -165,6 +167,10 @@ def parse_search(
         if key not in raw:
             raise ConfigError(f"search.{key}: required in a search study")
     spaces = tuple(parse_space(entry) for entry in methods)
+    finalists = raw.get("finalists")
+    if isinstance(finalists, str) and finalists != ALL_SURVIVORS:
+        raise ConfigError(f"search.finalists: a count or {ALL_SURVIVORS!r} (every survivor of the race), got {finalists!r}")
+    raw = {**raw, "finalists": len(spaces)} if finalists == ALL_SURVIVORS else raw
     return parse_dataclass(SearchConfig, {"max_epochs": student_epochs, **raw, "spaces": spaces}, "search")
 
 
