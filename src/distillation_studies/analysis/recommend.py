@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from distillation_studies.common.records import DataCell
 from distillation_studies.analysis.comparison import arm_cell, family_size, in_cell, oriented, pairwise_tests
 from distillation_studies.analysis.metrics import BY_NAME
 from distillation_studies.analysis.stats import Statistics, seeds_needed
@@ -401,7 +402,7 @@ def _cells(summary: pd.DataFrame) -> list[dict[str, Any]]:
         if cell not in seen:
             seen.append(cell)
     students = {cell["student"]: i for i, cell in reversed(list(enumerate(seen)))}
-    return sorted(seen, key=lambda c: (c["label_noise"], -c["label_fraction"], c["transfer_set"], students[c["student"]]))
+    return sorted(seen, key=lambda c: (DataCell.from_row(c).sort_key(), students[c["student"]]))
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from distillation_studies.common.records import LABEL_FRACTION
 from distillation_studies.analysis.comparison import baseline_pairs, family_sizes
 from distillation_studies.analysis.metrics import TESTED_METRICS, reported_metric
 from distillation_studies.analysis.stats import Statistics
@@ -142,7 +143,7 @@ def sensitivity_markdown(sensitivity: pd.DataFrame) -> str:
     for _, row in sensitivity.iterrows():
         rows.append({
             "arm": row["arm"], "method": row["method"], "student": row["student"],
-            "label fraction": f"{row['label_fraction']:g}", "seeds": str(int(row["seeds"])),
+            "label fraction": f"{row[LABEL_FRACTION]:g}", "seeds": str(int(row["seeds"])),
             "validation acc, %": with_ci("best_val_accuracy", row["best_val_accuracy_mean"], row["best_val_accuracy_ci_low"]),
             "selected": "yes" if row["selected"] else "",
         })

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from distillation_studies.common.records import LABEL_FRACTION, TRANSFER_SET
 from distillation_studies.analysis import comparison as core
 from distillation_studies.analysis import reference
 from distillation_studies.report.data_factors import data_factor_figures, data_factor_sections
@@ -204,6 +205,6 @@ def _figures(table: pd.DataFrame, sensitivity: pd.DataFrame, histories: dict, de
         figures[f"sensitivity_{column[3:]}.png"] = plots.sensitivity_curve(
             sensitivity, column, "best_val_accuracy_mean", group_column="method"
         )
-    if table["label_fraction"].nunique() > 1 and not ("transfer_set" in table and table["transfer_set"].any()):
-        figures["label_fraction.png"] = plots.label_fraction_curve(table, "label_fraction", group_column="method")
+    if table[LABEL_FRACTION].nunique() > 1 and not (TRANSFER_SET in table and table[TRANSFER_SET].any()):
+        figures["label_fraction.png"] = plots.label_fraction_curve(table, LABEL_FRACTION, group_column="method")
     return figures
