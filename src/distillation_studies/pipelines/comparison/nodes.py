@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from distillation_studies.analysis.metrics import PARETO_COSTS as PARETO_METRICS
 from distillation_studies.common.records import LABEL_FRACTION, TRANSFER_SET
 from distillation_studies.analysis import comparison as core
 from distillation_studies.analysis import reference
@@ -25,7 +26,7 @@ from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import ComparisonConfig, DataConfig, ModelSection
 
 log = logging.getLogger(__name__)
-PARETO_COSTS = ["training_parameters_mean", "flops_mean", "latency_ms_mean", "train_time_s_mean"]
+PARETO_COSTS = [f"{name}_mean" for name in PARETO_METRICS]  # the plots' cost axes, from the metrics table
 REPORT_TITLE = "Distillation study report"
 
 
