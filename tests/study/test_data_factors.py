@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.common.records import DataCell
-from distillation_studies.study.grid import check_label_noise, check_transfer_sets, expand_arms
+from distillation_studies.common.records import DataCell, check_label_noise, check_transfer_sets
+from distillation_studies.study.grid import expand_arms
 from distillation_studies.study.schema import teacher_label_noise, validate_study
 from tests.study.test_schema import base_config
 

@@ -3,8 +3,8 @@
 import pytest
 
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.common.records import DataCell
-from distillation_studies.study.grid import cell_keys, check_label_fractions, expand_arms, sweep_settings
+from distillation_studies.common.records import DataCell, check_label_fractions
+from distillation_studies.study.grid import cell_keys, expand_arms, sweep_settings
 
 
 def test_no_sweep_gives_one_arm_per_method_keyed_by_the_method():

@@ -13,14 +13,7 @@ from typing import Any, Mapping
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.common.names import DEFAULT_STUDENT
-from distillation_studies.common.records import (  # noqa: F401 - the grid checks, re-exported
-    DataCell,
-    check_label_fractions,
-    check_label_noise,
-    check_transfer_sets,
-    value_token,
-    varying_factors,
-)
+from distillation_studies.common.records import DataCell, value_token, varying_factors
 
 
 @dataclass(frozen=True)

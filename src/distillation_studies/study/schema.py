@@ -28,7 +28,8 @@ from distillation_studies.learning.data import (
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.study import limits
 from distillation_studies.study.search import SearchConfig, parse_search
-from distillation_studies.study.grid import Arm, DataCell, expand_arms, sweep_settings
+from distillation_studies.common.records import DataCell
+from distillation_studies.study.grid import Arm, expand_arms, sweep_settings
 from distillation_studies.learning.methods import build_method, method_class, parse_method_config
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.analysis.recommend import Constraints

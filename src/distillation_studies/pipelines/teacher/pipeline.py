@@ -1,7 +1,8 @@
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.pipelines.validated_params import with_validated_params
-from distillation_studies.study.schema import DataCell, StudyConfig, teacher_label_noise
+from distillation_studies.common.records import DataCell
+from distillation_studies.study.schema import StudyConfig, teacher_label_noise
 
 from .nodes import protocol_card, train_teacher
 
