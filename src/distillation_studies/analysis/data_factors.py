@@ -40,13 +40,20 @@ def has_data_factors(table: pd.DataFrame) -> bool:
     return bool(table[LABEL_FRACTION].nunique() > 1 or table[TRANSFER_SET].any() or (table[LABEL_NOISE] > 0).any())
 
 
+def at_other_defaults(table: pd.DataFrame, shown: set[str]) -> pd.DataFrame:
+    """The rows of a curve against the ``shown`` factors: every other factor at its default (all labels,
+    clean, ...) wherever the study has a cell there, so that a curve never mixes other cells' arms."""
+    for column, default in DataCell().as_dict().items():
+        if column not in shown and (table[column] == default).any():
+            table = table[table[column] == default]
+    return table
+
+
 def fraction_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The arms of the label-fraction curve: at noise 0 when the study has a noise-free cell, and with
     each method's full-label arms repeated as its transfer-set series' 100% point (with every label
     there is no unlabelled rest, so the series with and without transfer set meet there)."""
-    table = with_cell_columns(table)
-    if (table[LABEL_NOISE] == 0).any():
-        table = table[table[LABEL_NOISE] == 0]
+    table = at_other_defaults(with_cell_columns(table), {LABEL_FRACTION, TRANSFER_SET})
     with_transfer = set(table.loc[table[TRANSFER_SET], "method"])
     shared = table[(table[LABEL_FRACTION] >= 1.0) & table["method"].isin(with_transfer)].assign(**{TRANSFER_SET: True})
     return pd.concat([table, shared], ignore_index=True)
@@ -60,9 +67,7 @@ def factor_curve(table: pd.DataFrame, factor: str, metric: str = METRIC) -> pd.D
     """
     table = fraction_rows(table) if factor == LABEL_FRACTION else with_cell_columns(table)
     if factor == LABEL_NOISE:
-        table = table[~table[TRANSFER_SET]]
-        if (table[LABEL_FRACTION] == 1.0).any():
-            table = table[table[LABEL_FRACTION] == 1.0]
+        table = at_other_defaults(table[~table[TRANSFER_SET]], {LABEL_NOISE})
     columns = {f"{metric}_mean": "mean", f"{metric}_ci_low": "ci_low", f"{metric}_ci_high": "ci_high"}
     keep = ["method", "student", TRANSFER_SET, LABEL_FRACTION, LABEL_NOISE, "seeds", *columns]
     curve = table[keep].rename(columns=columns)
