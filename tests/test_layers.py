@@ -192,3 +192,31 @@ def test_checker_catches_forbidden_imports(source, layer):
 )
 def test_checker_allows_the_layer_below(source, layer):
     assert violations(source, layer) == []
+
+
+# ---- the study's data vocabulary has one owner: common/records.py ------------------------------------------
+
+RECORDS = PACKAGE / "common" / "records.py"
+
+
+def factor_name_literals(source: str) -> list[str]:
+    """String constants spelling a data-cell factor (``"label_noise"``): outside the records, code reads
+    the record's fields or the constants it exports, so a consumer cannot forget a factor by hand."""
+    from distillation_studies.common.records import DataCell
+
+    names = set(DataCell.columns())
+    return sorted(
+        node.value for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
+    )
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(PACKAGE.rglob("*.py")) if p != RECORDS], ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_factor_names_appear_as_string_keys_only_in_the_records(path):
+    assert factor_name_literals(path.read_text()) == []
+
+
+def test_checker_catches_a_factor_name_spelled_as_a_key():
+    assert factor_name_literals('noise = arm["label_noise"]\ncell = {"transfer_set": True}') == ["label_noise", "transfer_set"]
+    assert factor_name_literals('row = f"{row[\'label_fraction\']:g}"') == ["label_fraction"]
+    assert factor_name_literals('"""label_noise is read as a field."""\nnoise = cell.label_noise') == []

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from kedro.framework.hooks import hook_impl
 
+from distillation_studies.common.records import RunLabels
 from distillation_studies.analysis.metrics import SELECTION_METRIC
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
@@ -32,7 +33,6 @@ from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
 from distillation_studies.mlflow_datasets import split_inputs
 from distillation_studies.mlflow_models import log_classifier, recommended_alias, register_recommended, registry_runs
-from distillation_studies.pipelines.evaluation.nodes import DATA_FACTOR_LABELS
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import TrackingConfig
 from distillation_studies.tracking import (
@@ -363,11 +363,8 @@ def _arm_params(key: str, history: dict[str, Any]) -> dict[str, Any]:
     run = ArmRun.from_key(key)
     if run.is_teacher:
         return {"model": summary.get("model")}
-    wanted = (
-        "method", "registered_method", "setting", "student", "label_fraction", "train_size", "seed", "hyperparameters", "model",
-        *DATA_FACTOR_LABELS,  # the data cell: transfer set, label noise, labels changed, labelled samples
-    )
-    return {"arm": summary.get("arm", run.arm), **{k: summary[k] for k in wanted if k in summary}}
+    labels = RunLabels.from_summary({"arm": run.arm, **summary}).params()  # the data cell included
+    return {**labels, **{k: summary[k] for k in ("hyperparameters", "model") if k in summary}}
 
 
 def _log_report(study: StudyLog, dataset: str, value: Any) -> None:

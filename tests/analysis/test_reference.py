@@ -126,3 +126,27 @@ def test_markdown_shows_reproduced_published_and_delta(table, reference):
     assert "| ce " in text and "73.00 ± 1.00" in text and "72.50" in text and "+0.50" in text
     assert "79.42" in text and "+0.58" in text and "-0.46" in text
     assert "Published protocols:" in text and "RepDistiller" in text
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        {"label_noise": 0.4},                                   # 40% noisy labels: the bug this test pins
+        {"label_fraction": 0.5, "transfer_set": True},          # half the labels, the rest as a transfer set
+        {"label_fraction": 0.1},                                # a label fraction
+        {"label_fraction": 0.5, "transfer_set": True, "label_noise": 0.2},
+    ],
+)
+def test_an_arm_of_another_data_cell_is_never_set_against_a_clean_full_label_number(reference, cell):
+    clean = arm("kd", "kd", "kd", 0.7333)
+    other = {**arm("kd_other", "kd", "kd", 0.6100), "transfer_set": False, "label_noise": 0.0, **cell}
+    alone = reproduced_vs_published(pd.DataFrame([other]), reference, "resnet32x4", "resnet8x4", "cifar100")
+    assert alone.empty
+    mixed = reproduced_vs_published(pd.DataFrame([clean, other]), reference, "resnet32x4", "resnet8x4", "cifar100")
+    assert list(mixed["arm"]) == ["kd"]  # the clean arm still matches, next to the other cell
+
+
+def test_a_run_saved_before_the_noise_and_transfer_columns_counts_as_clean(reference):
+    old = {**arm("kd", "kd", "kd", 0.7333), "transfer_set": math.nan, "label_noise": math.nan}
+    result = reproduced_vs_published(pd.DataFrame([old]), reference, "resnet32x4", "resnet8x4", "cifar100")
+    assert list(result["arm"]) == ["kd"] and result["delta_pp"].iloc[0] == pytest.approx(0.0, abs=1e-9)

@@ -6,7 +6,9 @@ import torch
 
 from distillation_studies.learning.methods import parse_method_config
 from distillation_studies.pipelines.data_processing.nodes import label_subset, noisy_input, transfer_input
-from distillation_studies.pipelines.distillation.nodes import data_factor_record, transfer_split
+from distillation_studies.common.records import DataCell, RunLabels
+from distillation_studies.pipelines.distillation.nodes import run_labels, transfer_split
+from distillation_studies.study.grid import Arm
 from distillation_studies.study.schema import DataConfig
 
 DATA = DataConfig(dataset="digits", split_seed=3, label_noise_model="pair")
@@ -42,5 +44,7 @@ def test_ce_of_a_transfer_cell_trains_on_the_labelled_samples_only():
     assert ce_mask is None and torch.equal(ce_data["x"], subset["x"] if "x" in subset else subset["train"]["x"])
     kd_data, kd_mask = transfer_split(cell, "kd", parse_method_config("kd", {}, "methods.kd"))
     assert kd_data is cell["train"] and int(kd_mask.sum()) == 40
-    record = data_factor_record({"transfer_set": True, "label_noise": 0.0}, cell, kd_mask, 400)
-    assert record == {"transfer_set": True, "label_noise": 0.0, "labels_changed": 0.0, "labelled_size": 40}
+    labels = run_labels(Arm("kd__labels_10__transfer", "kd", cell=DataCell(0.1, True)), "kd", 3, cell, kd_mask, 400)
+    assert labels == RunLabels("kd__labels_10__transfer", "kd", "kd", {}, "student", DataCell(0.1, True), 3, 400, 40, 0.0)
+    assert {k: labels.summary()[k] for k in ("transfer_set", "label_noise", "labels_changed", "labelled_size")} == {
+        "transfer_set": True, "label_noise": 0.0, "labels_changed": 0.0, "labelled_size": 40}

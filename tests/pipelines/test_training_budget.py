@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from distillation_studies.common.records import DataCell
+from distillation_studies.study.grid import Arm
 from distillation_studies.learning.data import SplitConfig, load_embedded, stratified_split
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.learning.training import TrainConfig
@@ -28,7 +30,7 @@ def _distil(cell: dict, key: str, raw: dict, training: TrainConfig = TRAINING) -
     torch.manual_seed(0)
     teacher = build_model(make_spec({"name": "mlp", "hidden": [32]}, tuple(SHAPE), 10))
     student = make_spec({"name": "mlp", "hidden": [16]}, tuple(SHAPE), 10)
-    arm = {"key": f"{key}__labels_0.1", "method_key": key, "setting": {}, "student": "default", "label_fraction": 0.1, "transfer_set": True}
+    arm = Arm(f"{key}__labels_10__transfer", key, {}, "default", DataCell(0.1, True))
     _, _, history = distil_student(teacher, cell, SUMMARY, student, training, parse_method_entry(key, raw), arm=arm, seed=0)
     return history["summary"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.study.grid import check_label_noise, check_transfer_sets, expand_arms
-from distillation_studies.study.identity import model_input_name
+from distillation_studies.common.records import DataCell, check_label_noise, check_transfer_sets
+from distillation_studies.study.grid import expand_arms
 from distillation_studies.study.schema import teacher_label_noise, validate_study
 from tests.study.test_schema import base_config
 
@@ -22,8 +22,9 @@ def _study(grid: dict, methods: dict | None = None, data: dict | None = None):
 
 
 def test_transfer_set_arms_exist_only_below_full_labels():
-    arms = expand_arms({"kd": [{}]}, ["student"], [0.1, 1.0], [False, True], [0.0])
-    assert [(a.key, a.label_fraction, a.transfer_set) for a in arms] == [
+    cells = DataCell.grid_cells({"label_fractions": [0.1, 1.0], "transfer_set": [False, True]})
+    arms = expand_arms({"kd": [{}]}, ["student"], cells)
+    assert [(a.key, a.cell.label_fraction, a.cell.transfer_set) for a in arms] == [
         ("kd__labels_10", 0.1, False),
         ("kd__labels_10__transfer", 0.1, True),
         ("kd__labels_100", 1.0, False),
@@ -31,22 +32,22 @@ def test_transfer_set_arms_exist_only_below_full_labels():
 
 
 def test_noise_rates_make_their_own_arms_and_keys():
-    arms = expand_arms({"ce": [{}]}, ["student"], [1.0], [False], [0.0, 0.2])
-    assert [(a.key, a.label_noise) for a in arms] == [("ce__noise_0", 0.0), ("ce__noise_20", 0.2)]
-    assert arms[1].as_dict()["label_noise"] == 0.2
+    arms = expand_arms({"ce": [{}]}, ["student"], DataCell.grid_cells({"label_noise": [0.0, 0.2]}))
+    assert [(a.key, a.cell.label_noise) for a in arms] == [("ce__noise_0", 0.0), ("ce__noise_20", 0.2)]
+    assert arms[1].cell.as_dict() == {"label_fraction": 1.0, "transfer_set": False, "label_noise": 0.2}
 
 
 def test_model_input_names_spell_out_the_data_cell():
-    assert model_input_name(1.0) == "model_input"
-    assert model_input_name(0.1) == "model_input_labels_10"
-    assert model_input_name(0.1, True) == "model_input_labels_10_transfer"
-    assert model_input_name(0.05, True, 0.2) == "model_input_noise_20_labels_5_transfer"
-    assert model_input_name(1.0, True, 0.2) == "model_input_noise_20"  # full labels: no transfer set
+    assert DataCell().dataset == "model_input"
+    assert DataCell(0.1).dataset == "model_input_labels_10"
+    assert DataCell(0.1, True).dataset == "model_input_labels_10_transfer"
+    assert DataCell(0.05, True, 0.2).dataset == "model_input_noise_20_labels_5_transfer"
+    assert DataCell(1.0, True, 0.2).dataset == "model_input_noise_20"  # full labels: no transfer set
 
 
 def test_a_study_with_transfer_sets_and_noise_validates():
     study = _study({"label_fractions": [0.2, 1.0], "transfer_set": [False, True], "label_noise": [0.0, 0.3]})
-    cells = {(a.label_fraction, a.transfer_set, a.label_noise) for a in study.arms}
+    cells = {(a.cell.label_fraction, a.cell.transfer_set, a.cell.label_noise) for a in study.arms}
     assert cells == {(0.2, False, 0.0), (0.2, True, 0.0), (1.0, False, 0.0), (0.2, False, 0.3), (0.2, True, 0.3), (1.0, False, 0.3)}
     assert teacher_label_noise(study) == 0.0
 

@@ -3,13 +3,14 @@
 import pytest
 
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.study.grid import cell_keys, check_label_fractions, expand_arms, sweep_settings
+from distillation_studies.common.records import DataCell, check_label_fractions
+from distillation_studies.study.grid import cell_keys, expand_arms, sweep_settings
 
 
 def test_no_sweep_gives_one_arm_per_method_keyed_by_the_method():
-    arms = expand_arms({"ce": [{}], "kd": [{}]}, ["student"], [1.0])
+    arms = expand_arms({"ce": [{}], "kd": [{}]}, ["student"], [DataCell()])
     assert [a.key for a in arms] == ["ce", "kd"]
-    assert all(a.setting == {} and a.label_fraction == 1.0 for a in arms)
+    assert all(a.setting == {} and a.cell == DataCell() for a in arms)
 
 
 def test_sweep_is_the_cartesian_product_of_values():
@@ -24,7 +25,7 @@ def test_sweep_is_the_cartesian_product_of_values():
 
 def test_full_grid_has_every_combination_with_readable_unique_keys():
     arms = expand_arms(
-        {"ce": [{}], "kd": sweep_settings({"temperature": [2.0, 4.0]}, "s")}, ["small", "big"], [0.1, 1.0]
+        {"ce": [{}], "kd": sweep_settings({"temperature": [2.0, 4.0]}, "s")}, ["small", "big"], [DataCell(0.1), DataCell(1.0)]
     )
     assert len(arms) == (1 + 2) * 2 * 2
     keys = [a.key for a in arms]
@@ -35,7 +36,7 @@ def test_full_grid_has_every_combination_with_readable_unique_keys():
 
 
 def test_a_single_partial_fraction_is_still_named():
-    assert [a.key for a in expand_arms({"ce": [{}]}, ["student"], [0.3])] == ["ce__labels_30"]
+    assert [a.key for a in expand_arms({"ce": [{}]}, ["student"], [DataCell(0.3)])] == ["ce__labels_30"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Method comparison across seeds: setting selection on validation, statistics and one family of paired tests.
 
-Rows of ``runs`` are (arm, seed) evaluations. An arm is a (method, setting, student, label fraction)
-grid point; a *cell* is (student, label fraction), inside which methods are compared with the
+Rows of ``runs`` are (arm, seed) evaluations. An arm is a (method, setting, student, data cell)
+grid point; a *cell* is (student, data cell), inside which methods are compared with the
 baselines. When a method sweeps hyperparameters, its setting is picked per cell on mean validation
 accuracy, and only the picked setting's test results enter the comparison.
 
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from distillation_studies.common.names import DEFAULT_STUDENT
+from distillation_studies.common.records import DataCell, RunLabels
 from distillation_studies.analysis.metrics import (
     COST_METRICS,
     QUALITY_METRICS,
@@ -34,12 +35,13 @@ from distillation_studies.analysis.metrics import (
 )
 from distillation_studies.analysis.stats import Statistics, adjust_p_values, mean_ci, paired_difference, summarise_by_group
 
-CELL = ["student", "label_fraction", "transfer_set", "label_noise"]  # a data cell; older runs lack the last two
-CELL_DEFAULTS = {"student": DEFAULT_STUDENT, "label_fraction": 1.0, "transfer_set": False, "label_noise": 0.0}
-ARM_LABELS = ["arm", "method", "registered_method", "setting", "student", "label_fraction", "transfer_set", "label_noise", "labels_changed", "train_size"]
+CELL = ["student", *DataCell.columns()]  # where arms are compared: the student and the data cell
+CELL_DEFAULTS = {"student": DEFAULT_STUDENT, **DataCell().as_dict()}  # for the columns older runs lack
+ARM_LABELS = RunLabels.arm_columns()
+
 
 def _cell(runs: pd.DataFrame) -> list[str]:
-    """The cell columns a table has (transfer_set and label_noise are absent from older runs)."""
+    """The cell columns a table has (factors added later are absent from older runs)."""
     return [c for c in CELL if c in runs.columns]
 
 
@@ -142,14 +144,10 @@ def pairwise_tests(
 
 
 def arm_cell(labels: pd.Series) -> dict[str, object]:
-    """An arm's data cell (one row of arm labels), with ``CELL_DEFAULTS`` for the columns older runs lack."""
-    cell = {}
-    for column, default in CELL_DEFAULTS.items():
-        value = labels.get(column, default)
-        cell[column] = default if value is None or (isinstance(value, float) and math.isnan(value)) else value
-    cell["transfer_set"] = bool(cell["transfer_set"])
-    cell["label_fraction"], cell["label_noise"] = float(cell["label_fraction"]), float(cell["label_noise"])
-    return cell
+    """An arm's cell (one row of arm labels) as a dict of ``CELL`` columns, with defaults for the columns older runs lack."""
+    student = labels.get("student", DEFAULT_STUDENT)
+    student = DEFAULT_STUDENT if student is None or (isinstance(student, float) and math.isnan(student)) else student
+    return {"student": student, **DataCell.from_row(labels).as_dict()}
 
 
 def in_cell(frame: pd.DataFrame, cell: dict[str, object]) -> pd.Series:

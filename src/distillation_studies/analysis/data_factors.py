@@ -18,37 +18,44 @@ import pandas as pd
 from scipy import stats
 
 from distillation_studies.analysis.comparison import CELL, CELL_DEFAULTS, baseline_pairs
+from distillation_studies.common.records import LABEL_FRACTION, LABEL_NOISE, TRANSFER_SET, DataCell
 
 DATA_CELL = CELL  # a data cell is the comparison's cell
 METRIC = "test_accuracy"
 
 
 def with_cell_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with every data-cell column (older runs lack transfer_set and label_noise)."""
+    """The table with every cell column (a factor added later is absent from older runs: its default)."""
     table = table.copy()
     for column, default in CELL_DEFAULTS.items():
         if column not in table:
             table[column] = default
-    table["transfer_set"] = table["transfer_set"].fillna(False).astype(bool)
-    table["label_noise"] = table["label_noise"].fillna(0.0).astype(float)
+        table[column] = table[column].fillna(default).astype(type(default))
     return table
 
 
 def has_data_factors(table: pd.DataFrame) -> bool:
     """Whether the study varies data size or quality (more than one label fraction, a transfer set or noise)."""
     table = with_cell_columns(table)
-    return bool(table["label_fraction"].nunique() > 1 or table["transfer_set"].any() or (table["label_noise"] > 0).any())
+    return bool(table[LABEL_FRACTION].nunique() > 1 or table[TRANSFER_SET].any() or (table[LABEL_NOISE] > 0).any())
+
+
+def at_other_defaults(table: pd.DataFrame, shown: set[str]) -> pd.DataFrame:
+    """The rows of a curve against the ``shown`` factors: every other factor at its default (all labels,
+    clean, ...) wherever the study has a cell there, so that a curve never mixes other cells' arms."""
+    for column, default in DataCell().as_dict().items():
+        if column not in shown and (table[column] == default).any():
+            table = table[table[column] == default]
+    return table
 
 
 def fraction_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The arms of the label-fraction curve: at noise 0 when the study has a noise-free cell, and with
     each method's full-label arms repeated as its transfer-set series' 100% point (with every label
     there is no unlabelled rest, so the series with and without transfer set meet there)."""
-    table = with_cell_columns(table)
-    if (table["label_noise"] == 0).any():
-        table = table[table["label_noise"] == 0]
-    with_transfer = set(table.loc[table["transfer_set"], "method"])
-    shared = table[(table["label_fraction"] >= 1.0) & table["method"].isin(with_transfer)].assign(transfer_set=True)
+    table = at_other_defaults(with_cell_columns(table), {LABEL_FRACTION, TRANSFER_SET})
+    with_transfer = set(table.loc[table[TRANSFER_SET], "method"])
+    shared = table[(table[LABEL_FRACTION] >= 1.0) & table["method"].isin(with_transfer)].assign(**{TRANSFER_SET: True})
     return pd.concat([table, shared], ignore_index=True)
 
 
@@ -58,15 +65,13 @@ def factor_curve(table: pd.DataFrame, factor: str, metric: str = METRIC) -> pd.D
     ``factor`` is ``label_fraction`` (rows of :func:`fraction_rows`) or ``label_noise`` (rows at full labels when present, without transfer sets).
     Columns: method, transfer_set, label_fraction, label_noise, seeds, mean, ci_low, ci_high.
     """
-    table = fraction_rows(table) if factor == "label_fraction" else with_cell_columns(table)
-    if factor == "label_noise":
-        table = table[~table["transfer_set"]]
-        if (table["label_fraction"] == 1.0).any():
-            table = table[table["label_fraction"] == 1.0]
+    table = fraction_rows(table) if factor == LABEL_FRACTION else with_cell_columns(table)
+    if factor == LABEL_NOISE:
+        table = at_other_defaults(table[~table[TRANSFER_SET]], {LABEL_NOISE})
     columns = {f"{metric}_mean": "mean", f"{metric}_ci_low": "ci_low", f"{metric}_ci_high": "ci_high"}
-    keep = ["method", "student", "transfer_set", "label_fraction", "label_noise", "seeds", *columns]
+    keep = ["method", "student", TRANSFER_SET, LABEL_FRACTION, LABEL_NOISE, "seeds", *columns]
     curve = table[keep].rename(columns=columns)
-    return curve.sort_values(["method", "student", "transfer_set", factor], kind="stable").reset_index(drop=True)
+    return curve.sort_values(["method", "student", TRANSFER_SET, factor], kind="stable").reset_index(drop=True)
 
 
 def distillation_gains(
@@ -108,13 +113,14 @@ def distillation_gains(
     gains = pd.DataFrame(rows, columns=columns)
     if gains.empty:
         return gains
+    gains["_cell"] = [DataCell.from_row(row).sort_key() for _, row in gains.iterrows()]  # best data first
     gains["_order"] = -gains["gain"]
-    gains = gains.sort_values(["label_noise", "label_fraction", "transfer_set", "student", "_order"], ascending=[True, False, True, True, True])
-    return gains.drop(columns="_order").reset_index(drop=True)
+    gains = gains.sort_values(["_cell", "student", "_order"], kind="stable")
+    return gains.drop(columns=["_cell", "_order"]).reset_index(drop=True)
 
 
 LABEL_GAIN_COLUMNS = [
-    "method", "student", "transfer_set", "label_noise", "label_fraction", "arm", "seeds", "reference_fraction",
+    "method", "student", TRANSFER_SET, LABEL_NOISE, LABEL_FRACTION, "arm", "seeds", "reference_fraction",
     "reference_arm", "reference_seeds", "gain", "gain_ci_low", "gain_ci_high", "p_value",
     "baseline_arm", "baseline_seeds", "to_baseline", "to_baseline_ci_low", "to_baseline_ci_high", "to_baseline_p_value",
 ]
@@ -135,9 +141,9 @@ def label_gains(table: pd.DataFrame, metric: str = METRIC, confidence: float = 0
     table = with_cell_columns(table)
     std = table[f"{metric}_std"] if f"{metric}_std" in table else pd.Series(math.nan, index=table.index)
     table = table.assign(_mean=table[f"{metric}_mean"].astype(float), _std=std.astype(float), _n=table["seeds"].astype(int))
-    top = table["label_fraction"].max()
+    top = table[LABEL_FRACTION].max()
     rows = []
-    for _, row in table[table["label_fraction"] < top].iterrows():
+    for _, row in table[table[LABEL_FRACTION] < top].iterrows():
         reference, base = _at_fraction(table, row, row["method"], top), _at_fraction(table, row, baseline, top)
         if reference is None:
             continue
@@ -149,25 +155,27 @@ def label_gains(table: pd.DataFrame, metric: str = METRIC, confidence: float = 0
                        "to_baseline_ci_low": welch["gain_ci_low"], "to_baseline_ci_high": welch["gain_ci_high"],
                        "to_baseline_p_value": welch["p_value"]}
         rows.append({
-            **{k: row[k] for k in ("method", "student", "transfer_set", "label_noise", "label_fraction", "arm")},
+            **{k: row[k] for k in LABEL_GAIN_COLUMNS[:6]},
             "seeds": int(row["_n"]), "reference_fraction": float(top), "reference_arm": reference["arm"],
             "reference_seeds": int(reference["_n"]),
             **_welch(reference["_mean"], reference["_std"], int(reference["_n"]), row["_mean"], row["_std"], int(row["_n"]), confidence),
             **to_base,
         })
     gains = pd.DataFrame(rows, columns=LABEL_GAIN_COLUMNS)
-    return gains.sort_values(["label_noise", "student", "method", "transfer_set", "label_fraction"],
+    return gains.sort_values([LABEL_NOISE, "student", "method", TRANSFER_SET, LABEL_FRACTION],
                              ascending=[True, True, True, True, False], kind="stable").reset_index(drop=True)
 
 
 def _at_fraction(table: pd.DataFrame, row: pd.Series, method: str, fraction: float) -> pd.Series | None:
-    """``method``'s arm at ``fraction`` for ``row``'s student and noise rate: with ``row``'s transfer-set
-    flag when there is one, else without a transfer set; None when the study has neither."""
-    same = table[(table["method"] == method) & (table["student"] == row["student"])
-                 & (table["label_noise"] == row["label_noise"]) & (table["label_fraction"] == fraction)]
-    matched = same[same["transfer_set"] == row["transfer_set"]]
-    found = matched if not matched.empty else same[~same["transfer_set"]]
-    return None if found.empty else found.iloc[0]
+    """``method``'s arm at ``fraction`` for ``row``'s student and every other factor of its cell: with
+    ``row``'s transfer-set flag when there is one, else without a transfer set; None when the study has neither."""
+    wanted = DataCell.from_row(row)
+    same = table[(table["method"] == method) & (table["student"] == row["student"])]
+    for cell in (wanted.replace(label_fraction=fraction), wanted.replace(label_fraction=fraction, transfer_set=False)):
+        found = same[[DataCell.from_row(other) == cell for _, other in same.iterrows()]]
+        if not found.empty:
+            return found.iloc[0]
+    return None
 
 
 def _welch(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int, confidence: float) -> dict[str, float]:
@@ -188,6 +196,6 @@ def _welch(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n
 def labels_changed(runs_or_table: pd.DataFrame) -> pd.DataFrame:
     """Per noise rate, the fraction of training labels the noise model actually changed (mean over arms)."""
     if "labels_changed" not in runs_or_table:
-        return pd.DataFrame(columns=["label_noise", "labels_changed"])
+        return pd.DataFrame(columns=[LABEL_NOISE, "labels_changed"])
     table = with_cell_columns(runs_or_table)
-    return table.groupby("label_noise", as_index=False)["labels_changed"].mean()
+    return table.groupby(LABEL_NOISE, as_index=False)["labels_changed"].mean()

@@ -25,19 +25,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from distillation_studies.common.records import DataCell
 from distillation_studies.analysis.comparison import arm_cell, family_size, in_cell, oriented, pairwise_tests
-from distillation_studies.analysis.metrics import BY_NAME
+from distillation_studies.analysis.metrics import BY_NAME, COST_LIMITS
 from distillation_studies.analysis.stats import Statistics, seeds_needed
 from distillation_studies.common.errors import ConfigError
 
 # Constraint key -> cost column stem in the summary (``<stem>_mean``, or ``<stem>`` as a fallback).
-COST_LIMITS = {
-    "max_parameters": "parameters",
-    "max_flops": "flops",
-    "max_latency_ms": "latency_ms",
-    "max_train_time_s": "train_time_s",
-}
-COSTS_SHOWN = ("parameters", "flops", "latency_ms", "train_time_s")
+COSTS_SHOWN = tuple(COST_LIMITS.values())  # COST_LIMITS: recommendation key (a Constraints field) -> metric
 MAX_SEEDS = 1000
 # Keys of ``recommendation:`` that moved to the one statistics section, ``comparison:``.
 MOVED_TO_COMPARISON = ("significance", "confidence")
@@ -401,7 +396,7 @@ def _cells(summary: pd.DataFrame) -> list[dict[str, Any]]:
         if cell not in seen:
             seen.append(cell)
     students = {cell["student"]: i for i, cell in reversed(list(enumerate(seen)))}
-    return sorted(seen, key=lambda c: (c["label_noise"], -c["label_fraction"], c["transfer_set"], students[c["student"]]))
+    return sorted(seen, key=lambda c: (DataCell.from_row(c).sort_key(), students[c["student"]]))
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ the result as ``published_selection`` (empty when the table has no such column),
 compare like with like.
 
 A study arm matches a row when the study's dataset is ``cifar100``, its teacher and default student
-architectures are the row's pair, the arm trains on all labels, and the arm's registered method is the
-row's method. A ``combine`` arm says nothing by its registered name, so it matches by its method key
+architectures are the row's pair, the arm's data cell is the published protocol's (every label, clean,
+no transfer set: a label-fraction, transfer-set or noisy arm is never set against a clean number), and
+the arm's registered method is the row's method. A ``combine`` arm says nothing by its registered name, so it matches by its method key
 (``crd_kd``).
 """
 
@@ -25,6 +26,7 @@ import pandas as pd
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.common.names import DEFAULT_STUDENT
+from distillation_studies.common.records import DataCell
 
 PUBLISHED_DATASET = "cifar100"
 REFERENCE_COLUMNS = ["teacher", "student", "method", "top1", "source", "protocol"]
@@ -117,8 +119,8 @@ def reproduced_vs_published(
     for _, arm in comparison_table.iterrows():
         if str(arm.get("student", DEFAULT_STUDENT)) != DEFAULT_STUDENT:
             continue  # a grid.students architecture, not the published student
-        if float(arm.get("label_fraction", 1.0)) < 1.0:
-            continue  # fewer labels than the published runs
+        if not DataCell.from_row(arm).is_published_protocol:
+            continue  # fewer, noisy or extra unlabelled data: not what the published runs trained on
         key = _reference_key(arm)
         if key == TEACHER_ROW or key not in published:
             continue

@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from distillation_studies.analysis import data_factors as numbers
+from distillation_studies.common.records import LABEL_FRACTION, LABEL_NOISE, TRANSFER_SET, DataCell
 from distillation_studies.report import plots
 
 
@@ -18,22 +19,17 @@ def _pm(mean: float, low: float, scale: float = 100.0) -> str:
 
 
 def _cell(row: pd.Series) -> str:
-    parts = [f"{100 * row['label_fraction']:g}% labels"]
-    if row["label_fraction"] < 1.0:
-        parts.append("+ transfer set" if row["transfer_set"] else "no transfer set")
-    parts.append(f"noise {100 * row['label_noise']:g}%")
-    if row.get("student", "student") != "student":
-        parts.append(f"student {row['student']}")
-    return ", ".join(parts)
+    student = row.get("student", numbers.CELL_DEFAULTS["student"])
+    return DataCell.from_row(row).description() + (f", student {student}" if student != numbers.CELL_DEFAULTS["student"] else "")
 
 
 def curve_markdown(curve: pd.DataFrame, factor: str) -> str:
     """One row per method (and transfer set), one column per factor value: accuracy % mean ± CI half-width."""
-    curve = curve.assign(series=[f"{m} + transfer set" if t else m for m, t in zip(curve["method"], curve["transfer_set"])])
+    curve = curve.assign(series=[f"{m} + transfer set" if t else m for m, t in zip(curve["method"], curve[TRANSFER_SET])])
     if curve["student"].nunique() > 1:
         curve["series"] = curve["series"] + " (" + curve["student"] + ")"
-    values = sorted(curve[factor].unique(), reverse=factor == "label_fraction")
-    label = {"label_fraction": "labels", "label_noise": "noise"}[factor]
+    values = sorted(curve[factor].unique(), reverse=factor == LABEL_FRACTION)
+    label = {LABEL_FRACTION: "labels", LABEL_NOISE: "noise"}[factor]
     rows = []
     for series, part in curve.groupby("series", sort=False):
         row = {"method": series}
@@ -53,16 +49,16 @@ def data_factors_markdown(table: pd.DataFrame, confidence: float) -> str:
         "terms every sample; `ce` of such a cell trains on the labelled samples alone (equal labels).",
         "",
     ]
-    if table["label_fraction"].nunique() > 1 or table["transfer_set"].any():
-        lines += ["**Against label fraction**", "", curve_markdown(numbers.factor_curve(table, "label_fraction"), "label_fraction"), ""]
-    if table["label_noise"].nunique() > 1 or (table["label_noise"] > 0).any():
+    if table[LABEL_FRACTION].nunique() > 1 or table[TRANSFER_SET].any():
+        lines += ["**Against label fraction**", "", curve_markdown(numbers.factor_curve(table, LABEL_FRACTION), LABEL_FRACTION), ""]
+    if table[LABEL_NOISE].nunique() > 1 or (table[LABEL_NOISE] > 0).any():
         lines += ["**Against label-noise rate** (training and validation labels; test labels clean)", ""]
-        lines += [curve_markdown(numbers.factor_curve(table, "label_noise"), "label_noise"), ""]
+        lines += [curve_markdown(numbers.factor_curve(table, LABEL_NOISE), LABEL_NOISE), ""]
         changed = numbers.labels_changed(table)
         if not changed.empty:
             lines.append(
                 "Training labels changed by the noise model: "
-                + ", ".join(f"{100 * r:g}% requested -> {100 * c:.2f}% changed" for r, c in zip(changed["label_noise"], changed["labels_changed"]))
+                + ", ".join(f"{100 * r:g}% requested -> {100 * c:.2f}% changed" for r, c in zip(changed[LABEL_NOISE], changed["labels_changed"]))
                 + "."
             )
             lines.append("")
@@ -80,9 +76,7 @@ def gains_markdown(gains: pd.DataFrame, baseline: str, correction: str, signific
         f"adjusted p < {significance:g}; otherwise within noise.",
         "",
     ]
-    for (fraction, transfer, noise, student), part in gains.groupby(
-        ["label_fraction", "transfer_set", "label_noise", "student"], sort=False
-    ):
+    for _, part in gains.groupby([*DataCell.columns(), "student"], sort=False):
         helped = part[part["helps"]]["method"].tolist()
         verdict = f"distillation helps: {', '.join(f'`{m}`' for m in helped)}" if helped else "no method beats `ce` beyond noise"
         lines.append(f"- **{_cell(part.iloc[0])}**: {verdict}")
@@ -116,13 +110,13 @@ def label_gains_markdown(gains: pd.DataFrame, confidence: float) -> str:
         "",
     ]
     for _, row in gains.iterrows():
-        series = f"`{row['method']}`" + (" + transfer set" if row["transfer_set"] else "")
-        situation = [f"noise {100 * row['label_noise']:g}%"] if row["label_noise"] > 0 else []
+        series = f"`{row['method']}`" + (" + transfer set" if row[TRANSFER_SET] else "")
+        situation = [f"noise {100 * row[LABEL_NOISE]:g}%"] if row[LABEL_NOISE] > 0 else []
         situation += [f"student {row['student']}"] if row["student"] != numbers.CELL_DEFAULTS["student"] else []
         where = f" ({', '.join(situation)})" if situation else ""
         ci = "" if math.isnan(row["gain_ci_low"]) else f" [{100 * row['gain_ci_low']:+.2f}, {100 * row['gain_ci_high']:+.2f}]"
         line = (
-            f"- {series}{where}: {100 * row['label_fraction']:g}% -> {top} labels: {100 * row['gain']:+.2f} pp{ci} "
+            f"- {series}{where}: {100 * row[LABEL_FRACTION]:g}% -> {top} labels: {100 * row['gain']:+.2f} pp{ci} "
             f"({row['seeds']} vs {row['reference_seeds']} seeds, {_welch_p(row['p_value'])})"
         )
         if isinstance(row["baseline_arm"], str) and row["baseline_arm"] != row["reference_arm"]:
@@ -148,7 +142,7 @@ def data_factor_sections(
     sections = []
     if numbers.has_data_factors(table):
         sections.append(("Data size and quality", data_factors_markdown(table, confidence)))
-    if numbers.with_cell_columns(table)["label_fraction"].nunique() > 1:
+    if numbers.with_cell_columns(table)[LABEL_FRACTION].nunique() > 1:
         gains = numbers.label_gains(table, confidence=confidence, baseline=baselines[0] if baselines else "ce")
         sections.append((LABEL_GAINS_TITLE, label_gains_markdown(gains, confidence)))
     if "ce" in baselines:
@@ -161,19 +155,19 @@ def data_factor_figures(table: pd.DataFrame) -> dict[str, Figure]:
     """Accuracy against label fraction (one line per method and transfer set) and against noise rate."""
     table = numbers.with_cell_columns(table)
     figures: dict[str, Figure] = {}
-    series = [f"{m} + transfer set" if t else m for m, t in zip(table["method"], table["transfer_set"])]
+    series = [f"{m} + transfer set" if t else m for m, t in zip(table["method"], table[TRANSFER_SET])]
     labelled = table.assign(series=series)
-    if table["label_fraction"].nunique() > 1:
+    if table[LABEL_FRACTION].nunique() > 1:
         rows = numbers.fraction_rows(table)
-        rows = rows.assign(series=[f"{m} + transfer set" if t else m for m, t in zip(rows["method"], rows["transfer_set"])])
-        figure = plots.label_fraction_curve(rows, "label_fraction", group_column="series")
+        rows = rows.assign(series=[f"{m} + transfer set" if t else m for m, t in zip(rows["method"], rows[TRANSFER_SET])])
+        figure = plots.label_fraction_curve(rows, LABEL_FRACTION, group_column="series")
         figure.axes[0].set_title("Accuracy against label fraction, with and without transfer set (error bars: CI over seeds)", fontsize=9)
         figures["data_size.png"] = figure
-    if table["label_noise"].nunique() > 1:
-        rows = labelled[~labelled["transfer_set"]]
-        if (rows["label_fraction"] == 1.0).any():
-            rows = rows[rows["label_fraction"] == 1.0]
-        figure = plots.sensitivity_curve(rows.assign(noise_percent=100 * rows["label_noise"]), "noise_percent", group_column="series")
+    if table[LABEL_NOISE].nunique() > 1:
+        rows = labelled[~labelled[TRANSFER_SET]]
+        if (rows[LABEL_FRACTION] == 1.0).any():
+            rows = rows[rows[LABEL_FRACTION] == 1.0]
+        figure = plots.sensitivity_curve(rows.assign(noise_percent=100 * rows[LABEL_NOISE]), "noise_percent", group_column="series")
         figure.axes[0].set_xlabel("training labels corrupted, %")
         figure.axes[0].set_title("Accuracy against label noise (test labels clean; error bars: CI over seeds)", fontsize=9)
         figures["label_noise.png"] = figure

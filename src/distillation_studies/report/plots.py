@@ -16,9 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from distillation_studies.analysis.metrics import LOG_AXIS_METRICS  # noqa: E402
 from distillation_studies.analysis.pareto import pareto_mask  # noqa: E402
 
-COUNT_COSTS = ("parameters", "training_parameters", "flops")
+COUNT_COSTS = LOG_AXIS_METRICS  # drawn on a log axis: from the metrics table
 MAX_RELIABILITY_PANELS = 6
 PARETO_FRONT_GID = "pareto_front"
 MAX_ANNOTATED_CLASSES = 30

@@ -11,8 +11,9 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from distillation_studies.common.records import LABEL_FRACTION
 from distillation_studies.analysis.comparison import baseline_pairs, family_sizes
-from distillation_studies.analysis.metrics import TESTED_METRICS, reported_metric
+from distillation_studies.analysis.metrics import REPORT_COSTS, REPORT_QUALITY, TESTED_METRICS, reported_metric
 from distillation_studies.analysis.stats import Statistics
 from distillation_studies.analysis.recommend import truthy
 from distillation_studies.report.text import human, p_value, shown, unit, verdict, with_ci
@@ -97,11 +98,11 @@ def cost_rows(table: pd.DataFrame) -> list[dict]:
     rows = []
     for _, row in table.iterrows():
         entry = {"arm": row["arm"]}
-        for metric in ("last_test_accuracy", "test_nll", "test_ece", "test_teacher_agreement"):
+        for metric in REPORT_QUALITY:
             if f"{metric}_mean" in row:
                 entry[_header(metric)] = with_ci(metric, row[f"{metric}_mean"], row[f"{metric}_ci_low"])
         entry["params (incl. adapters)"] = f"{human(row['parameters_mean'])} ({human(row['training_parameters_mean'])})"
-        for metric in ("flops", "latency_ms", "train_time_s"):
+        for metric in REPORT_COSTS:
             entry[_header(metric)] = shown(metric, row[f"{metric}_mean"])
         rows.append(entry)
     return rows
@@ -142,7 +143,7 @@ def sensitivity_markdown(sensitivity: pd.DataFrame) -> str:
     for _, row in sensitivity.iterrows():
         rows.append({
             "arm": row["arm"], "method": row["method"], "student": row["student"],
-            "label fraction": f"{row['label_fraction']:g}", "seeds": str(int(row["seeds"])),
+            "label fraction": f"{row[LABEL_FRACTION]:g}", "seeds": str(int(row["seeds"])),
             "validation acc, %": with_ci("best_val_accuracy", row["best_val_accuracy_mean"], row["best_val_accuracy_ci_low"]),
             "selected": "yes" if row["selected"] else "",
         })

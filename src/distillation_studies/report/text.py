@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from distillation_studies.common.records import DataCell
 from distillation_studies.analysis.comparison import CELL_DEFAULTS, BASELINE, BETTER, NO_BASELINE, NOT_TESTABLE, WITHIN_NOISE, WORSE
 from distillation_studies.analysis.metrics import reported_metric
 
@@ -73,12 +74,5 @@ def verdict(code: str, p_adjusted: float | None = None) -> str:
 def cell_description(cell: dict) -> str:
     """A data cell as a user names their situation: 'all labels', '10% labels + transfer set',
     '10% labels, no transfer set, 20% label noise, student wide' (the default student unnamed)."""
-    fraction, noise = float(cell["label_fraction"]), float(cell.get("label_noise", 0.0))
-    parts = ["all labels" if fraction >= 1.0 else f"{100 * fraction:g}% labels"]
-    if fraction < 1.0:
-        parts[0] += " + transfer set" if cell.get("transfer_set") else ", no transfer set"
-    if noise > 0:
-        parts.append(f"{100 * noise:g}% label noise")
-    if cell.get("student", CELL_DEFAULTS["student"]) != CELL_DEFAULTS["student"]:
-        parts.append(f"student {cell['student']}")
-    return ", ".join(parts)
+    student = cell.get("student", CELL_DEFAULTS["student"])
+    return DataCell.from_row(cell).description() + (f", student {student}" if student != CELL_DEFAULTS["student"] else "")

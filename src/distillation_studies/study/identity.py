@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from distillation_studies.study.grid import DEFAULT_STUDENT, TRANSFER_TOKEN, Arm, fraction_token, noise_token
+from distillation_studies.study.grid import DEFAULT_STUDENT, Arm
 
 TEACHER = "teacher"
 STUDENTS = "students"
@@ -78,19 +78,6 @@ class ArmRun:
 def student_runs(arms: tuple[Arm, ...] | list[Arm], seeds: tuple[int, ...] | list[int]) -> list[ArmRun]:
     """Every (arm, seed) student of a study, arm by arm."""
     return [ArmRun(arm.key, seed) for arm in arms for seed in seeds]
-
-
-def model_input_name(fraction: float, transfer_set: bool = False, label_noise: float = 0.0) -> str:
-    """The splits a student trains on: all labels or a stratified label fraction (with the unlabelled
-    rest kept as a transfer set), at a label-noise rate: ``model_input[_noise_20][_labels_10[_transfer]]``."""
-    parts = ["model_input"]
-    if label_noise > 0.0:
-        parts.append(noise_token(label_noise))
-    if fraction < 1.0:
-        parts.append(fraction_token(fraction))
-        if transfer_set:
-            parts.append(TRANSFER_TOKEN)
-    return "_".join(parts)
 
 
 def student_model_key(student: str) -> str:

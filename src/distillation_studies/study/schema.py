@@ -28,14 +28,8 @@ from distillation_studies.learning.data import (
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.study import limits
 from distillation_studies.study.search import SearchConfig, parse_search
-from distillation_studies.study.grid import (
-    Arm,
-    check_label_fractions,
-    check_label_noise,
-    check_transfer_sets,
-    expand_arms,
-    sweep_settings,
-)
+from distillation_studies.common.records import DataCell
+from distillation_studies.study.grid import Arm, expand_arms, sweep_settings
 from distillation_studies.learning.methods import build_method, method_class, parse_method_config
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.analysis.recommend import Constraints
@@ -48,7 +42,7 @@ TOP_LEVEL_KEYS = [
     "data", "teacher", "student", "methods", "seeds", "grid", "evaluation", "comparison", "recommendation", "tracking",
     "search",
 ]
-GRID_KEYS = ["students", "label_fractions", "transfer_set", "label_noise"]
+GRID_KEYS = ["students", *DataCell.GRID_KEYS.values()]
 TEACHER_LABELS = ["clean", "noisy"]
 METHOD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -239,9 +233,7 @@ class GridConfig:
     when the study trains ``student.model`` alone."""
 
     students: dict[str, dict[str, Any]]
-    label_fractions: tuple[float, ...] = (1.0,)
-    transfer_set: tuple[bool, ...] = (False,)
-    label_noise: tuple[float, ...] = (0.0,)
+    cells: tuple[DataCell, ...] = (DataCell(),)  # the data cells, in grid order
 
 
 @dataclass(frozen=True)
@@ -414,8 +406,9 @@ def _check_sizes(
     limits.check_evaluation(evaluation, footprints)
 
 
-def check_data_factors(data: DataConfig, noise: list[float]) -> None:
+def check_data_factors(data: DataConfig, cells: tuple[DataCell, ...]) -> None:
     """Label noise relabels in-memory splits, and one teacher per study trains on one set of labels."""
+    noise = list(dict.fromkeys(cell.label_noise for cell in cells))
     noisy_rates = [rate for rate in noise if rate > 0.0]
     if noisy_rates and not data.in_memory:
         raise ConfigError("grid.label_noise: needs data.in_memory: true (streamed splits read their labels from disk)")
@@ -428,14 +421,14 @@ def check_data_factors(data: DataConfig, noise: list[float]) -> None:
 
 def teacher_label_noise(study: StudyConfig) -> float:
     """The noise rate of the labels the teacher trains on (0 unless ``data.teacher_labels: noisy``)."""
-    return max(arm.label_noise for arm in study.arms) if study.data.teacher_labels == "noisy" else 0.0
+    return max(arm.cell.label_noise for arm in study.arms) if study.data.teacher_labels == "noisy" else 0.0
 
 
 def check_transfer_methods(arms: list[Arm], methods: tuple[MethodEntry, ...]) -> None:
     """A transfer-set cell refuses methods that need a label on every sample (e.g. DKD), naming them."""
     entries = {e.key: e for e in methods}
     for arm in arms:
-        if not arm.transfer_set:
+        if not arm.cell.transfer_set:
             continue
         entry = entries[arm.method_key]
         use, reason = method_class(entry.method, f"methods.{entry.key}").unlabelled_use(entry.config_for(arm.setting))
@@ -473,8 +466,7 @@ def validate_study(params: Mapping[str, Any]) -> StudyConfig:
     grid = _grid(params.get("grid"), data, data_summary)
     student_specs = grid.students or {DEFAULT_STUDENT: student.spec}
     arms = expand_arms(
-        {e.key: list(e.settings) for e in methods}, list(student_specs), list(grid.label_fractions),
-        list(grid.transfer_set), list(grid.label_noise),
+        {e.key: list(e.settings) for e in methods}, list(student_specs), grid.cells
     )
     check_transfer_methods(arms, methods)
     limits.check_seed_count(seeds, len(arms))
@@ -509,11 +501,9 @@ def _grid(raw: Any, data: DataConfig, data_summary: Mapping[str, Any]) -> GridCo
     if unknown:
         raise ConfigError(f"grid.{unknown[0]}: unknown key; allowed keys: {GRID_KEYS}")
     students = _grid_students(grid.get("students"), data_summary)
-    fractions = check_label_fractions(grid.get("label_fractions", [1.0]))
-    transfer_sets = check_transfer_sets(grid.get("transfer_set", [False]), fractions)
-    noise = check_label_noise(grid.get("label_noise", [0.0]))
-    check_data_factors(data, noise)
-    return GridConfig(students, tuple(fractions), tuple(transfer_sets), tuple(noise))
+    cells = DataCell.grid_cells(grid)
+    check_data_factors(data, cells)
+    return GridConfig(students, cells)
 
 
 def _check_methods(
@@ -541,7 +531,7 @@ def check_search_study(
     search: SearchConfig, methods: tuple[MethodEntry, ...], grid: GridConfig, training: TrainConfig
 ) -> None:
     """What a search study does not support yet, and every rung's length as the student's training accepts it."""
-    if grid.students or len(grid.label_fractions) > 1 or len(grid.transfer_set) > 1 or len(grid.label_noise) > 1:
+    if grid.students or len(grid.cells) > 1:
         raise ConfigError(
             "grid: a search study tunes one student on one data cell for now; keep one value per grid key "
             "(no grid.students, one label fraction, transfer set and noise rate)"

@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from distillation_studies.analysis.metrics import PARETO_COSTS as PARETO_METRICS
+from distillation_studies.common.records import LABEL_FRACTION, TRANSFER_SET
 from distillation_studies.analysis import comparison as core
 from distillation_studies.analysis import reference
 from distillation_studies.report.data_factors import data_factor_figures, data_factor_sections
@@ -24,7 +26,7 @@ from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import ComparisonConfig, DataConfig, ModelSection
 
 log = logging.getLogger(__name__)
-PARETO_COSTS = ["training_parameters_mean", "flops_mean", "latency_ms_mean", "train_time_s_mean"]
+PARETO_COSTS = [f"{name}_mean" for name in PARETO_METRICS]  # the plots' cost axes, from the metrics table
 REPORT_TITLE = "Distillation study report"
 
 
@@ -204,6 +206,6 @@ def _figures(table: pd.DataFrame, sensitivity: pd.DataFrame, histories: dict, de
         figures[f"sensitivity_{column[3:]}.png"] = plots.sensitivity_curve(
             sensitivity, column, "best_val_accuracy_mean", group_column="method"
         )
-    if table["label_fraction"].nunique() > 1 and not ("transfer_set" in table and table["transfer_set"].any()):
-        figures["label_fraction.png"] = plots.label_fraction_curve(table, "label_fraction", group_column="method")
+    if table[LABEL_FRACTION].nunique() > 1 and not (TRANSFER_SET in table and table[TRANSFER_SET].any()):
+        figures["label_fraction.png"] = plots.label_fraction_curve(table, LABEL_FRACTION, group_column="method")
     return figures

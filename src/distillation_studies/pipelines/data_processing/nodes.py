@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from distillation_studies.common.records import LABEL_NOISE
 from distillation_studies.learning import data as core
 from distillation_studies.study.schema import DataConfig
 
@@ -43,7 +44,7 @@ def noisy_input(model_input: dict, data_summary: dict, data: DataConfig, *, rate
     """
     splits = {part: model_input[part] for part in ("train", "val", "test")}
     noisy, changed = core.noisy_splits(splits, rate, int(data_summary["num_classes"]), data.label_noise_model, data.split_seed)
-    return {**model_input, **noisy, "label_noise": {"rate": rate, "model": data.label_noise_model, "changed": changed}}
+    return {**model_input, **noisy, LABEL_NOISE: {"rate": rate, "model": data.label_noise_model, "changed": changed}}
 
 
 def transfer_input(model_input: dict, data: DataConfig, *, fraction: float) -> dict:

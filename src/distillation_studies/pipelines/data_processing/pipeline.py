@@ -1,9 +1,10 @@
 from functools import partial, update_wrapper
+from typing import Iterable
 
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.pipelines.validated_params import with_validated_params
-from distillation_studies.study.identity import model_input_name
+from distillation_studies.common.records import DataCell
 from distillation_studies.study.schema import StudyConfig
 
 from .nodes import label_subset, load_images, noisy_input, split_images, transfer_input
@@ -13,6 +14,16 @@ def _bound(function, **kwargs):
     return update_wrapper(partial(function, **kwargs), function)
 
 
+def derived_cells(cells: Iterable[DataCell]) -> list[DataCell]:
+    """Every cell with splits of its own and the cells they are derived from, sources first."""
+    derived: set[DataCell] = set()
+    for cell in cells:
+        while cell.source is not None:
+            derived.add(cell)
+            cell = cell.source
+    return sorted(derived, key=lambda c: (c.source.source is not None, c.sort_key()))
+
+
 def create_pipeline(study: StudyConfig) -> Pipeline:
     """The splits, then one derived split set per data cell of the grid: noisy labels first (shared by
     every fraction at that rate), then the label fraction, with or without its transfer set."""
@@ -20,12 +31,11 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
         node(load_images, "params:data", "raw_images", name="load_images"),
         node(split_images, ["raw_images", "params:data"], ["model_input", "data_summary"], name="split_images"),
     ]
-    for rate in sorted({arm.label_noise for arm in study.arms} - {0.0}):
-        name = model_input_name(1.0, False, rate)
-        nodes.append(node(_bound(noisy_input, rate=rate), ["model_input", "data_summary", "params:data"], name, name=f"make_{name}"))
-    cells = sorted({(arm.label_fraction, arm.transfer_set, arm.label_noise) for arm in study.arms if arm.label_fraction < 1.0})
-    for fraction, transfer, rate in cells:
-        source, name = model_input_name(1.0, False, rate), model_input_name(fraction, transfer, rate)
-        make = _bound(transfer_input if transfer else label_subset, fraction=fraction)
-        nodes.append(node(make, [source, "params:data"], name, name=f"make_{name}"))
+    for cell in derived_cells(arm.cell for arm in study.arms):
+        if cell.label_fraction < 1.0:  # a label fraction of its rate's splits, with or without its transfer set
+            make = _bound(transfer_input if cell.transfer_set else label_subset, fraction=cell.label_fraction)
+            inputs = [cell.source.dataset, "params:data"]
+        else:  # a noise rate: relabel the plain splits
+            make, inputs = _bound(noisy_input, rate=cell.label_noise), [cell.source.dataset, "data_summary", "params:data"]
+        nodes.append(node(make, inputs, cell.dataset, name=f"make_{cell.dataset}"))
     return with_validated_params(Pipeline(nodes, tags="data"), study)

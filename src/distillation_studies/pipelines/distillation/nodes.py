@@ -12,6 +12,8 @@ from distillation_studies.learning.data import labelled_part
 from distillation_studies.learning.methods import build_method, method_class
 from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import labels_of
+from distillation_studies.common.records import LABEL_NOISE, RunLabels
+from distillation_studies.study.grid import Arm
 from distillation_studies.study.schema import MethodEntry
 from distillation_studies.study.identity import ArmRun, student_model_key
 from distillation_studies.learning.divergence import DivergenceError, chance_accuracy, failure_reason
@@ -30,19 +32,19 @@ def distil_student(
     student_training: TrainConfig,
     method: MethodEntry,
     *,
-    arm: dict[str, Any],
+    arm: Arm,
     seed: int,
 ) -> tuple[nn.Module, nn.Module, dict]:
     """Best-on-validation student, its last-epoch weights, and the history of every loss term.
 
     ``student_model`` is the arm's validated model spec, ``method`` its validated method entry; ``seed``
     fixes the student's initialisation, batch order and any randomness of the method; ``arm`` names the
-    method setting, student architecture and label fraction of this grid point. Every arm of a data cell
+    method setting, student architecture and data cell of this grid point. Every arm of a data cell
     trains for the same budget (:func:`cell_steps_per_epoch`), whatever part of the cell's data it uses.
     """
     spec, entry = student_model, method
-    check_data_shape(spec, data_summary, student_model_key(arm["student"]))
-    config = entry.config_for(arm["setting"])
+    check_data_shape(spec, data_summary, student_model_key(arm.student))
+    config = entry.config_for(arm.setting)
     train_data, labelled = transfer_split(model_input, entry.method, config)
     torch.manual_seed(seed)
     model = build_model(spec)
@@ -51,7 +53,7 @@ def distil_student(
     teacher = teacher_model if loss.needs_teacher else None  # e.g. dml, or a combine of teacher-free parts
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     chance = chance_accuracy(labels_of(model_input["val"]))
-    label = ArmRun(arm["key"], seed).key
+    label = ArmRun(arm.key, seed).key
     steps_per_epoch = cell_steps_per_epoch(model_input, student_training)
     try:
         result = train(
@@ -71,18 +73,10 @@ def distil_student(
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)
     if failure:
-        log.error("%s/seed_%d is flagged unusable: %s", arm["key"], seed, failure)
+        log.error("%s is flagged unusable: %s", label, failure)
     extra = {
-        "arm": arm["key"],
-        "method": arm["method_key"],
-        "registered_method": entry.method,
-        "setting": arm["setting"],
-        "student": arm["student"],
-        "label_fraction": arm["label_fraction"],
-        "train_size": train_size,
-        **data_factor_record(arm, model_input, labelled, train_size),
-        "seed": seed,
-        "hyperparameters": {**entry.raw, **arm["setting"]},
+        **run_labels(arm, entry.method, seed, model_input, labelled, train_size).summary(),
+        "hyperparameters": {**entry.raw, **arm.setting},
         "model": spec,
         "chance_accuracy": chance,
         **({"failure": failure} if failure else {}),
@@ -131,12 +125,13 @@ def transfer_split(model_input: dict, method: str, config: Any) -> tuple[Any, An
     return model_input["train"], labelled
 
 
-def data_factor_record(arm: dict[str, Any], model_input: dict, labelled: Any, train_size: int) -> dict[str, Any]:
-    """The data cell of a run, for histories, metrics and the report: transfer set, noise and label counts."""
-    noise = model_input.get("label_noise") or {}
-    return {
-        "transfer_set": bool(arm.get("transfer_set", False)),
-        "label_noise": float(arm.get("label_noise", 0.0)),
-        "labels_changed": float((noise.get("changed") or {}).get("train", 0.0)),
-        "labelled_size": int(labelled.sum()) if labelled is not None else train_size,
-    }
+def run_labels(arm: Arm, registered_method: str, seed: int, model_input: dict, labelled: Any, train_size: int) -> RunLabels:
+    """A run's labels, for histories, metrics and MLflow: its arm and seed, and what its data really held
+    (training samples, labelled ones, training labels the noise model changed)."""
+    noise = model_input.get(LABEL_NOISE) or {}  # what the noise node changed
+    return RunLabels(
+        arm=arm.key, method=arm.method_key, registered_method=registered_method, setting=dict(arm.setting),
+        student=arm.student, cell=arm.cell, seed=seed, train_size=train_size,
+        labelled_size=int(labelled.sum()) if labelled is not None else train_size,
+        labels_changed=float((noise.get("changed") or {}).get("train", 0.0)),
+    )

@@ -10,14 +10,14 @@ from kedro.pipeline import Pipeline, node
 
 from distillation_studies.pipelines.validated_params import with_validated_params
 from distillation_studies.study.grid import Arm
-from distillation_studies.study.identity import ArmRun, model_input_name, student_model_param
+from distillation_studies.study.identity import ArmRun, student_model_param
 from distillation_studies.study.schema import StudyConfig
 
 from .nodes import distil_student
 
 
 def student_template(arm: Arm, seed: int) -> Pipeline:
-    distil = update_wrapper(partial(distil_student, arm=arm.as_dict(), seed=seed), distil_student)
+    distil = update_wrapper(partial(distil_student, arm=arm, seed=seed), distil_student)
     return Pipeline(
         [
             node(
@@ -47,7 +47,7 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
                 inputs={
                     "teacher_model": "teacher_model",
                     "data_summary": "data_summary",
-                    "model_input": model_input_name(arm.label_fraction, arm.transfer_set, arm.label_noise),
+                    "model_input": arm.cell.dataset,
                 },
                 parameters={
                     "params:student_model": student_model_param(arm),

@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from distillation_studies.common.names import DEFAULT_STUDENT
+from distillation_studies.common.records import RunLabels
 from distillation_studies.learning import diagnostics
 from distillation_studies.learning.evaluation import evaluate_model
 from distillation_studies.learning.methods import METHODS
@@ -15,7 +16,6 @@ from distillation_studies.study.identity import student_model_key
 from distillation_studies.study.schema import EvaluationConfig, GridConfig, MethodEntry, ModelSection
 
 DEFAULT_TEMPERATURES = [1.0, 4.0]
-DATA_FACTOR_LABELS = ("transfer_set", "label_noise", "labels_changed", "labelled_size")
 
 
 def evaluate_student(
@@ -33,10 +33,7 @@ def evaluate_student(
     """
     summary = history["summary"]
     metrics = evaluate_model(model, last_model, model_input["test"], teacher_model, summary, **vars(evaluation))
-    labels = {key: summary[key] for key in ("arm", "method", "registered_method", "student", "label_fraction", "train_size", "seed")}
-    labels.update({key: summary[key] for key in DATA_FACTOR_LABELS if key in summary})  # transfer sets, label noise
-    labels["setting"] = ", ".join(f"{k}={v}" for k, v in summary["setting"].items()) or "default"
-    labels.update({f"hp_{k}": v for k, v in summary["setting"].items()})
+    labels = RunLabels.from_summary(summary).row()
     failure = summary.get("failure") or ""
     return {**labels, **metrics, "usable": not failure, "failure": failure}
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from distillation_studies.analysis.search_driver import Job, Outcome, TrialSpec
-from distillation_studies.common.names import DEFAULT_STUDENT
+from distillation_studies.study.grid import Arm
 from distillation_studies.learning.methods import parse_method_config
 from distillation_studies.learning.training import TrainConfig
 from distillation_studies.pipelines.distillation.nodes import distil_student
@@ -41,17 +41,9 @@ class Shared:
     study: StudyRun | None = None  # None: tracking is off
 
 
-def trial_arm(trial: TrialSpec, arm_key: str) -> dict[str, Any]:
-    """The arm a trial trains as, in the shape study arms have (``Arm.as_dict``)."""
-    return {
-        "key": arm_key,
-        "method_key": trial.method_key,
-        "setting": dict(trial.setting),
-        "student": DEFAULT_STUDENT,
-        "label_fraction": 1.0,
-        "transfer_set": False,
-        "label_noise": 0.0,
-    }
+def trial_arm(trial: TrialSpec, arm_key: str) -> Arm:
+    """The arm a trial trains as: the default student on all clean labels (a search study has one data cell)."""
+    return Arm(arm_key, trial.method_key, dict(trial.setting))
 
 
 def trial_entry(entry: MethodEntry, setting: dict[str, Any]) -> MethodEntry:

@@ -1,14 +1,14 @@
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.pipelines.validated_params import with_validated_params
-from distillation_studies.study.identity import model_input_name
+from distillation_studies.common.records import DataCell
 from distillation_studies.study.schema import StudyConfig, teacher_label_noise
 
 from .nodes import protocol_card, train_teacher
 
 
 def create_pipeline(study: StudyConfig) -> Pipeline:
-    teacher_input = model_input_name(1.0, False, teacher_label_noise(study))  # data.teacher_labels
+    teacher_input = DataCell(label_noise=teacher_label_noise(study)).dataset  # data.teacher_labels
     return with_validated_params(
         Pipeline(
             [
