@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from distillation_studies.analysis import data_factors as numbers
 from distillation_studies.report import plots
+from distillation_studies.report.text import cell_description
 
 
 def _pm(mean: float, low: float, scale: float = 100.0) -> str:
@@ -27,20 +31,35 @@ def _cell(row: pd.Series) -> str:
     return ", ".join(parts)
 
 
-def curve_markdown(curve: pd.DataFrame, factor: str) -> str:
-    """One row per method (and transfer set), one column per factor value: accuracy % mean ± CI half-width."""
-    curve = curve.assign(series=[f"{m} + transfer set" if t else m for m, t in zip(curve["method"], curve["transfer_set"])])
+def _fraction_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """The label-fraction curve, each arm once: a full-label cell has no unlabelled rest, so it has no
+    transfer-set variant to repeat it under."""
+    curve = numbers.factor_curve(table, "label_fraction")
+    return curve[~(curve["transfer_set"] & (curve["label_fraction"] >= 1.0))].reset_index(drop=True)
+
+
+def _series(curve: pd.DataFrame) -> pd.Series:
+    """The row label of a curve point: its method, and its student when the study has several."""
     if curve["student"].nunique() > 1:
-        curve["series"] = curve["series"] + " (" + curve["student"] + ")"
-    values = sorted(curve[factor].unique(), reverse=factor == "label_fraction")
-    label = {"label_fraction": "labels", "label_noise": "noise"}[factor]
+        return curve["method"] + " (" + curve["student"] + ")"
+    return curve["method"]
+
+
+def curve_markdown(curve: pd.DataFrame, factor: str) -> str:
+    """One row per method, one column per data cell along ``factor`` (a transfer set is part of the cell,
+    whether the method uses it or not): accuracy % mean ± CI half-width."""
+    curve = curve.assign(series=_series(curve))
+    if factor == "label_fraction":
+        curve["column"] = [_labels(row) for _, row in curve.iterrows()]
+        order = curve.sort_values(["label_fraction", "transfer_set"], ascending=[False, True])["column"]
+    else:
+        curve["column"] = [f"noise {100 * v:g}%" for v in curve["label_noise"]]
+        order = curve.sort_values("label_noise")["column"]
+    columns = list(dict.fromkeys(order))
     rows = []
     for series, part in curve.groupby("series", sort=False):
-        row = {"method": series}
-        for value in values:
-            cell = part[part[factor] == value]
-            row[f"{label} {100 * value:g}%"] = "" if cell.empty else _pm(cell["mean"].iloc[0], cell["ci_low"].iloc[0])
-        rows.append(row)
+        cells = {row["column"]: _pm(row["mean"], row["ci_low"]) for _, row in part.iterrows()}
+        rows.append({"method": series, **{column: cells.get(column, "") for column in columns}})
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
@@ -54,7 +73,7 @@ def data_factors_markdown(table: pd.DataFrame, confidence: float) -> str:
         "",
     ]
     if table["label_fraction"].nunique() > 1 or table["transfer_set"].any():
-        lines += ["**Against label fraction**", "", curve_markdown(numbers.factor_curve(table, "label_fraction"), "label_fraction"), ""]
+        lines += ["**Against label fraction**", "", curve_markdown(_fraction_curve(table), "label_fraction"), ""]
     if table["label_noise"].nunique() > 1 or (table["label_noise"] > 0).any():
         lines += ["**Against label-noise rate** (training and validation labels; test labels clean)", ""]
         lines += [curve_markdown(numbers.factor_curve(table, "label_noise"), "label_noise"), ""]
@@ -116,13 +135,13 @@ def label_gains_markdown(gains: pd.DataFrame, confidence: float) -> str:
         "",
     ]
     for _, row in gains.iterrows():
-        series = f"`{row['method']}`" + (" + transfer set" if row["transfer_set"] else "")
+        series = f"`{row['method']}`"
         situation = [f"noise {100 * row['label_noise']:g}%"] if row["label_noise"] > 0 else []
         situation += [f"student {row['student']}"] if row["student"] != numbers.CELL_DEFAULTS["student"] else []
         where = f" ({', '.join(situation)})" if situation else ""
         ci = "" if math.isnan(row["gain_ci_low"]) else f" [{100 * row['gain_ci_low']:+.2f}, {100 * row['gain_ci_high']:+.2f}]"
         line = (
-            f"- {series}{where}: {100 * row['label_fraction']:g}% -> {top} labels: {100 * row['gain']:+.2f} pp{ci} "
+            f"- {series}{where}: {_labels(row)} -> {top} labels: {100 * row['gain']:+.2f} pp{ci} "
             f"({row['seeds']} vs {row['reference_seeds']} seeds, {_welch_p(row['p_value'])})"
         )
         if isinstance(row["baseline_arm"], str) and row["baseline_arm"] != row["reference_arm"]:
@@ -133,6 +152,11 @@ def label_gains_markdown(gains: pd.DataFrame, confidence: float) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
+
+
+def _labels(row: pd.Series) -> str:
+    """'5% labels + transfer set': the label side of a row's data cell."""
+    return cell_description({"label_fraction": row["label_fraction"], "transfer_set": row["transfer_set"]})
 
 
 def _welch_p(p: float) -> str:
@@ -158,23 +182,53 @@ def data_factor_sections(
 
 
 def data_factor_figures(table: pd.DataFrame) -> dict[str, Figure]:
-    """Accuracy against label fraction (one line per method and transfer set) and against noise rate."""
+    """Accuracy against label fraction (one colour per method, hollow markers for transfer-set cells) and
+    against noise rate (one line per method)."""
     table = numbers.with_cell_columns(table)
     figures: dict[str, Figure] = {}
-    series = [f"{m} + transfer set" if t else m for m, t in zip(table["method"], table["transfer_set"])]
-    labelled = table.assign(series=series)
     if table["label_fraction"].nunique() > 1:
-        rows = numbers.fraction_rows(table)
-        rows = rows.assign(series=[f"{m} + transfer set" if t else m for m, t in zip(rows["method"], rows["transfer_set"])])
-        figure = plots.label_fraction_curve(rows, "label_fraction", group_column="series")
-        figure.axes[0].set_title("Accuracy against label fraction, with and without transfer set (error bars: CI over seeds)", fontsize=9)
-        figures["data_size.png"] = figure
+        figures["data_size.png"] = data_size_plot(_fraction_curve(table))
     if table["label_noise"].nunique() > 1:
-        rows = labelled[~labelled["transfer_set"]]
+        rows = table[~table["transfer_set"]]
         if (rows["label_fraction"] == 1.0).any():
             rows = rows[rows["label_fraction"] == 1.0]
-        figure = plots.sensitivity_curve(rows.assign(noise_percent=100 * rows["label_noise"]), "noise_percent", group_column="series")
+        figure = plots.sensitivity_curve(rows.assign(noise_percent=100 * rows["label_noise"]), "noise_percent", group_column="method")
         figure.axes[0].set_xlabel("training labels corrupted, %")
-        figure.axes[0].set_title("Accuracy against label noise (test labels clean; error bars: CI over seeds)", fontsize=9)
+        figure.axes[0].set_title("Test accuracy against label noise (test labels clean)")
         figures["label_noise.png"] = figure
     return figures
+
+
+def data_size_plot(curve: pd.DataFrame) -> Figure:
+    """Accuracy (mean ± CI) against the label fraction, one colour per method; filled markers for cells
+    without a transfer set, hollow ones for cells with one. A line joins only points of one method and
+    one kind of cell (never a transfer-set cell to a full-label one); methods are nudged apart on x so
+    their error bars do not hide each other."""
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    curve = curve.assign(series=_series(curve))
+    colours = plots.method_colours(curve["series"])
+    nudge = {series: 1.0 + 0.03 * (i - (len(colours) - 1) / 2) for i, series in enumerate(colours)}
+    for (series, transfer), part in curve.groupby(["series", "transfer_set"], sort=False):
+        part = part.sort_values("label_fraction")
+        mean = 100 * part["mean"].to_numpy(dtype=float)
+        below = np.nan_to_num(mean - 100 * part["ci_low"].to_numpy(dtype=float))
+        above = np.nan_to_num(100 * part["ci_high"].to_numpy(dtype=float) - mean)
+        axis.errorbar(
+            100 * part["label_fraction"].to_numpy(dtype=float) * nudge[series], mean, yerr=[below, above],
+            fmt="o" + ("-" if len(part) > 1 else ""), capsize=4, color=colours[series],
+            markerfacecolor="white" if transfer else colours[series], markersize=7,
+        )
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=s) for s, c in colours.items()]
+    if curve["transfer_set"].any():
+        handles.append(Line2D([], [], color="gray", marker="o", markerfacecolor="white", linestyle="", label="hollow: cell with a transfer set"))
+    axis.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    axis.set_xscale("log")
+    fractions = sorted(100 * curve["label_fraction"].unique())
+    axis.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    axis.minorticks_off()
+    axis.set_xlabel("labelled training data, % (log scale)")
+    axis.set_ylabel("test accuracy, %")
+    axis.grid(alpha=0.3)
+    axis.set_title("Test accuracy against label fraction (error bars: CI over seeds)")
+    figure.tight_layout()
+    return figure
