@@ -88,10 +88,15 @@ TIMED_NOTE = (
 )
 
 
+def figure_title(figure: plt.Figure) -> str:
+    """The title a figure shows (its suptitle, else its first panel's), on one line."""
+    title = figure.get_suptitle() or (figure.axes[0].get_title() if figure.axes else "")
+    return " ".join(title.split())
+
+
 def figure_caption(name: str, figure: plt.Figure) -> str:
     """What a figure shows, for its caption: its title, and for a Pareto plot how to read its marks."""
-    title = figure.get_suptitle() or (figure.axes[0].get_title() if figure.axes else "")
-    caption = " ".join(title.split()).rstrip(".") + "."
+    caption = figure_title(figure).rstrip(".") + "."
     if name.startswith("pareto_"):
         caption += " " + PARETO_NOTE + (TIMED_NOTE if _base(name.removeprefix("pareto_").removesuffix(".png")) in TIMED_COSTS else "")
     return caption
@@ -101,7 +106,7 @@ def plots_markdown(figures: dict[str, plt.Figure], flat: dict[str, float], folde
     """The report's plots: each image (``<folder>/<name>``, beside the report) followed in its paragraph by
     its numbered caption, then one line naming the costs left out because every arm shares them."""
     blocks = [
-        f"![{figure_caption(name, figure).split('.')[0]}]({folder}/{name})\n*Figure {n}. {figure_caption(name, figure)}*"
+        f"![{figure_title(figure)}]({folder}/{name})\n*Figure {n}. {figure_caption(name, figure)}*"
         for n, (name, figure) in enumerate(figures.items(), 1)
     ]
     if flat:
