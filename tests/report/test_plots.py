@@ -80,6 +80,14 @@ def test_learning_curves_accepts_single_history_and_uneven_lengths():
     np.testing.assert_allclose(accuracy_axis.lines[1].get_ydata(), [30.0, 60.0])
 
 
+def test_learning_curves_colour_by_method_and_dash_by_cell():
+    table = _cells_table().assign(arm=["ce_all", "kd_all", "ce_10", "kd_10"])
+    history = [_history([0.5, 0.6], [1.0, 0.5])]
+    figure = learning_curves({arm: history for arm in ["ce_all", "kd_all", "ce_10"]}, table)
+    lines = figure.axes[0].lines
+    assert [(line.get_color(), line.get_linestyle()) for line in lines] == [("C0", "-"), ("C1", "-"), ("C0", "--")]
+
+
 def test_pareto_front_and_plot():
     table = _table(["ce", "kd", "fitnet", "big"], [1e3, 1e3, 5e4, 1e6], [0.80, 0.85, 0.84, 0.90])
     figure = pareto_plot(table, "flops")  # front from core.pareto: kd and big

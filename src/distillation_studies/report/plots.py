@@ -136,23 +136,26 @@ def seed_mean(histories: Sequence[History], key: str) -> tuple[np.ndarray, np.nd
     return epochs, means, stds
 
 
-def learning_curves(histories: dict[str, Sequence[History] | History]) -> plt.Figure:
-    """Validation accuracy (%) and total training loss per epoch, one line per method label.
+def learning_curves(histories: dict[str, Sequence[History] | History], table: pd.DataFrame | None = None) -> plt.Figure:
+    """Validation accuracy (%) and total training loss per epoch, one line per arm label.
 
-    ``histories`` maps a method label to its seeds' histories (a list of history-row lists; a single
+    ``histories`` maps an arm label to its seeds' histories (a list of history-row lists; a single
     history is accepted too). With several seeds the line is the per-epoch mean and the band ±1 std.
+    With ``table`` (the comparison table: ``arm``, ``method`` and the cell columns) lines are coloured by
+    method and dashed by data cell, as the points of the Pareto plots are; otherwise one colour per label.
     """
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     panels = ((axes[0], "val_accuracy", "validation accuracy, %", 100.0), (axes[1], "loss_total", "training loss (total)", 1.0))
-    for index, (label, runs) in enumerate(histories.items()):
+    styles = _line_styles(list(histories), table)
+    for label, runs in histories.items():
         runs = [runs] if runs and isinstance(runs[0], dict) else list(runs)  # type: ignore[list-item]
-        color = f"C{index % 10}"
+        color, linestyle = styles[label]
         for axis, key, _, scale in panels:
             epochs, mean, std = seed_mean(runs, key)
             if not len(epochs):
                 continue
             suffix = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
-            axis.plot(epochs, scale * mean, color=color, marker="." if len(epochs) < 30 else None, label=f"{label}{suffix}")
+            axis.plot(epochs, scale * mean, color=color, linestyle=linestyle, marker="." if len(epochs) < 30 else None, label=f"{label}{suffix}")
             if len(runs) > 1:
                 axis.fill_between(epochs, scale * (mean - std), scale * (mean + std), color=color, alpha=0.2, linewidth=0)
     for axis, _, ylabel, _ in panels:
@@ -164,6 +167,17 @@ def learning_curves(histories: dict[str, Sequence[History] | History]) -> plt.Fi
     figure.suptitle("Learning curves (line: mean over seeds; band: ±1 std)")
     figure.tight_layout()
     return figure
+
+
+def _line_styles(labels: list[str], table: pd.DataFrame | None) -> dict[str, tuple[str, str]]:
+    """(colour, line style) per arm label: by method and data cell when ``table`` names them, else by label."""
+    if table is None or not {"arm", "method"} <= set(table.columns) or not set(labels) <= set(table["arm"]):
+        return {label: (f"C{i % 10}", "-") for i, label in enumerate(labels)}
+    rows = table.set_index("arm")
+    cells = dict(zip(table["arm"], _cells(table)))
+    colours = method_colours(rows.loc[labels, "method"].astype(str))
+    dashes = {cell: ("-", "--", ":", "-.")[i % 4] for i, cell in enumerate(dict.fromkeys(cells[label] for label in labels))}
+    return {label: (colours[str(rows.loc[label, "method"])], dashes[cells[label]]) for label in labels}
 
 
 # ---------------------------------------------------------------------------------------- pareto

@@ -194,7 +194,7 @@ def _figures(table: pd.DataFrame, sensitivity: pd.DataFrame, histories: dict, de
     by_arm: dict[str, list] = {}
     for key, history in histories.items():
         by_arm.setdefault(ArmRun.from_key(key).arm, []).append(history["epochs"])
-    figures["learning_curves.png"] = plots.learning_curves(by_arm)
+    figures["learning_curves.png"] = plots.learning_curves(by_arm, table)
     reliability = _by_arm(details, "reliability")
     figures["reliability.png"] = plots.reliability_diagram(
         {arm: pool_reliability(bins) for arm, bins in reliability.items()},
