@@ -272,9 +272,11 @@ def _label_points(axis: plt.Axes, points: list[tuple[float, float, str]]) -> Non
             groups.append(group)
         group.append((where, x, y, name))
     for group in groups:
-        _, x, y, _ = max(group, key=lambda p: (p[2], p[1]))
+        where, x, y, _ = max(group, key=lambda p: (p[2], p[1]))
         names = ", ".join(dict.fromkeys(name for *_, name in group))
-        axis.annotate(names, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        left = where[0] > 0.8  # near the right edge the label goes left of its point, inside the axes
+        axis.annotate(names, (x, y), textcoords="offset points", xytext=(-6 if left else 6, 6), fontsize=8,
+                      ha="right" if left else "left")
 
 
 def front_rows(table: pd.DataFrame, cost_column: str, quality_column: str = "test_accuracy_mean") -> pd.Series:
