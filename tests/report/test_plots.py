@@ -224,3 +224,14 @@ def test_per_class_heatmap_annotations():
     assert np.ma.is_masked(image[0, 1]) or math.isnan(image[0, 1])
     assert len(axis.texts) == 5  # the absent class is not annotated
     assert [t.get_text() for t in axis.get_yticklabels()] == ["kd", "ce"]
+
+
+def test_error_bars_stop_at_what_is_possible():
+    """Two seeds give t intervals past 0-100% and below 0 ms: the bars are drawn up to the possible range."""
+    table = pd.DataFrame({"method": ["kd"], "test_accuracy_mean": [0.5], "test_accuracy_ci_low": [-0.7], "test_accuracy_ci_high": [1.7],
+                          "latency_ms_mean": [0.03], "latency_ms_ci_low": [-0.05], "latency_ms_ci_high": [0.11]})
+    (bar,) = _errorbars(pareto_plot(table, "latency_ms").axes[0])
+    segments = [segment for collection in bar.lines[2] for segment in collection.get_segments()]
+    spans = sorted(tuple(round(float(v), 6) for v in (s[0][0], s[1][0], s[0][1], s[1][1])) for s in segments)
+    # x from 0 (not -0.05) to 0.11 ms at 50%; y from 0% to 100% (not -20% to 170%) at 0.03 ms.
+    assert spans == [(0.0, 0.11, 50.0, 50.0), (0.03, 0.03, 0.0, 100.0)]

@@ -61,12 +61,15 @@ def _resolve(table: pd.DataFrame, column: str) -> str:
 
 
 def _errors(table: pd.DataFrame, quality_column: str) -> np.ndarray:
-    """Asymmetric (2, n) error bars from the CI columns, in plotting units; zero where absent or NaN."""
+    """Asymmetric (2, n) error bars from the CI columns, in plotting units; zero where absent or NaN;
+    accuracy intervals clipped to 0-100%."""
     scale = _scale(quality_column)
     base = _base(quality_column)
     mean = table[quality_column].to_numpy(dtype=float)
     low = table.get(f"{base}_ci_low", pd.Series(np.nan, index=table.index)).to_numpy(dtype=float)
     high = table.get(f"{base}_ci_high", pd.Series(np.nan, index=table.index)).to_numpy(dtype=float)
+    if "accuracy" in base:  # a t interval over 2 seeds can reach past 0-100%: draw only what is possible
+        low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     below = np.where(np.isnan(low), 0.0, mean - low) * scale
     above = np.where(np.isnan(high), 0.0, high - mean) * scale
     return np.vstack([np.clip(below, 0, None), np.clip(above, 0, None)])
@@ -221,7 +224,7 @@ def _cost_errors(table: pd.DataFrame, cost_column: str) -> np.ndarray | None:
     if _base(cost_column) not in TIMED_COSTS or f"{_base(cost_column)}_ci_low" not in table.columns:
         return None
     mean = table[cost_column].to_numpy(dtype=float)
-    low = table[f"{_base(cost_column)}_ci_low"].to_numpy(dtype=float)
+    low = np.clip(table[f"{_base(cost_column)}_ci_low"].to_numpy(dtype=float), 0.0, None)  # no negative time
     high = table[f"{_base(cost_column)}_ci_high"].to_numpy(dtype=float)
     return np.vstack([np.nan_to_num(np.clip(mean - low, 0, None)), np.nan_to_num(np.clip(high - mean, 0, None))])
 
