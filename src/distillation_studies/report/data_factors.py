@@ -211,8 +211,8 @@ def data_size_plot(curve: pd.DataFrame) -> Figure:
     for (series, transfer), part in curve.groupby(["series", "transfer_set"], sort=False):
         part = part.sort_values("label_fraction")
         mean = 100 * part["mean"].to_numpy(dtype=float)
-        below = np.nan_to_num(mean - 100 * part["ci_low"].to_numpy(dtype=float))
-        above = np.nan_to_num(100 * part["ci_high"].to_numpy(dtype=float) - mean)
+        low, high = (np.clip(100 * part[c].to_numpy(dtype=float), 0.0, 100.0) for c in ("ci_low", "ci_high"))
+        below, above = np.nan_to_num(mean - low), np.nan_to_num(high - mean)  # drawn within 0-100%
         axis.errorbar(
             100 * part["label_fraction"].to_numpy(dtype=float) * nudge[series], mean, yerr=[below, above],
             fmt="o" + ("-" if len(part) > 1 else ""), capsize=4, color=colours[series],
