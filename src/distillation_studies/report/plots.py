@@ -496,7 +496,7 @@ def cost_plot(table: pd.DataFrame, teacher: dict[str, Any]) -> plt.Figure:
         points = _points(axis, table, cost, "test_accuracy_mean", np.zeros(len(table), dtype=bool))
         axis.scatter([teacher[teacher_key]], [100 * teacher["test_accuracy"]], marker="*", s=150, color="black", zorder=3)
         points.append((float(teacher[teacher_key]), 100 * float(teacher["test_accuracy"]), "teacher"))
-        _cost_axis(axis, table, cost, None)
+        _cost_axis(axis, table, cost, True if _base(cost) in COUNT_COSTS else None)  # the teacher is far bigger
         axis.margins(0.08)
         axis.set_ylabel("test accuracy, %")
         axis.set_title(pareto_title(cost), fontsize=10)
