@@ -104,7 +104,7 @@ def test_report_gains_the_section_when_the_pair_is_published(smoke):
         "study_histories", "run_details", "teacher_metrics", "data_summary",
     )]
     comparison = parse_dataclass(ComparisonConfig, smoke["params:comparison"], "comparison")  # as the node receives it
-    markdown, page, _ = build_report(*inputs, comparison, matched)
+    markdown, page, _ = build_report(*inputs, comparison, reproduced_vs_published=matched)
     assert "## Reproduced vs published" in markdown and "hand-made" in markdown
     assert markdown.index("## Comparison") < markdown.index("## Reproduced vs published") < markdown.index("## Capacity gap")
     assert "Reproduced vs published" in page

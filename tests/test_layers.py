@@ -25,7 +25,8 @@ LAYERS: dict[str, tuple[set[str], set[str]]] = {
     "common": (set(), set()),
     "learning": ({"common"}, {"torch", "torchvision", "numpy", "sklearn", "PIL", "mlxtend"}),
     "analysis": ({"common"}, {"numpy", "pandas", "scipy"}),
-    "report": ({"common", "analysis"}, {"numpy", "pandas", "matplotlib", "tabulate"}),
+    # markdown_it: the HTML report is rendered from the Markdown one by markdown-it-py.
+    "report": ({"common", "analysis"}, {"numpy", "pandas", "matplotlib", "tabulate", "markdown_it"}),
     # psutil: validation compares each model's weights with the host's free memory before building it.
     "study": ({"common", "learning", "analysis"}, {"numpy", "psutil"}),
 }

@@ -48,7 +48,7 @@ print(json.dumps({
     "report_headers": list(cost_rows(table)[0]),
     "pareto_axes": PARETO_COSTS,
     "log_axes": list(plots.COUNT_COSTS),
-    "pareto_xscale": figure.axes[0].get_xscale(),
+    "pareto_x_formatter": type(figure.axes[0].xaxis.get_major_formatter()).__name__,  # counts read 2.41k
     "mlflow_name": metric_name("energy_j"),
 }))
 '''
@@ -61,7 +61,7 @@ def test_one_row_in_the_metrics_table_reaches_every_output():
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["table_columns"] == ["energy_j_mean", "energy_j_std", "energy_j_ci_low", "energy_j_ci_high"]
     assert "energy, J" in seen["report_headers"]
-    assert "energy_j_mean" in seen["pareto_axes"] and "energy_j" in seen["log_axes"] and seen["pareto_xscale"] == "log"
+    assert "energy_j_mean" in seen["pareto_axes"] and "energy_j" in seen["log_axes"] and seen["pareto_x_formatter"] == "FuncFormatter"
     assert seen["mlflow_name"] == "cost/energy_j"
 
 

@@ -132,10 +132,10 @@ def test_deprecated_recommendation_significance_still_works_with_a_message_namin
 
 def test_headings_have_one_level_each_and_no_title_repeats(outputs):
     markdown, page = outputs[3], outputs[4]
-    assert page.count("<h1>") == 1 and page.count("<h2>Recommendation") == 1
+    assert page.count("<h1 ") == 1 and page.count('">Recommendation') == 2  # its heading and its contents entry
     # title, recommendation, its one cell's answer, comparison, its first table
-    assert re.findall(r"<h(\d)>", page)[:5] == ["1", "2", "3", "2", "3"]
-    assert "<h3>all labels</h3>" in page
+    assert re.findall(r"<h(\d) ", page)[:5] == ["1", "2", "3", "2", "3"]
+    assert '<h3 id="all-labels">all labels</h3>' in page
     headings = [line for line in markdown.splitlines() if line.startswith("#")]
     assert [h for h in headings if h.startswith("# ")] == ["# Distillation study report"]
     assert headings[0] == "# Distillation study report"
@@ -148,9 +148,9 @@ def test_headings_have_one_level_each_and_no_title_repeats(outputs):
 def test_pareto_plots_label_every_arm_and_draw_the_front(outputs):
     table, _, _, _, _, figures = outputs
     means = table.set_index("arm")["test_accuracy_mean"]
-    assert set(n for n in figures if n.startswith("pareto_")) == {
-        "pareto_training_parameters.png", "pareto_flops.png", "pareto_latency_ms.png", "pareto_train_time_s.png"
-    }
+    # Every arm trains and deploys the same network: no plot against its parameters or FLOPs, one line instead.
+    assert set(n for n in figures if n.startswith("pareto_")) == {"pareto_latency_ms.png", "pareto_train_time_s.png"}
+    assert "Not plotted, because every arm has the same value: trained parameters (incl. adapters) is 1k; forward FLOPs per image is 2k." in outputs[3]
     axis = figures["pareto_train_time_s.png"].axes[0]
     assert sorted(t.get_text() for t in axis.texts) == sorted(DISAGREEING)  # plain arm names, no Series repr
     legend = [t.get_text() for t in axis.get_legend().get_texts()]
@@ -159,8 +159,10 @@ def test_pareto_plots_label_every_arm_and_draw_the_front(outputs):
     front = next(line for line in axis.get_lines() if line.get_gid() == PARETO_FRONT_GID)
     assert list(front.get_xdata()) == pytest.approx([12.0, 22.0])
     assert list(front.get_ydata()) == pytest.approx([100 * means["at"], 100 * means["ce"]])
+    # One network: its latency differences (1-4 ms) are run-to-run noise, so the front is the most accurate arm.
     latency = next(line for line in figures["pareto_latency_ms.png"].axes[0].get_lines() if line.get_gid() == PARETO_FRONT_GID)
-    assert list(latency.get_xdata()) == pytest.approx([1.0])
+    assert list(latency.get_xdata()) == pytest.approx([1.0]) and means.idxmax() == "ce"
+    assert "every arm within run-to-run noise" in figures["pareto_latency_ms.png"].axes[0].get_title()
 
 
 def test_per_seed_figures_say_they_pool_all_seeds(outputs):

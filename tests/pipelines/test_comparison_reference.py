@@ -21,4 +21,4 @@ def test_other_studies_do_not_read_the_reference():
     assert "published_reference" not in pipeline.all_inputs()
     assert "compare_with_published" not in {n.name for n in pipeline.nodes}
     report = next(n for n in pipeline.nodes if n.name == "build_report")
-    assert report.inputs[-1] == "params:comparison"
+    assert report.inputs[-2:] == ["params:comparison", "params:tracking"]  # tracking: run ids link to the MLflow UI

@@ -19,6 +19,7 @@ from distillation_studies.report.plots import (  # noqa: E402
     learning_curves,
     pareto_plot,
     per_class_heatmap,
+    plots_markdown,
     reliability_diagram,
     sensitivity_curve,
 )
@@ -79,6 +80,14 @@ def test_learning_curves_accepts_single_history_and_uneven_lengths():
     np.testing.assert_allclose(accuracy_axis.lines[1].get_ydata(), [30.0, 60.0])
 
 
+def test_learning_curves_colour_by_method_and_dash_by_cell():
+    table = _cells_table().assign(arm=["ce_all", "kd_all", "ce_10", "kd_10"])
+    history = [_history([0.5, 0.6], [1.0, 0.5])]
+    figure = learning_curves({arm: history for arm in ["ce_all", "kd_all", "ce_10"]}, table)
+    lines = figure.axes[0].lines
+    assert [(line.get_color(), line.get_linestyle()) for line in lines] == [("C0", "-"), ("C1", "-"), ("C0", "--")]
+
+
 def test_pareto_front_and_plot():
     table = _table(["ce", "kd", "fitnet", "big"], [1e3, 1e3, 5e4, 1e6], [0.80, 0.85, 0.84, 0.90])
     figure = pareto_plot(table, "flops")  # front from core.pareto: kd and big
@@ -98,6 +107,58 @@ def test_pareto_plot_explicit_front_and_linear_latency():
     front = [line for line in axis.lines if line.get_gid() == PARETO_FRONT_GID]
     np.testing.assert_allclose(front[0].get_xdata(), [1.0])
     assert axis.get_xscale() == "linear"
+
+
+def _cells_table() -> pd.DataFrame:
+    """ce and kd in two data cells (all labels; 10% labels + transfer set), on one network."""
+    table = _table(["ce", "kd", "ce", "kd"], [1.0, 2.0, 1.0, 2.0], [0.90, 0.95, 0.50, 0.40],
+                   label_fraction=[1.0, 1.0, 0.1, 0.1], transfer_set=[False, False, True, True])
+    return table.rename(columns={"flops_mean": "training_parameters_mean"})
+
+
+def test_pareto_plot_colours_by_method_marks_by_cell_and_draws_one_front_per_cell():
+    figure = pareto_plot(_cells_table(), "training_parameters")
+    (axis,) = figure.axes
+    points = [bar.lines[0] for bar in _errorbars(axis)]
+    assert [p.get_color() for p in points] == ["C0", "C1", "C0", "C1"]  # ce, kd in both cells
+    assert [p.get_marker() for p in points] == ["o", "o", "s", "s"]  # one marker per cell
+    # All labels: ce (cheaper) and kd (better) are the front; 10% + transfer set: ce dominates kd.
+    fronts = sorted(list(line.get_xdata()) for line in axis.lines if line.get_gid() == PARETO_FRONT_GID)
+    assert fronts == [[1.0], [1.0, 2.0]]
+    legend = [t.get_text() for t in axis.get_legend().get_texts()]
+    assert legend == ["ce", "kd", "all labels", "10% labels + transfer set", "Pareto front"]
+    assert axis.get_title() == "Test accuracy against trained parameters (incl. adapters)"
+
+
+def test_coincident_points_share_one_readable_label():
+    table = _cells_table()
+    table["test_accuracy_mean"] = [0.90, 0.9005, 0.50, 0.40]
+    table["training_parameters_mean"] = [1.0, 1.0, 1.0, 2.0]  # ce and kd of all labels on one spot
+    (axis,) = pareto_plot(table, "training_parameters_mean").axes
+    assert sorted(t.get_text() for t in axis.texts) == ["ce", "kd", "kd, ce"]  # top to bottom
+
+
+def test_latency_has_horizontal_error_bars_and_noise_makes_no_front():
+    table = _cells_table().iloc[:2].rename(columns={"training_parameters_mean": "latency_ms_mean"})
+    table = table.assign(latency_ms_mean=[0.0201, 0.0206], latency_ms_ci_low=[0.0195, 0.0204], latency_ms_ci_high=[0.0207, 0.0208])
+    (axis,) = pareto_plot(table, "latency_ms").axes
+    bars = _errorbars(axis)
+    assert all(bar.has_xerr for bar in bars)
+    (segment,) = bars[0].lines[2][0].get_segments()  # ce's horizontal bar: its interval over seeds
+    assert [segment[0][0], segment[1][0]] == pytest.approx([0.0195, 0.0207])
+    # On means ce (0.0201 ms) is cheaper than kd, but within noise; kd, more accurate, is the front alone.
+    (front,) = [line for line in axis.lines if line.get_gid() == PARETO_FRONT_GID]
+    assert list(front.get_xdata()) == [0.0206]
+    assert axis.get_title() == "Test accuracy against CPU latency\n(every arm within run-to-run noise of every other)"
+
+
+def test_flat_costs_get_one_line_and_figures_numbered_captions():
+    figure = pareto_plot(_cells_table(), "training_parameters")
+    text = plots_markdown({"pareto_training_parameters.png": figure}, {"flops_mean": 4736.0})
+    image, rest = text.split("\n", 1)
+    assert image == "![Test accuracy against trained parameters (incl. adapters)](plots/pareto_training_parameters.png)"
+    assert rest.startswith("*Figure 1. Test accuracy against trained parameters (incl. adapters). Colour: method; marker: data cell;")
+    assert text.endswith("\n\nNot plotted, because every arm has the same value: forward FLOPs per image is 4.74k.")
 
 
 def test_sensitivity_curve_one_line_per_group():
@@ -163,3 +224,14 @@ def test_per_class_heatmap_annotations():
     assert np.ma.is_masked(image[0, 1]) or math.isnan(image[0, 1])
     assert len(axis.texts) == 5  # the absent class is not annotated
     assert [t.get_text() for t in axis.get_yticklabels()] == ["kd", "ce"]
+
+
+def test_error_bars_stop_at_what_is_possible():
+    """Two seeds give t intervals past 0-100% and below 0 ms: the bars are drawn up to the possible range."""
+    table = pd.DataFrame({"method": ["kd"], "test_accuracy_mean": [0.5], "test_accuracy_ci_low": [-0.7], "test_accuracy_ci_high": [1.7],
+                          "latency_ms_mean": [0.03], "latency_ms_ci_low": [-0.05], "latency_ms_ci_high": [0.11]})
+    (bar,) = _errorbars(pareto_plot(table, "latency_ms").axes[0])
+    segments = [segment for collection in bar.lines[2] for segment in collection.get_segments()]
+    spans = sorted(tuple(round(float(v), 6) for v in (s[0][0], s[1][0], s[0][1], s[1][1])) for s in segments)
+    # x from 0 (not -0.05) to 0.11 ms at 50%; y from 0% to 100% (not -20% to 170%) at 0.03 ms.
+    assert spans == [(0.0, 0.11, 50.0, 50.0), (0.03, 0.03, 0.0, 100.0)]

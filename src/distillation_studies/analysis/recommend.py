@@ -28,6 +28,7 @@ from scipy import stats
 from distillation_studies.common.records import DataCell
 from distillation_studies.analysis.comparison import arm_cell, family_size, in_cell, oriented, pairwise_tests
 from distillation_studies.analysis.metrics import BY_NAME, COST_LIMITS
+from distillation_studies.analysis.pareto import TIMED_COSTS, cost_bounds
 from distillation_studies.analysis.stats import Statistics, seeds_needed
 from distillation_studies.common.errors import ConfigError
 
@@ -464,6 +465,10 @@ def _violations(row: pd.Series, summary: pd.DataFrame, constraints: Constraints)
     for key, limit in constraints.limits().items():
         stem = "test_accuracy" if key == "min_accuracy" else COST_LIMITS[key]
         value = _float(row[_column(summary, stem)])
+        if stem in TIMED_COSTS:  # met only beyond run-to-run noise: the high end of its interval (pareto.cost_bounds)
+            high = float(cost_bounds(summary, _column(summary, stem))[1][summary.index.get_loc(row.name)])
+            if not (math.isnan(high) or high == value):
+                stem, value = f"{stem} (upper end of its run-to-run noise)", high
         broken = value < limit if key == "min_accuracy" else value > limit
         if math.isnan(value) or broken:
             violations.append(Violation(key, stem, value, limit))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from distillation_studies.analysis import data_factors as numbers
-from distillation_studies.common.records import LABEL_FRACTION, LABEL_NOISE, TRANSFER_SET, DataCell
+from distillation_studies.common.records import LABEL_FRACTION, LABEL_NOISE, TRANSFER_SET
 from distillation_studies.report import plots
+from distillation_studies.report.text import cell_description
 
 
 def _pm(mean: float, low: float, scale: float = 100.0) -> str:
@@ -19,24 +23,38 @@ def _pm(mean: float, low: float, scale: float = 100.0) -> str:
 
 
 def _cell(row: pd.Series) -> str:
-    student = row.get("student", numbers.CELL_DEFAULTS["student"])
-    return DataCell.from_row(row).description() + (f", student {student}" if student != numbers.CELL_DEFAULTS["student"] else "")
+    return cell_description(row)
+
+
+def _fraction_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """The label-fraction curve, each arm once: a full-label cell has no unlabelled rest, so it has no
+    transfer-set variant to repeat it under."""
+    curve = numbers.factor_curve(table, LABEL_FRACTION)
+    return curve[~(curve[TRANSFER_SET] & (curve[LABEL_FRACTION] >= 1.0))].reset_index(drop=True)
+
+
+def _series(curve: pd.DataFrame) -> pd.Series:
+    """The row label of a curve point: its method, and its student when the study has several."""
+    if curve["student"].nunique() > 1:
+        return curve["method"] + " (" + curve["student"] + ")"
+    return curve["method"]
 
 
 def curve_markdown(curve: pd.DataFrame, factor: str) -> str:
-    """One row per method (and transfer set), one column per factor value: accuracy % mean ± CI half-width."""
-    curve = curve.assign(series=[f"{m} + transfer set" if t else m for m, t in zip(curve["method"], curve[TRANSFER_SET])])
-    if curve["student"].nunique() > 1:
-        curve["series"] = curve["series"] + " (" + curve["student"] + ")"
-    values = sorted(curve[factor].unique(), reverse=factor == LABEL_FRACTION)
-    label = {LABEL_FRACTION: "labels", LABEL_NOISE: "noise"}[factor]
+    """One row per method, one column per data cell along ``factor`` (a transfer set is part of the cell,
+    whether the method uses it or not): accuracy % mean ± CI half-width."""
+    curve = curve.assign(series=_series(curve))
+    if factor == LABEL_FRACTION:
+        curve["column"] = [_labels(row) for _, row in curve.iterrows()]
+        order = curve.sort_values([LABEL_FRACTION, TRANSFER_SET], ascending=[False, True])["column"]
+    else:
+        curve["column"] = [f"noise {100 * v:g}%" for v in curve[LABEL_NOISE]]
+        order = curve.sort_values(LABEL_NOISE)["column"]
+    columns = list(dict.fromkeys(order))
     rows = []
     for series, part in curve.groupby("series", sort=False):
-        row = {"method": series}
-        for value in values:
-            cell = part[part[factor] == value]
-            row[f"{label} {100 * value:g}%"] = "" if cell.empty else _pm(cell["mean"].iloc[0], cell["ci_low"].iloc[0])
-        rows.append(row)
+        cells = {row["column"]: _pm(row["mean"], row["ci_low"]) for _, row in part.iterrows()}
+        rows.append({"method": series, **{column: cells.get(column, "") for column in columns}})
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
@@ -50,7 +68,7 @@ def data_factors_markdown(table: pd.DataFrame, confidence: float) -> str:
         "",
     ]
     if table[LABEL_FRACTION].nunique() > 1 or table[TRANSFER_SET].any():
-        lines += ["**Against label fraction**", "", curve_markdown(numbers.factor_curve(table, LABEL_FRACTION), LABEL_FRACTION), ""]
+        lines += ["**Against label fraction**", "", curve_markdown(_fraction_curve(table), LABEL_FRACTION), ""]
     if table[LABEL_NOISE].nunique() > 1 or (table[LABEL_NOISE] > 0).any():
         lines += ["**Against label-noise rate** (training and validation labels; test labels clean)", ""]
         lines += [curve_markdown(numbers.factor_curve(table, LABEL_NOISE), LABEL_NOISE), ""]
@@ -76,7 +94,9 @@ def gains_markdown(gains: pd.DataFrame, baseline: str, correction: str, signific
         f"adjusted p < {significance:g}; otherwise within noise.",
         "",
     ]
-    for _, part in gains.groupby([*DataCell.columns(), "student"], sort=False):
+    for (fraction, transfer, noise, student), part in gains.groupby(
+        [LABEL_FRACTION, TRANSFER_SET, LABEL_NOISE, "student"], sort=False
+    ):
         helped = part[part["helps"]]["method"].tolist()
         verdict = f"distillation helps: {', '.join(f'`{m}`' for m in helped)}" if helped else "no method beats `ce` beyond noise"
         lines.append(f"- **{_cell(part.iloc[0])}**: {verdict}")
@@ -110,13 +130,13 @@ def label_gains_markdown(gains: pd.DataFrame, confidence: float) -> str:
         "",
     ]
     for _, row in gains.iterrows():
-        series = f"`{row['method']}`" + (" + transfer set" if row[TRANSFER_SET] else "")
+        series = f"`{row['method']}`"
         situation = [f"noise {100 * row[LABEL_NOISE]:g}%"] if row[LABEL_NOISE] > 0 else []
         situation += [f"student {row['student']}"] if row["student"] != numbers.CELL_DEFAULTS["student"] else []
         where = f" ({', '.join(situation)})" if situation else ""
         ci = "" if math.isnan(row["gain_ci_low"]) else f" [{100 * row['gain_ci_low']:+.2f}, {100 * row['gain_ci_high']:+.2f}]"
         line = (
-            f"- {series}{where}: {100 * row[LABEL_FRACTION]:g}% -> {top} labels: {100 * row['gain']:+.2f} pp{ci} "
+            f"- {series}{where}: {_labels(row)} -> {top} labels: {100 * row['gain']:+.2f} pp{ci} "
             f"({row['seeds']} vs {row['reference_seeds']} seeds, {_welch_p(row['p_value'])})"
         )
         if isinstance(row["baseline_arm"], str) and row["baseline_arm"] != row["reference_arm"]:
@@ -127,6 +147,11 @@ def label_gains_markdown(gains: pd.DataFrame, confidence: float) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
+
+
+def _labels(row: pd.Series) -> str:
+    """'5% labels + transfer set': the label side of a row's data cell."""
+    return cell_description({LABEL_FRACTION: row[LABEL_FRACTION], TRANSFER_SET: row[TRANSFER_SET]})
 
 
 def _welch_p(p: float) -> str:
@@ -152,23 +177,53 @@ def data_factor_sections(
 
 
 def data_factor_figures(table: pd.DataFrame) -> dict[str, Figure]:
-    """Accuracy against label fraction (one line per method and transfer set) and against noise rate."""
+    """Accuracy against label fraction (one colour per method, hollow markers for transfer-set cells) and
+    against noise rate (one line per method)."""
     table = numbers.with_cell_columns(table)
     figures: dict[str, Figure] = {}
-    series = [f"{m} + transfer set" if t else m for m, t in zip(table["method"], table[TRANSFER_SET])]
-    labelled = table.assign(series=series)
     if table[LABEL_FRACTION].nunique() > 1:
-        rows = numbers.fraction_rows(table)
-        rows = rows.assign(series=[f"{m} + transfer set" if t else m for m, t in zip(rows["method"], rows[TRANSFER_SET])])
-        figure = plots.label_fraction_curve(rows, LABEL_FRACTION, group_column="series")
-        figure.axes[0].set_title("Accuracy against label fraction, with and without transfer set (error bars: CI over seeds)", fontsize=9)
-        figures["data_size.png"] = figure
+        figures["data_size.png"] = data_size_plot(_fraction_curve(table))
     if table[LABEL_NOISE].nunique() > 1:
-        rows = labelled[~labelled[TRANSFER_SET]]
+        rows = table[~table[TRANSFER_SET]]
         if (rows[LABEL_FRACTION] == 1.0).any():
             rows = rows[rows[LABEL_FRACTION] == 1.0]
-        figure = plots.sensitivity_curve(rows.assign(noise_percent=100 * rows[LABEL_NOISE]), "noise_percent", group_column="series")
+        figure = plots.sensitivity_curve(rows.assign(noise_percent=100 * rows[LABEL_NOISE]), "noise_percent", group_column="method")
         figure.axes[0].set_xlabel("training labels corrupted, %")
-        figure.axes[0].set_title("Accuracy against label noise (test labels clean; error bars: CI over seeds)", fontsize=9)
+        figure.axes[0].set_title("Test accuracy against label noise (test labels clean)")
         figures["label_noise.png"] = figure
     return figures
+
+
+def data_size_plot(curve: pd.DataFrame) -> Figure:
+    """Accuracy (mean ± CI) against the label fraction, one colour per method; filled markers for cells
+    without a transfer set, hollow ones for cells with one. A line joins only points of one method and
+    one kind of cell (never a transfer-set cell to a full-label one); methods are nudged apart on x so
+    their error bars do not hide each other."""
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    curve = curve.assign(series=_series(curve))
+    colours = plots.method_colours(curve["series"])
+    nudge = {series: 1.0 + 0.03 * (i - (len(colours) - 1) / 2) for i, series in enumerate(colours)}
+    for (series, transfer), part in curve.groupby(["series", TRANSFER_SET], sort=False):
+        part = part.sort_values(LABEL_FRACTION)
+        mean = 100 * part["mean"].to_numpy(dtype=float)
+        low, high = (np.clip(100 * part[c].to_numpy(dtype=float), 0.0, 100.0) for c in ("ci_low", "ci_high"))
+        below, above = np.nan_to_num(mean - low), np.nan_to_num(high - mean)  # drawn within 0-100%
+        axis.errorbar(
+            100 * part[LABEL_FRACTION].to_numpy(dtype=float) * nudge[series], mean, yerr=[below, above],
+            fmt="o" + ("-" if len(part) > 1 else ""), capsize=4, color=colours[series],
+            markerfacecolor="white" if transfer else colours[series], markersize=7,
+        )
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=s) for s, c in colours.items()]
+    if curve[TRANSFER_SET].any():
+        handles.append(Line2D([], [], color="gray", marker="o", markerfacecolor="white", linestyle="", label="hollow: cell with a transfer set"))
+    axis.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    axis.set_xscale("log")
+    fractions = sorted(100 * curve[LABEL_FRACTION].unique())
+    axis.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    axis.minorticks_off()
+    axis.set_xlabel("labelled training data, % (log scale)")
+    axis.set_ylabel("test accuracy, %")
+    axis.grid(alpha=0.3)
+    axis.set_title("Test accuracy against label fraction (error bars: CI over seeds)")
+    figure.tight_layout()
+    return figure

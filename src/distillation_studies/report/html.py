@@ -1,9 +1,10 @@
-"""A self-contained HTML report: one file, figures inlined as base64 PNG, no external resources.
+"""The study report as one self-contained HTML page, rendered from its Markdown by markdown-it-py.
 
-Section bodies may be a pandas DataFrame (``to_html``), a matplotlib Figure (inlined PNG), an
-:class:`HTML` string (trusted markup, passed through), or plain text / light Markdown. Text is
-always HTML-escaped first; the Markdown subset understood is what the study reports use: ``#``
-headings, pipe tables, ``-``/``*`` bullet lists, paragraphs split on blank lines, `code` and **bold**.
+The page is the Markdown report itself (CommonMark with GitHub tables), plus what a browser page can
+do that Markdown cannot: a contents list linking each section's anchor, tables that scroll sideways
+instead of being cut, figures inlined as base64 PNG with their captions (an image alone at the start
+of a paragraph, its caption the rest of that paragraph), and run ids as links to the MLflow UI. No
+scripts, stylesheets or images by URL: the only links go to in-page anchors and the MLflow UI.
 """
 
 from __future__ import annotations
@@ -12,41 +13,37 @@ import base64
 import html
 import io
 import re
-from typing import Union
+from typing import Any, Iterable, Mapping
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from markdown_it import MarkdownIt  # noqa: E402
+from markdown_it.rules_core import StateCore  # noqa: E402
+from markdown_it.token import Token  # noqa: E402
 
-
-class HTML(str):
-    """Trusted markup: a section body of this type is inserted verbatim, not escaped."""
-
-
-SectionBody = Union[str, pd.DataFrame, plt.Figure]
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local (sqlite, file) store by default
+TOC_LEVELS = (2, 3)
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: .15em; margin-top: 1.8em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: .85em; display: block; overflow-x: auto; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; white-space: nowrap; }
+.table-scroll { overflow-x: auto; margin: 1em 0; }
+table { border-collapse: collapse; font-size: .85em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; white-space: nowrap; }
 th { background: #f0f0f0; }
 tr:nth-child(even) td { background: #fafafa; }
-td:first-child, th:first-child { text-align: left; }
 code { background: #f4f4f4; padding: 0 .25em; border-radius: 3px; }
-figure { margin: 1.2em 0; }
+figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { color: #555; font-size: .9em; }
-nav ul { columns: 2; }
+figcaption { color: #444; font-size: .9em; margin-top: .3em; }
+nav { background: #f7f7f7; padding: .3em 1em; border-radius: 4px; }
+nav ul { margin: .2em 0; padding-left: 1.2em; }
+li { margin: .15em 0; }
 """
-
-_TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
-_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
-_BULLET = re.compile(r"^\s*[-*]\s+(.*)$")
 
 
 def figure_to_png_bytes(figure: plt.Figure, dpi: int = 110) -> bytes:
@@ -60,130 +57,145 @@ def figure_to_data_uri(figure: plt.Figure, dpi: int = 110) -> str:
     return "data:image/png;base64," + base64.b64encode(figure_to_png_bytes(figure, dpi)).decode("ascii")
 
 
-def _inline(text: str) -> str:
-    """Escape, then the two inline Markdown marks the reports use."""
-    text = html.escape(text, quote=True)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+# ------------------------------------------------------------------------------------------ links
 
 
-def _cells(line: str) -> list[str]:
-    line = line.strip()
-    if line.startswith("|"):
-        line = line[1:]
-    if line.endswith("|"):
-        line = line[:-1]
-    return [cell.strip() for cell in line.split("|")]
+def mlflow_ui_url(tracking_uri: str) -> str:
+    """The MLflow UI serving ``tracking_uri``: a tracking server serves its own; a local store is shown
+    by ``mlflow ui --backend-store-uri <uri>``, at :data:`MLFLOW_UI` by default."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return MLFLOW_UI
 
 
-def _pipe_table(lines: list[str]) -> str:
-    if len(lines) >= 2 and _TABLE_SEPARATOR.match(lines[1]):
-        header, body = _cells(lines[0]), lines[2:]
-    else:
-        header, body = [], lines
-    parts = ["<table>"]
-    if header:
-        parts.append("<thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in header) + "</tr></thead>")
-    parts.append("<tbody>")
-    for line in body:
-        parts.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(line)) + "</tr>")
-    parts.append("</tbody></table>")
-    return "".join(parts)
+def link_run_ids(markdown: str, run_ids: Iterable[str], ui_url: str) -> str:
+    """Each of ``run_ids`` in ``markdown`` as a link to its run page in the MLflow UI, shown by its first
+    8 characters (the whole id is in the link)."""
+    ids = sorted({run_id for run_id in run_ids if run_id}, key=len, reverse=True)
+    if not ids:
+        return markdown
+    pattern = re.compile(r"(?<![\w/\[])(" + "|".join(map(re.escape, ids)) + r")(?![\w\]])")
+    return pattern.sub(lambda m: f"[{m.group(1)[:8]}]({ui_url}/#/runs/{m.group(1)})", markdown)
 
 
-def _line_kind(line: str) -> str:
-    if not line.strip():
-        return "blank"
-    if line.lstrip().startswith("|"):
-        return "table"
-    if _HEADING.match(line):
-        return "heading"
-    if _BULLET.match(line):
-        return "list"
-    return "text"
+def recommendation_run_ids(record: Mapping[str, Any]) -> list[str]:
+    """Every MLflow run id a recommendation record cites (ranked and excluded candidates, every cell)."""
+    cells = record.get("cells", [record])
+    return [run_id for cell in cells for entry in (*cell.get("ranked", []), *cell.get("excluded", [])) for run_id in entry.get("run_ids", [])]
 
 
-def markdown_to_html(text: str, heading_offset: int = 2) -> str:
-    """The Markdown subset above as escaped HTML; ``#`` becomes ``h(1 + heading_offset)``."""
-    blocks: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        kind = _line_kind(lines[i])
-        if kind == "heading":
-            hashes, heading = _HEADING.match(lines[i]).groups()  # type: ignore[union-attr]
-            level = min(6, len(hashes) + heading_offset)
-            blocks.append(f"<h{level}>{_inline(heading)}</h{level}>")
-            i += 1
+# ------------------------------------------------------------------------------------ Markdown rules
+
+
+def _slug(text: str, taken: set[str]) -> str:
+    """A heading's anchor: lower case words joined by '-', made unique with '-2', '-3'..."""
+    base = re.sub(r"[^\w]+", "-", text.lower()).strip("-") or "section"
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    taken.add(slug)
+    return slug
+
+
+def _anchors(state: StateCore) -> None:
+    """Shift heading levels by ``env['heading_offset']``, give each heading an id, and list the
+    ``TOC_LEVELS`` ones in ``env['toc']`` as (level, id, text)."""
+    taken: set[str] = set()
+    offset = state.env.get("heading_offset", 0)
+    for i, token in enumerate(state.tokens):
+        if token.type != "heading_open":
             continue
-        j = i
-        while j < len(lines) and _line_kind(lines[j]) == kind:
-            j += 1
-        group = lines[i:j]
-        if kind == "table":
-            blocks.append(_pipe_table(group))
-        elif kind == "list":
-            items = "".join(f"<li>{_inline(_BULLET.match(line).group(1))}</li>" for line in group)  # type: ignore[union-attr]
-            blocks.append(f"<ul>{items}</ul>")
-        elif kind == "text":
-            blocks.append("<p>" + " ".join(_inline(line.strip()) for line in group) + "</p>")
-        i = j
-    return "\n".join(blocks)
+        level = int(token.tag[1])
+        text = "".join(child.content for child in state.tokens[i + 1].children or [] if child.type in ("text", "code_inline"))
+        slug = _slug(text, taken)
+        token.attrSet("id", slug)
+        token.tag = state.tokens[i + 2].tag = f"h{min(6, level + offset)}"
+        if level in TOC_LEVELS:
+            state.env.setdefault("toc", []).append((level, slug, text))
 
 
-def _figure_html(name: str, figure: plt.Figure) -> str:
-    caption = html.escape(name)
-    return f'<figure><img src="{figure_to_data_uri(figure)}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+def _figures(state: StateCore) -> None:
+    """A paragraph that starts with an image becomes a figure; the rest of the paragraph, its caption."""
+    tokens = state.tokens
+    for i, token in enumerate(tokens[:-2]):
+        inline = tokens[i + 1]
+        if token.type != "paragraph_open" or not inline.children or inline.children[0].type != "image":
+            continue
+        if len(inline.children) > 1 and inline.children[1].type not in ("softbreak", "hardbreak"):
+            continue
+        token.tag = tokens[i + 2].tag = "figure"
+        caption = inline.children[2:]
+        if caption:
+            inline.children = [
+                inline.children[0], _raw("<figcaption>"), *caption, _raw("</figcaption>"),
+            ]
 
 
-def _dataframe_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(
-        index=not isinstance(frame.index, pd.RangeIndex),
-        border=0,
-        na_rep="–",
-        float_format=lambda v: f"{v:.4g}",
-        escape=True,
-    )
+def _raw(markup: str) -> Token:
+    token = Token("html_inline", "", 0)
+    token.content = markup
+    return token
 
 
-def _body_html(heading: str, body: SectionBody) -> str:
-    if isinstance(body, pd.DataFrame):
-        return _dataframe_html(body)
-    if isinstance(body, plt.Figure):
-        return _figure_html(heading, body)
-    if isinstance(body, HTML):
-        return str(body)
-    if isinstance(body, str):
-        return markdown_to_html(body)
-    raise TypeError(f"section {heading!r}: expected str, DataFrame or Figure, got {type(body).__name__}")
+def _renderer(images: Mapping[str, str]) -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    md.core.ruler.push("anchors", _anchors)
+    md.core.ruler.push("figures", _figures)
+
+    def image(self, tokens, idx, options, env):
+        token = tokens[idx]
+        token.attrSet("src", images.get(str(token.attrGet("src")), str(token.attrGet("src"))))
+        return self.image(tokens, idx, options, env)
+
+    def table_open(self, tokens, idx, options, env):
+        return '<div class="table-scroll">' + self.renderToken(tokens, idx, options, env)
+
+    def table_close(self, tokens, idx, options, env):
+        return self.renderToken(tokens, idx, options, env) + "</div>\n"
+
+    md.add_render_rule("image", image)
+    md.add_render_rule("table_open", table_open)
+    md.add_render_rule("table_close", table_close)
+    return md
 
 
-def html_report(
-    title: str,
-    sections: list[tuple[str, SectionBody]],
-    figures: dict[str, plt.Figure] | None = None,
-) -> str:
-    """One self-contained HTML page: title, a contents list, each section, then ``figures`` in order.
+def markdown_to_html(text: str, heading_offset: int = 0, images: Mapping[str, str] | None = None, env: dict | None = None) -> str:
+    """``text`` (CommonMark with tables) as HTML: escaped raw HTML, anchored headings (``#`` becomes
+    ``h(1 + heading_offset)``), scrolling tables, captioned figures with each image's src looked up in
+    ``images`` (e.g. ``plots/x.png`` -> a data URI). ``env`` receives the contents list under ``toc``."""
+    env = {} if env is None else env
+    env["heading_offset"] = heading_offset
+    return _renderer(images or {}).render(text, env)
 
-    Nothing is fetched from outside the page: no scripts, stylesheets or images by URL; the only
-    links are in-page anchors.
-    """
-    entries = list(sections) + ([("Figures", HTML(""))] if figures else [])
-    contents = "".join(
-        f'<li><a href="#section-{n}">{html.escape(heading)}</a></li>' for n, (heading, _) in enumerate(entries, 1)
-    )
-    parts = [
+
+def _toc(entries: list[tuple[int, str, str]]) -> str:
+    """The contents list: the ``##`` sections, each with its ``###`` subsections nested."""
+    sections: list[tuple[str, list[str]]] = []
+    for level, slug, text in entries:
+        link = f'<a href="#{slug}">{html.escape(text)}</a>'
+        if level == TOC_LEVELS[0] or not sections:
+            sections.append((link, []))
+        else:
+            sections[-1][1].append(f"<li>{link}</li>")
+    items = "".join(f"<li>{link}{'<ul>' + ''.join(subs) + '</ul>' if subs else ''}</li>" for link, subs in sections)
+    return f"<nav><ul>{items}</ul></nav>" if items else ""
+
+
+def html_report(title: str, markdown: str, figures: Mapping[str, plt.Figure] | None = None, plots_folder: str = "plots") -> str:
+    """One self-contained HTML page of the Markdown report: a contents list after its ``#`` title, and
+    each image ``<plots_folder>/<name>`` inlined from ``figures[name]``."""
+    images = {f"{plots_folder}/{name}": figure_to_data_uri(figure) for name, figure in (figures or {}).items()}
+    env: dict[str, Any] = {}
+    body = markdown_to_html(markdown, images=images, env=env)
+    toc = _toc(env.get("toc", []))
+    heading_end = body.find("</h1>")
+    body = body[: heading_end + 5] + toc + body[heading_end + 5 :] if heading_end >= 0 else toc + body
+    return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<nav><ul>{contents}</ul></nav>" if len(entries) > 1 else "",
-    ]
-    for n, (heading, body) in enumerate(sections, 1):
-        parts.append(f'<section id="section-{n}"><h2>{html.escape(heading)}</h2>\n{_body_html(heading, body)}</section>')
-    if figures:
-        figure_html = "\n".join(_figure_html(name, figure) for name, figure in figures.items())
-        parts.append(f'<section id="section-{len(entries)}"><h2>Figures</h2>\n{figure_html}</section>')
-    parts.append("</body></html>")
-    return "\n".join(part for part in parts if part)
+        body,
+        "</body></html>",
+    ])

@@ -13,11 +13,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from distillation_studies.analysis.comparison import CELL as CELL_COLUMNS  # noqa: E402
 from distillation_studies.analysis.metrics import LOG_AXIS_METRICS  # noqa: E402
-from distillation_studies.analysis.pareto import pareto_mask  # noqa: E402
+from distillation_studies.common.records import LABEL_FRACTION  # noqa: E402
+from distillation_studies.analysis.pareto import TIMED_COSTS, pareto_mask, within_noise  # noqa: E402
+from distillation_studies.report.text import cell_description, human  # noqa: E402
 
 COUNT_COSTS = LOG_AXIS_METRICS  # drawn on a log axis: from the metrics table
 MAX_RELIABILITY_PANELS = 6
@@ -58,12 +63,15 @@ def _resolve(table: pd.DataFrame, column: str) -> str:
 
 
 def _errors(table: pd.DataFrame, quality_column: str) -> np.ndarray:
-    """Asymmetric (2, n) error bars from the CI columns, in plotting units; zero where absent or NaN."""
+    """Asymmetric (2, n) error bars from the CI columns, in plotting units; zero where absent or NaN;
+    accuracy intervals clipped to 0-100%."""
     scale = _scale(quality_column)
     base = _base(quality_column)
     mean = table[quality_column].to_numpy(dtype=float)
     low = table.get(f"{base}_ci_low", pd.Series(np.nan, index=table.index)).to_numpy(dtype=float)
     high = table.get(f"{base}_ci_high", pd.Series(np.nan, index=table.index)).to_numpy(dtype=float)
+    if "accuracy" in base:  # a t interval over 2 seeds can reach past 0-100%: draw only what is possible
+        low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     below = np.where(np.isnan(low), 0.0, mean - low) * scale
     above = np.where(np.isnan(high), 0.0, high - mean) * scale
     return np.vstack([np.clip(below, 0, None), np.clip(above, 0, None)])
@@ -71,6 +79,45 @@ def _errors(table: pd.DataFrame, quality_column: str) -> np.ndarray:
 
 def _label(row: pd.Series, column: str = "method") -> str:
     return str(row[column]) if column in row.index else str(row.name)
+
+
+# ------------------------------------------------------------------------------------------ captions
+
+PARETO_NOTE = (
+    "Colour: method; marker: data cell; vertical bars: confidence interval of the mean over seeds; ringed: "
+    "on the Pareto front of its own data cell."
+)
+TIMED_NOTE = (
+    " Horizontal bars: the cost's interval over seeds. Costs whose intervals overlap count as equal, and arms "
+    "deploying the same network share its latency, so a difference within run-to-run noise puts no arm on the front."
+)
+
+
+def figure_title(figure: plt.Figure) -> str:
+    """The title a figure shows (its suptitle, else its first panel's), on one line."""
+    title = figure.get_suptitle() or (figure.axes[0].get_title() if figure.axes else "")
+    return " ".join(title.split())
+
+
+def figure_caption(name: str, figure: plt.Figure) -> str:
+    """What a figure shows, for its caption: its title, and for a Pareto plot how to read its marks."""
+    caption = figure_title(figure).rstrip(".") + "."
+    if name.startswith("pareto_"):
+        caption += " " + PARETO_NOTE + (TIMED_NOTE if _base(name.removeprefix("pareto_").removesuffix(".png")) in TIMED_COSTS else "")
+    return caption
+
+
+def plots_markdown(figures: dict[str, plt.Figure], flat: dict[str, float], folder: str = "plots") -> str:
+    """The report's plots: each image (``<folder>/<name>``, beside the report) followed in its paragraph by
+    its numbered caption, then one line naming the costs left out because every arm shares them."""
+    blocks = [
+        f"![{figure_title(figure)}]({folder}/{name})\n*Figure {n}. {figure_caption(name, figure)}*"
+        for n, (name, figure) in enumerate(figures.items(), 1)
+    ]
+    if flat:
+        same = "; ".join(f"{cost_name(cost).split(',')[0]} is {human(value)}" for cost, value in flat.items())
+        blocks.append(f"Not plotted, because every arm has the same value: {same}.")
+    return "\n\n".join(blocks)
 
 
 # ----------------------------------------------------------------------------------- learning curves
@@ -94,23 +141,26 @@ def seed_mean(histories: Sequence[History], key: str) -> tuple[np.ndarray, np.nd
     return epochs, means, stds
 
 
-def learning_curves(histories: dict[str, Sequence[History] | History]) -> plt.Figure:
-    """Validation accuracy (%) and total training loss per epoch, one line per method label.
+def learning_curves(histories: dict[str, Sequence[History] | History], table: pd.DataFrame | None = None) -> plt.Figure:
+    """Validation accuracy (%) and total training loss per epoch, one line per arm label.
 
-    ``histories`` maps a method label to its seeds' histories (a list of history-row lists; a single
+    ``histories`` maps an arm label to its seeds' histories (a list of history-row lists; a single
     history is accepted too). With several seeds the line is the per-epoch mean and the band ±1 std.
+    With ``table`` (the comparison table: ``arm``, ``method`` and the cell columns) lines are coloured by
+    method and dashed by data cell, as the points of the Pareto plots are; otherwise one colour per label.
     """
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     panels = ((axes[0], "val_accuracy", "validation accuracy, %", 100.0), (axes[1], "loss_total", "training loss (total)", 1.0))
-    for index, (label, runs) in enumerate(histories.items()):
+    styles = _line_styles(list(histories), table)
+    for label, runs in histories.items():
         runs = [runs] if runs and isinstance(runs[0], dict) else list(runs)  # type: ignore[list-item]
-        color = f"C{index % 10}"
+        color, linestyle = styles[label]
         for axis, key, _, scale in panels:
             epochs, mean, std = seed_mean(runs, key)
             if not len(epochs):
                 continue
             suffix = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
-            axis.plot(epochs, scale * mean, color=color, marker="." if len(epochs) < 30 else None, label=f"{label}{suffix}")
+            axis.plot(epochs, scale * mean, color=color, linestyle=linestyle, marker="." if len(epochs) < 30 else None, label=f"{label}{suffix}")
             if len(runs) > 1:
                 axis.fill_between(epochs, scale * (mean - std), scale * (mean + std), color=color, alpha=0.2, linewidth=0)
     for axis, _, ylabel, _ in panels:
@@ -124,7 +174,124 @@ def learning_curves(histories: dict[str, Sequence[History] | History]) -> plt.Fi
     return figure
 
 
+def _line_styles(labels: list[str], table: pd.DataFrame | None) -> dict[str, tuple[str, str]]:
+    """(colour, line style) per arm label: by method and data cell when ``table`` names them, else by label."""
+    if table is None or not {"arm", "method"} <= set(table.columns) or not set(labels) <= set(table["arm"]):
+        return {label: (f"C{i % 10}", "-") for i, label in enumerate(labels)}
+    rows = table.set_index("arm")
+    cells = dict(zip(table["arm"], _cells(table)))
+    colours = method_colours(rows.loc[labels, "method"].astype(str))
+    dashes = {cell: ("-", "--", ":", "-.")[i % 4] for i, cell in enumerate(dict.fromkeys(cells[label] for label in labels))}
+    return {label: (colours[str(rows.loc[label, "method"])], dashes[cells[label]]) for label in labels}
+
+
 # ---------------------------------------------------------------------------------------- pareto
+
+COST_NAMES = {
+    "parameters": "deployed parameters",
+    "training_parameters": "trained parameters (incl. adapters)",
+    "flops": "forward FLOPs per image",
+    "latency_ms": "CPU latency, ms (batch 1)",
+    "train_time_s": "training time per run, s",
+}
+CELL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LABEL_DISTANCE = 0.05  # points closer than this (axes fraction) share one label
+
+
+def cost_name(column: str) -> str:
+    """'latency_ms_mean' -> 'CPU latency, ms (batch 1)': what an axis or a sentence calls a cost."""
+    return COST_NAMES.get(_base(column), _axis_label(column))
+
+
+def pareto_title(cost_column: str, quality_column: str = "test_accuracy_mean") -> str:
+    """One title per cost axis: 'Test accuracy against CPU latency, ms (batch 1)'."""
+    quality = _base(quality_column).replace("_", " ")
+    return f"{quality[:1].upper()}{quality[1:]} against {cost_name(cost_column).split(',')[0]}"
+
+
+def method_colours(methods: Sequence[str]) -> dict[str, str]:
+    """One colour per method, by name order: every plot of a report colours a method alike."""
+    return {method: f"C{i % 10}" for i, method in enumerate(sorted(set(methods)))}
+
+
+def _cells(table: pd.DataFrame) -> list[str]:
+    """Each row's data cell in words ('all labels', '10% labels + transfer set'); '' without cell columns."""
+    if LABEL_FRACTION not in table.columns:
+        return [""] * len(table)
+    return [cell_description({c: row[c] for c in CELL_COLUMNS if c in row.index}) for _, row in table.iterrows()]
+
+
+def _cost_errors(table: pd.DataFrame, cost_column: str) -> np.ndarray | None:
+    """Horizontal error bars of a timed cost (its interval over seeds); None for counted costs."""
+    if _base(cost_column) not in TIMED_COSTS or f"{_base(cost_column)}_ci_low" not in table.columns:
+        return None
+    mean = table[cost_column].to_numpy(dtype=float)
+    low = np.clip(table[f"{_base(cost_column)}_ci_low"].to_numpy(dtype=float), 0.0, None)  # no negative time
+    high = table[f"{_base(cost_column)}_ci_high"].to_numpy(dtype=float)
+    return np.vstack([np.nan_to_num(np.clip(mean - low, 0, None)), np.nan_to_num(np.clip(high - mean, 0, None))])
+
+
+def _points(axis: plt.Axes, table: pd.DataFrame, cost_column: str, quality_column: str,
+            front: np.ndarray) -> list[tuple[float, float, str]]:
+    """Each row as one point with its error bars: colour by method, marker by cell; ringed on the front."""
+    scale = _scale(quality_column)
+    errors, cost_errors = _errors(table, quality_column), _cost_errors(table, cost_column)
+    methods = [_label(row, "method") for _, row in table.iterrows()]
+    colours, cells = method_colours(methods), _cells(table)
+    markers = {cell: CELL_MARKERS[i % len(CELL_MARKERS)] for i, cell in enumerate(dict.fromkeys(cells))}
+    points = []
+    for position, (_, row) in enumerate(table.iterrows()):
+        x, y = float(row[cost_column]), scale * float(row[quality_column])
+        on_front = bool(front[position])
+        axis.errorbar(
+            [x], [y], yerr=errors[:, position : position + 1],
+            xerr=None if cost_errors is None else cost_errors[:, position : position + 1],
+            fmt=markers[cells[position]], capsize=3, color=colours[methods[position]], markersize=8 if on_front else 6,
+            markeredgecolor="black" if on_front else colours[methods[position]], markeredgewidth=1.5 if on_front else 1.0,
+        )
+        points.append((x, y, methods[position]))
+    _legends(axis, colours, markers)
+    return points
+
+
+def _legends(axis: plt.Axes, colours: dict[str, str], markers: dict[str, str]) -> None:
+    """One legend entry per method (colour) and per data cell (marker), outside the axes."""
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in colours.items()]
+    if len(markers) > 1:
+        handles += [Line2D([], [], color="gray", marker=k, linestyle="", label=cell) for cell, k in markers.items()]
+    handles += [h for h in axis.get_legend_handles_labels()[0] if h.get_gid() == PARETO_FRONT_GID][:1]
+    axis.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+
+
+def _label_points(axis: plt.Axes, points: list[tuple[float, float, str]]) -> None:
+    """Name the points, one label per group of points closer than ``LABEL_DISTANCE``: coincident arms
+    (same cost, close accuracy) read 'ce, kd' once instead of stacked on top of each other."""
+    axis.autoscale_view()
+    to_axes = axis.transData + axis.transAxes.inverted()
+    groups: list[list[tuple[np.ndarray, float, float, str]]] = []
+    for x, y, name in sorted(points, key=lambda p: -p[1]):
+        where = to_axes.transform((x, y))
+        group = next((g for g in groups if np.abs(g[0][0] - where).max() < LABEL_DISTANCE), None)
+        if group is None:
+            group = []
+            groups.append(group)
+        group.append((where, x, y, name))
+    for group in groups:
+        where, x, y, _ = max(group, key=lambda p: (p[2], p[1]))
+        names = ", ".join(dict.fromkeys(name for *_, name in group))
+        left = where[0] > 0.8  # near the right edge the label goes left of its point, inside the axes
+        axis.annotate(names, (x, y), textcoords="offset points", xytext=(-6 if left else 6, 6), fontsize=8,
+                      ha="right" if left else "left")
+
+
+def front_rows(table: pd.DataFrame, cost_column: str, quality_column: str = "test_accuracy_mean") -> pd.Series:
+    """Whether each row is on the Pareto front of its own data cell: a user's data is their situation,
+    so no front mixes cells (as no recommendation does)."""
+    cells = pd.Series(_cells(table), index=table.index)
+    front = pd.Series(False, index=table.index)
+    for _, rows in table.groupby(cells, sort=False):
+        front[rows.index] = pareto_mask(rows, quality=quality_column, cost=cost_column)
+    return front
 
 
 def pareto_plot(
@@ -135,51 +302,49 @@ def pareto_plot(
     log_x: bool | None = None,
     label_column: str = "method",
 ) -> plt.Figure:
-    """Quality (mean with CI error bars) against a cost, one point per method; the front highlighted.
+    """Quality (mean with CI error bars) against one cost, one point per row; the fronts highlighted.
 
-    Points are labelled by ``label_column`` (one value per row: the comparison table's ``arm``).
-    ``front_methods`` (labels) defaults to the front from ``analysis.pareto``; front points are ringed and
-    joined, in cost order, by one line (gid ``pareto_front``). ``log_x`` defaults to log for counts (parameters,
-    FLOPs) and for any positive cost spanning two decades.
+    Colour by ``method``, marker by data cell; each group of nearby points is named once. A timed cost
+    (latency, training time) has horizontal error bars: its interval over seeds. ``front_methods``
+    (values of ``label_column``) defaults to each cell's front (:func:`front_rows`), where a timed-cost
+    difference within noise separates nothing; front points are ringed and joined in cost order by one
+    line per cell (gid ``pareto_front``). ``log_x`` defaults to log for
+    costs spanning more than a decade.
     """
     cost_column, quality_column = _resolve(table, cost_column), _resolve(table, quality_column)
     if front_methods is None:
-        front = table[pareto_mask(table, quality=quality_column, cost=cost_column)]
-        front_methods = [_label(row, label_column) for _, row in front.iterrows()]
+        on_front = front_rows(table, cost_column, quality_column)
+    else:
+        on_front = pd.Series([_label(row, label_column) in front_methods for _, row in table.iterrows()], index=table.index)
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
     scale = _scale(quality_column)
-    errors = _errors(table, quality_column)
-    figure, axis = plt.subplots(figsize=(6.5, 4.5))
-    front_points = []
-    for position, (_, row) in enumerate(table.iterrows()):
-        method = _label(row, label_column)
-        x, y = float(row[cost_column]), scale * float(row[quality_column])
-        on_front = method in front_methods
-        axis.errorbar(
-            [x], [y], yerr=errors[:, position : position + 1], fmt="o", capsize=4, color=f"C{position % 10}",
-            markeredgecolor="black" if on_front else None, markeredgewidth=1.5 if on_front else 1.0,
-            markersize=8 if on_front else 6, label=method,
-        )
-        axis.annotate(method, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-        if on_front:
-            front_points.append((x, y))
-    if front_points:
-        xs, ys = zip(*sorted(front_points))
-        axis.plot(xs, ys, "--", color="black", linewidth=1, alpha=0.7, gid=PARETO_FRONT_GID, label="Pareto front")
-    costs = table[cost_column].to_numpy(dtype=float)
-    if log_x is None:
-        positive = costs[~np.isnan(costs)]
-        log_x = bool(len(positive)) and bool((positive > 0).all()) and (
-            _base(cost_column) in COUNT_COSTS or positive.max() / positive.min() >= 100
-        )
-    if log_x:
-        axis.set_xscale("log")
-    axis.set_xlabel(_axis_label(cost_column))
+    for _, rows in table[on_front].groupby(pd.Series(_cells(table), index=table.index)[on_front], sort=False):
+        rows = rows.sort_values(cost_column)
+        axis.plot(rows[cost_column], scale * rows[quality_column], "--", color="black", linewidth=1, alpha=0.7,
+                  gid=PARETO_FRONT_GID, label="Pareto front")
+    points = _points(axis, table, cost_column, quality_column, on_front.to_numpy())
+    _cost_axis(axis, table, cost_column, log_x)
     axis.set_ylabel(_axis_label(quality_column))
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="best")
-    axis.set_title("Quality against cost (error bars: CI over seeds)")
+    noise = _base(cost_column) in TIMED_COSTS and len(table) > 1 and bool(within_noise(table, cost_column).all())
+    axis.set_title(pareto_title(cost_column, quality_column) + ("\n(every arm within run-to-run noise of every other)" if noise else ""))
+    _label_points(axis, points)
     figure.tight_layout()
     return figure
+
+
+def _cost_axis(axis: plt.Axes, table: pd.DataFrame, cost_column: str, log_x: bool | None) -> None:
+    """Log scale for costs spanning more than a decade; counts read 2.41k, not 2410 or 3x10^3."""
+    costs = table[cost_column].to_numpy(dtype=float)
+    positive = costs[~np.isnan(costs) & (costs > 0)]
+    if log_x is None:
+        log_x = len(positive) == np.count_nonzero(~np.isnan(costs)) > 0 and positive.max() / positive.min() > 10
+    if log_x:
+        axis.set_xscale("log")
+    if _base(cost_column) in COUNT_COSTS:
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: human(value)))
+        axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.set_xlabel(cost_name(cost_column))
 
 
 # ------------------------------------------------------------------------------- parameter sweeps
@@ -199,12 +364,13 @@ def _sweep(
     scale = _scale(quality_column)
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     groups = table.groupby(group_column, sort=False) if group_column else [(None, table)]
-    for index, (group, rows) in enumerate(groups):
+    colours = method_colours([str(group) for group, _ in groups])
+    for group, rows in groups:
         rows = rows.sort_values(x_column)
         errors = _errors(rows, quality_column)
         axis.errorbar(
             x_scale * rows[x_column].to_numpy(dtype=float), scale * rows[quality_column].to_numpy(dtype=float),
-            yerr=errors, fmt="-o", capsize=4, color=f"C{index % 10}", label=None if group is None else str(group),
+            yerr=errors, fmt="-o", capsize=4, color=colours[str(group)], label=None if group is None else str(group),
         )
     if log_x:
         axis.set_xscale("log", base=2)
@@ -324,21 +490,21 @@ def per_class_heatmap(
 
 
 def cost_plot(table: pd.DataFrame, teacher: dict[str, Any]) -> plt.Figure:
-    """Test accuracy (mean with CI) against parameters and against CPU latency, one point per arm."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    costs = (("training_parameters", "parameters (incl. adapters)", "parameters"), ("latency_ms", "CPU latency, ms (batch 1)", "latency_ms"))
-    for axis, (cost, label, teacher_key) in zip(axes, costs):
-        for _, row in table.iterrows():
-            mean = 100 * row["test_accuracy_mean"]
-            low = row["test_accuracy_ci_low"]
-            error = 0.0 if math.isnan(low) else mean - 100 * low
-            axis.errorbar(row[f"{cost}_mean"], mean, yerr=error, fmt="o", capsize=4, label=row["arm"])
-        axis.scatter([teacher[teacher_key]], [100 * teacher["test_accuracy"]], marker="*", s=150, color="black", label="teacher")
-        axis.set_xscale("log")
-        axis.set_xlabel(label)
+    """Test accuracy (mean with CI) against trained parameters and against CPU latency (with its interval
+    over seeds), one point per arm coloured by method and marked by cell, the teacher as a star."""
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    costs = (("training_parameters_mean", "parameters"), ("latency_ms_mean", "latency_ms"))
+    for axis, (cost, teacher_key) in zip(axes, costs):
+        points = _points(axis, table, cost, "test_accuracy_mean", np.zeros(len(table), dtype=bool))
+        axis.scatter([teacher[teacher_key]], [100 * teacher["test_accuracy"]], marker="*", s=150, color="black", zorder=3)
+        points.append((float(teacher[teacher_key]), 100 * float(teacher["test_accuracy"]), "teacher"))
+        _cost_axis(axis, table, cost, True if _base(cost) in COUNT_COSTS else None)  # the teacher is far bigger
+        axis.margins(0.08)
         axis.set_ylabel("test accuracy, %")
+        axis.set_title(pareto_title(cost), fontsize=10)
         axis.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
-    figure.suptitle("Accuracy against cost (error bars: confidence interval over seeds)")
+        _label_points(axis, points)
+    axes[0].get_legend().remove()
+    figure.suptitle("Students and teacher (error bars: confidence interval over seeds)")
     figure.tight_layout()
     return figure

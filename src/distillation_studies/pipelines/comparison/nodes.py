@@ -13,17 +13,18 @@ from distillation_studies.common.records import LABEL_FRACTION, TRANSFER_SET
 from distillation_studies.analysis import comparison as core
 from distillation_studies.analysis import reference
 from distillation_studies.report.data_factors import data_factor_figures, data_factor_sections
-from distillation_studies.analysis.pareto import pareto_fronts
+from distillation_studies.analysis.pareto import flat_costs
 from distillation_studies.analysis.pooled import mean_per_class, pool_reliability
 from distillation_studies.analysis.recommend import Constraints, failed, recommend_per_cell
 from distillation_studies.report import plots, sections
-from distillation_studies.report.html import HTML, html_report, markdown_to_html
+from distillation_studies.report.sections import PLOTS_FOLDER
+from distillation_studies.report.html import html_report, link_run_ids, mlflow_ui_url, recommendation_run_ids
 from distillation_studies.report.recommendation import recommendation_markdown, title
 from distillation_studies.report.search import SEARCH_HEADING, search_section
 from distillation_studies.report.text import cell_description
 from distillation_studies.study.grid import cell_keys
 from distillation_studies.study.identity import ArmRun
-from distillation_studies.study.schema import ComparisonConfig, DataConfig, ModelSection
+from distillation_studies.study.schema import ComparisonConfig, DataConfig, ModelSection, TrackingConfig
 
 log = logging.getLogger(__name__)
 PARETO_COSTS = [f"{name}_mean" for name in PARETO_METRICS]  # the plots' cost axes, from the metrics table
@@ -120,6 +121,7 @@ def build_report(
     teacher_metrics: dict[str, Any],
     data_summary: dict[str, Any],
     comparison: ComparisonConfig,
+    tracking: TrackingConfig | None = None,
     reproduced_vs_published: pd.DataFrame | None = None,
     *,
     search: tuple[str, dict[str, Figure]] | None = None,
@@ -130,7 +132,8 @@ def build_report(
     report in MLflow (``report/plots/``); the catalog's ``MarkdownReportDataset`` points the saved
     file's links at the plots' versioned folder on disk. With a non-empty ``reproduced_vs_published``
     table (CIFAR-100 studies of a published pair) the report gains a "Reproduced vs published" section;
-    with ``search`` (a search study, ``build_search_report``) a "Search" section.
+    with ``search`` (a search study, ``build_search_report``) a "Search" section. With ``tracking`` on, the
+    MLflow run ids the recommendation cites link to their pages in the MLflow UI of ``tracking.uri``.
     """
     statistics = comparison.statistics()
     figures = _figures(comparison_table, sensitivity_table, study_histories, run_details)
@@ -153,9 +156,11 @@ def build_report(
         ("Paired tests", sections.paired_tests_markdown(paired_tests, statistics)),
         ("Protocol", sections.protocol_markdown(protocol_card)),
     ]
-    markdown = sections.report_markdown(REPORT_TITLE, parts, list(figures))
-    page = html_report(REPORT_TITLE, [(heading, HTML(markdown_to_html(body, heading_offset=0))) for heading, body in parts], figures)
-    return markdown, page, figures
+    flat = {cost: float(comparison_table[cost].dropna().iloc[0]) for cost in flat_costs(comparison_table, PARETO_COSTS)}
+    markdown = sections.report_markdown(REPORT_TITLE, [*parts, ("Plots", plots.plots_markdown(figures, flat, PLOTS_FOLDER))], [])
+    if tracking is not None and tracking.enabled:
+        markdown = link_run_ids(markdown, recommendation_run_ids(recommendation), mlflow_ui_url(tracking.uri))
+    return markdown, html_report(REPORT_TITLE, markdown, figures, PLOTS_FOLDER), figures
 
 
 def build_search_report(
@@ -183,15 +188,15 @@ def _seeds_title(name: str, how: str, by_arm: dict[str, list]) -> str:
 
 
 def _figures(table: pd.DataFrame, sensitivity: pd.DataFrame, histories: dict, details: dict) -> dict[str, Figure]:
-    fronts = pareto_fronts(table, costs=PARETO_COSTS, label="arm")
+    flat = flat_costs(table, PARETO_COSTS)
     figures = {
-        f"pareto_{cost.removesuffix('_mean')}.png": plots.pareto_plot(table, cost, front_methods=front, label_column="arm")
-        for cost, front in fronts.items()
+        f"pareto_{cost.removesuffix('_mean')}.png": plots.pareto_plot(table, cost, label_column="arm")
+        for cost in PARETO_COSTS if cost in table.columns and cost not in flat
     }
     by_arm: dict[str, list] = {}
     for key, history in histories.items():
         by_arm.setdefault(ArmRun.from_key(key).arm, []).append(history["epochs"])
-    figures["learning_curves.png"] = plots.learning_curves(by_arm)
+    figures["learning_curves.png"] = plots.learning_curves(by_arm, table)
     reliability = _by_arm(details, "reliability")
     figures["reliability.png"] = plots.reliability_diagram(
         {arm: pool_reliability(bins) for arm, bins in reliability.items()},

@@ -74,6 +74,7 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
                     "teacher_metrics",
                     "data_summary",
                     "params:comparison",
+                    "params:tracking",
                     *(["reproduced_vs_published"] if published else []),
                 ],
                 ["study_report_md", "study_report_html", "study_plots"],
