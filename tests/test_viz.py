@@ -157,7 +157,7 @@ from kedro_viz.integrations.kedro.data_loader import load_data
 from kedro_viz.api.rest.responses.run_events import get_run_status_response
 from kedro_viz.utils import _hash
 
-_, pipelines, extras = load_data(Path.cwd(), env=sys.argv[1] or None)
+_, pipelines, extras = load_data(Path.cwd(), env=sys.argv[1] or None, extra_params=json.loads(sys.argv[2]))
 status = get_run_status_response()  # what the workflow panel's /api/run-status serves
 drawn = {_hash(str(node)) for node in pipelines["__default__"].nodes}
 print(json.dumps({
@@ -168,11 +168,12 @@ print(json.dumps({
 """
 
 
-def _viz_state(project: Path, cli_env: str) -> dict:
-    """What ``kedro viz run --env <cli_env>`` serves of the last run: its workflow panel and dataset statistics."""
+def _viz_state(project: Path, cli_env: str, params: dict) -> dict:
+    """What ``kedro viz run --env <cli_env> --params <params>`` serves of the last run: its workflow panel
+    and dataset statistics."""
     env = {key: value for key, value in os.environ.items() if key != "KEDRO_ENV"} | {"KEDRO_DISABLE_TELEMETRY": "1"}
     result = subprocess.run(
-        [str(Path(KEDRO).with_name("python")), "-c", READ_VIZ_STATE, cli_env],
+        [str(Path(KEDRO).with_name("python")), "-c", READ_VIZ_STATE, cli_env, json.dumps(params)],
         cwd=project, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -190,12 +191,13 @@ def two_studies(tmp_path_factory) -> Path:
 
 
 DEFAULT_STUDY_IN_SECONDS = "tracking.enabled=false,seeds=[0],teacher.training.epochs=1,student.training.epochs=1"
+DEFAULT_STUDY_PARAMS = {"seeds": [0], "teacher": {"training": {"epochs": 1}}, "student": {"training": {"epochs": 1}}}  # its graph
 
 
 def test_each_environment_has_its_own_kedro_viz_state(two_studies):
     """After a tiny run and then a default run, each view shows its own run, not the last one (issue 23)."""
     assert sorted(p.name for p in (two_studies / ".viz").iterdir()) == ["default", "tiny"]
-    tiny, default = _viz_state(two_studies, "tiny"), _viz_state(two_studies, "")
+    tiny, default = _viz_state(two_studies, "tiny", {}), _viz_state(two_studies, "", DEFAULT_STUDY_PARAMS)
     # Workflow panel: the datasets of that environment's run, and only nodes its graph draws.
     assert "students.rkd.seed_1.metrics" in tiny["datasets"] and not any("__labels_" in name for name in tiny["datasets"])
     assert "students.kd__labels_10__transfer.seed_0.metrics" in default["datasets"]

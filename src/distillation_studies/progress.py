@@ -135,7 +135,7 @@ class ProgressHooks:
         """The last lines of a run: the answer, and where to look next."""
         lines = []
         if self.recommendation:
-            lines += ["", self.recommendation.strip(), ""]
+            lines += [self.recommendation.strip(), ""]
         paths = report_paths(catalog) if "build_report" in {n.name for n in pipeline.nodes} else []
         lines += [f"Report: {path}" for path in paths]
         lines += mlflow_lines(catalog.load(STUDY_RUN) if STUDY_RUN in catalog else None)
