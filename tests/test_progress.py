@@ -140,7 +140,7 @@ def test_install_puts_the_filter_and_formatter_on_the_console_handler_once():
 def test_kedro_run_dash_v_turns_verbose_on(monkeypatch):
     from distillation_studies.cli import cli
 
-    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    monkeypatch.setenv(VERBOSE_ENV, "")  # off, and restored after the test (-v sets os.environ itself)
     cli.commands["run"].make_context("run", ["--env", "tiny"])
     assert not verbose()
     cli.commands["run"].make_context("run", ["-v", "--env", "tiny"])
