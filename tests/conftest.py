@@ -14,6 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 REGISTERED_MODEL = "tiny_students"
+TERMINAL_OUTPUT = "kedro_run_output.txt"  # the session's tiny run, as printed
 
 
 def copy_project(path: Path) -> Path:
@@ -42,6 +43,7 @@ def project(tmp_path_factory) -> Path:
     # The recommended student is registered (tracking.register) so the registry and its alias can be read back.
     result = kedro_run(path, "--params", f"tracking.register={REGISTERED_MODEL}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (path / TERMINAL_OUTPUT).write_text(result.stdout + result.stderr)  # what the user saw (tests/test_progress.py)
     return path
 
 

@@ -11,7 +11,9 @@ from kedro.io import DataCatalog, MemoryDataset
 
 from distillation_studies.hooks import STUDY_RUN
 from distillation_studies.progress import ProgressHooks, StudyProgress, arm_name, clock, mlflow_lines
+from distillation_studies.terminal import VERBOSE_ENV, TerminalFormatter, TerseFilter, install, verbose
 from distillation_studies.tracking import StudyRun
+from tests.conftest import TERMINAL_OUTPUT
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0 s"), (42.4, "42 s"), (185, "3 min 05 s"), (3720, "1 h 02 min")])
@@ -64,8 +66,95 @@ def test_the_run_ends_with_the_study_run_and_the_command_that_shows_it(caplog):
     hooks.after_pipeline_run({}, pipeline, DataCatalog({STUDY_RUN: MemoryDataset(study)}))
     assert caplog.records[-1].getMessage().splitlines() == [
         "MLflow study run: abc123 (experiment 3) in sqlite:////work/p/mlflow.db",
-        "  see it: mlflow ui --backend-store-uri sqlite:////work/p/mlflow.db --port 5000, then open "
-        "http://127.0.0.1:5000/#/experiments/3/runs/abc123",
+        "  see it: mlflow ui --backend-store-uri sqlite:////work/p/mlflow.db --port 5000",
+        "  then open http://127.0.0.1:5000/#/experiments/3/runs/abc123",
     ]
     server = replace(study, tracking_uri="http://tracking:5000/")
     assert mlflow_lines(server)[1] == "  see it: http://tracking:5000/#/experiments/3/runs/abc123"
+
+
+# ---- the terminal: Kedro's per-task lines dropped, lines wrapped, `-v` shows everything --------------------
+
+
+def _record(message: str, name: str = "kedro.runner.sequential_runner", level: int = logging.INFO, *args) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, args, None)
+
+
+KEDRO_TASK_RECORDS = [
+    _record("Running node: %s", "kedro.pipeline.node", logging.INFO, "distil_student: distil_student([teacher_model;...])"),
+    _record("Completed node: %s", "kedro.runner.sequential_runner", logging.INFO, "students.kd.seed_0.distil_student"),
+    _record("Completed %d out of %d tasks", "kedro.runner.sequential_runner", logging.INFO, 6, 27),
+]
+
+
+def test_kedro_task_lines_are_dropped_unless_verbose(monkeypatch):
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    terse = TerseFilter()
+    assert [terse.filter(record) for record in KEDRO_TASK_RECORDS] == [False, False, False]
+    kept = [
+        _record("Pipeline execution completed successfully in 71.2 sec."),
+        _record("Study progress: 1/8 students trained (ce/seed_0 done), 25 s elapsed", "distillation_studies.progress"),
+        _record("Running node: %s", "kedro.pipeline.node", logging.WARNING, "x"),  # warnings always show
+    ]
+    assert all(terse.filter(record) for record in kept)
+    monkeypatch.setenv(VERBOSE_ENV, "1")
+    assert all(terse.filter(record) for record in KEDRO_TASK_RECORDS)
+
+
+def test_lines_are_wrapped_at_200_characters_keeping_words_whole_and_verbose_keeps_them_whole(monkeypatch):
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    words = " ".join(f"word{i:03d}" for i in range(60))  # 60 x 7 characters + 59 spaces = 479
+    path = "/" + "p" * 230
+    formatter = TerminalFormatter(logging.Formatter("%(name)s | %(message)s"))
+    text = formatter.format(_record(f"## Recommendation\n\n=1. **kd**: {words}\nReport: {path}", "distillation_studies.progress"))
+    lines = text.split("\n")
+    assert lines[0].endswith(" ## Recommendation") and len(lines[0]) == len("12:00:00 ## Recommendation")
+    body = [line for line in lines if "word" in line]
+    assert all(len(line) <= 200 for line in body) and len(body) == 3  # 479 + 14 characters in 200-character lines
+    assert all(line.startswith("    ") for line in body[1:])  # continuations indented under their item
+    assert " ".join(" ".join(body).split()) == f"=1. **kd**: {words}"  # nothing lost or reordered
+    assert lines[-2:] == ["Report:", "    " + path]  # a word longer than a line is kept whole, alone
+    warning = formatter.format(_record("arm kd failed", "distillation_studies.hooks", logging.WARNING))
+    assert warning[8:] == " WARNING distillation_studies.hooks: arm kd failed"
+    monkeypatch.setenv(VERBOSE_ENV, "1")
+    assert formatter.format(_record(f"x {words}", "kedro.pipeline.node")) == f"kedro.pipeline.node | x {words}"
+
+
+def test_install_puts_the_filter_and_formatter_on_the_console_handler_once():
+    logger = logging.getLogger("tests.terminal_install")
+    console, other = logging.StreamHandler(), logging.StreamHandler()
+    console.set_name("console")
+    yaml_formatter = logging.Formatter("%(name)s - %(message)s")
+    console.setFormatter(yaml_formatter)
+    logger.handlers = [console, other]
+    try:
+        install(logger)
+        install(logger)
+        assert [type(f) for f in console.filters] == [TerseFilter] and other.filters == []
+        assert isinstance(console.formatter, TerminalFormatter) and console.formatter.verbose is yaml_formatter
+        assert other.formatter is None
+    finally:
+        logger.handlers = []
+
+
+def test_kedro_run_dash_v_turns_verbose_on(monkeypatch):
+    from distillation_studies.cli import cli
+
+    monkeypatch.setenv(VERBOSE_ENV, "")  # off, and restored after the test (-v sets os.environ itself)
+    cli.commands["run"].make_context("run", ["--env", "tiny"])
+    assert not verbose()
+    cli.commands["run"].make_context("run", ["-v", "--env", "tiny"])
+    assert verbose()
+
+
+@pytest.mark.e2e
+def test_a_tiny_run_prints_a_line_per_model_short_lines_and_the_recommendation_once(project):
+    """The session's real ``kedro run --env=tiny`` (8 students), as the user saw it (issue 23)."""
+    printed = (project / TERMINAL_OUTPUT).read_text().splitlines()
+    assert max(len(line) for line in printed) <= 200
+    assert sum("## Recommendation: test_accuracy" in line for line in printed) == 1
+    assert not any(marker in line for line in printed for marker in ("Running node:", "Completed node:", "out of 27 tasks"))
+    progress = [line for line in printed if "students trained (" in line]
+    assert len(progress) == 8 and progress[-1].split(" ", 1)[1].startswith("Study progress: 8/8 students trained")
+    before_answer = printed[: next(i for i, line in enumerate(printed) if "## Recommendation" in line)]
+    assert len(before_answer) <= len(progress) + 12, "\n".join(before_answer)  # + teacher progress and a few run lines

@@ -1,4 +1,5 @@
-"""``kedro run`` as Kedro defines it, except that ``--params`` values may be YAML lists and mappings.
+"""``kedro run`` as Kedro defines it, except that ``--params`` values may be YAML lists and mappings, and
+``-v`` shows Kedro's per-task lines (``distillation_studies.terminal`` hides them by default).
 
 Kedro splits ``--params`` at every comma before reading ``key=value`` items (``split_string`` in
 ``kedro.framework.cli.utils``), so ``--params "seeds=[0,1,2,3,4]"`` fails with "Item `1` must contain a
@@ -12,12 +13,15 @@ it meant before. Kedro loads this module's ``cli`` group and lets its ``run`` re
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
 from omegaconf import OmegaConf
 from omegaconf.errors import GrammarParseError
+
+from distillation_studies.terminal import VERBOSE_ENV
 
 OPENING, CLOSING = "[{", "]}"
 
@@ -73,7 +77,24 @@ def _run_command() -> click.Command:
                 "(methods.kd.temperature=2); values are YAML, so lists and mappings work: "
                 '--params "seeds=[0,1,2,3,4],grid.label_fractions=[0.1,1.0]".'
             )
+    run.params.append(
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_show_every_line,
+            help=f"Show Kedro's lines for every task, whole (the same as {VERBOSE_ENV}=1).",
+        )
+    )
     return run
+
+
+def _show_every_line(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``-v``: the terminal filter and formatter (``distillation_studies.terminal``) read this at each line;
+    Dask workers started by the run inherit it."""
+    if value:
+        os.environ[VERBOSE_ENV] = "1"
 
 
 @click.group(name="distillation_studies")

@@ -15,6 +15,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from distillation_studies import terminal
 from distillation_studies.hooks import STUDY_RUN
 from distillation_studies.tracking import StudyRun
 
@@ -90,7 +91,8 @@ def mlflow_lines(study: StudyRun | None, port: int = MLFLOW_UI_PORT) -> list[str
         return [where, f"  see it: {study.tracking_uri.rstrip('/')}/{page}"]
     return [
         where,
-        f"  see it: mlflow ui --backend-store-uri {study.tracking_uri} --port {port}, then open http://127.0.0.1:{port}/{page}",
+        f"  see it: mlflow ui --backend-store-uri {study.tracking_uri} --port {port}",
+        f"  then open http://127.0.0.1:{port}/{page}",
     ]
 
 
@@ -99,6 +101,11 @@ class ProgressHooks:
         self.progress: StudyProgress | None = None
         self.arm_started: dict[str, float] = {}
         self.recommendation: str | None = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        """Short terminal lines from here on (``terminal.install``; ``kedro run -v`` shows every line)."""
+        terminal.install()
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
@@ -128,7 +135,7 @@ class ProgressHooks:
         """The last lines of a run: the answer, and where to look next."""
         lines = []
         if self.recommendation:
-            lines += ["", self.recommendation.strip(), ""]
+            lines += [self.recommendation.strip(), ""]
         paths = report_paths(catalog) if "build_report" in {n.name for n in pipeline.nodes} else []
         lines += [f"Report: {path}" for path in paths]
         lines += mlflow_lines(catalog.load(STUDY_RUN) if STUDY_RUN in catalog else None)

@@ -1,18 +1,21 @@
 """Project settings: the study-tracking hooks, a config loader whose ``--params`` change only the keys
 they name, and ``runner.yml`` (the Dask runner's settings) as a config file of its own, so that changing
-the workers never changes the study's config hash; everything else is Kedro's default."""
+the workers never changes the study's config hash, and a context that keeps kedro-viz's state per
+environment; everything else is Kedro's default."""
 
 from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.hooks import StudyHooks
 from distillation_studies.preflight import DataFolderHooks
 from distillation_studies.progress import ProgressHooks
 from distillation_studies.run_guard import RunGuardHooks
+from distillation_studies.viz_state import StudyContext
 
 # Pluggy calls the last-registered hook first: RunGuardHooks takes the environment's lock and pins the
 # versions every dataset loads, then DataFolderHooks checks the output folders, before the tracking hook
 # opens an MLflow run.
 HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks(), RunGuardHooks())
 CONFIG_LOADER_CLASS = StudyConfigLoader
+CONTEXT_CLASS = StudyContext  # kedro-viz's state (.viz/<study>/) per environment: viz_state.py
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

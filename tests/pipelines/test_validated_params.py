@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import traceback
+from pathlib import Path
+
 import cloudpickle
 import pytest
 from kedro.io import MemoryDataset
@@ -67,3 +71,24 @@ def test_a_node_shipped_to_a_dask_worker_keeps_its_sections(study):
     evaluate = next(n for n in PIPELINES["evaluation"].create_pipeline(study).nodes if n.name == "evaluate_teacher")
     with pytest.raises(ConfigError, match=r"^evaluation: differs"):  # the shipped sections still guard their values
         cloudpickle.loads(cloudpickle.dumps(evaluate)).func(None, None, None, None, {"ece_bins": 3})
+
+
+def _fails(data):
+    raise ValueError(data.split_seed)
+
+
+def test_kedro_viz_and_tracebacks_place_a_wrapped_node_at_its_own_function(study):
+    """kedro-viz's node panel takes the file from ``inspect.getfile(node.func)`` and the code from
+    ``__wrapped__``: both must be the node function's, not validated_params.py (issue 23)."""
+    pipelines = {name: module.create_pipeline(study) for name, module in PIPELINES.items()}
+    readers = [n for p in pipelines.values() for n in p.nodes if any(i.startswith("params:") for i in n.inputs)]
+    for reader in readers:
+        own = inspect.unwrap(reader.func)
+        assert inspect.getfile(reader.func) == inspect.getfile(own) and inspect.getfile(own).endswith("nodes.py")
+        assert inspect.getsource(reader.func.__wrapped__).startswith(f"def {own.__name__}(")
+    spy = with_validated_params(Pipeline([node(_fails, "params:data", "received", name="spy")]), study).nodes[0]
+    with pytest.raises(ValueError) as raised:
+        spy.func(study.params["data"])
+    frames = [(Path(f.filename).name, f.lineno, f.name) for f in traceback.extract_tb(raised.value.__traceback__)]
+    def_line = _fails.__code__.co_firstlineno
+    assert frames[-2:] == [("test_validated_params.py", def_line, "_fails"), ("test_validated_params.py", def_line + 1, "_fails")]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from types import CodeType
 from typing import Any, Callable
 
 from kedro.pipeline import Pipeline
@@ -49,8 +50,22 @@ def _validated(function: Callable, inputs: list[str], sections: dict[str, tuple[
         return function(*(_section(name, value, sections) for name, value in zip(inputs, values)))
 
     functools.update_wrapper(run, function, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
-    run.__wrapped__ = inspect.unwrap(function)  # kedro-viz shows the node's own code
+    run.__wrapped__ = own = inspect.unwrap(function)  # kedro-viz shows the node's own code (inspect.getsource)
+    run.__code__ = _located_at(run.__code__, own.__code__)
     return run
+
+
+def _located_at(wrapper: CodeType, own: CodeType) -> CodeType:
+    """The wrapper's code placed at its node function's ``def`` line: kedro-viz's node panel takes the file
+    from ``inspect.getfile`` (which does not unwrap), and a traceback then names the node's function and
+    file for the call that enters it instead of this module."""
+    first_call_line = next(line for _, _, line in wrapper.co_lines() if line is not None and line > wrapper.co_firstlineno)
+    return wrapper.replace(
+        co_filename=own.co_filename,
+        co_firstlineno=own.co_firstlineno - (first_call_line - wrapper.co_firstlineno),
+        co_name=own.co_name,
+        co_qualname=own.co_qualname,
+    )
 
 
 def _section(name: str, value: Any, sections: dict[str, tuple[Any, Any]]) -> Any:

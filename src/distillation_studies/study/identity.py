@@ -75,6 +75,16 @@ class ArmRun:
         return cls(match["arm"], int(match["seed"])), match["kind"]
 
 
+def arm_namespace(arm: str) -> str:
+    """Kedro namespace of one arm, holding its seeds: ``students.kd`` (kedro-viz's level below ``students``)."""
+    return f"{STUDENTS}.{arm}"
+
+
+def arm_seeds_dataset(arm: str) -> str:
+    """The in-memory dataset of one arm's per-seed metrics and histories: ``students.kd.seeds``."""
+    return f"{arm_namespace(arm)}.seeds"
+
+
 def student_runs(arms: tuple[Arm, ...] | list[Arm], seeds: tuple[int, ...] | list[int]) -> list[ArmRun]:
     """Every (arm, seed) student of a study, arm by arm."""
     return [ArmRun(arm.key, seed) for arm in arms for seed in seeds]

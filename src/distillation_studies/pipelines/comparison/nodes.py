@@ -31,6 +31,23 @@ PARETO_COSTS = [f"{name}_mean" for name in PARETO_METRICS]  # the plots' cost ax
 REPORT_TITLE = "Distillation study report"
 
 
+def gather_seeds(*records: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """One arm's per-seed records, its metrics then its histories (as many of each), in one dataset: the
+    study-level collection reads one dataset per arm, so kedro-viz keeps the seeds inside their arm."""
+    seeds = len(records) // 2
+    return {"metrics": list(records[:seeds]), "histories": list(records[seeds:])}
+
+
+def collect_study_runs(*arms: dict[str, list[dict[str, Any]]]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`collect_runs` over every arm's gathered seeds."""
+    return collect_runs(*(metrics for arm in arms for metrics in arm["metrics"]))
+
+
+def collect_study_histories(*arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """:func:`collect_histories` over every arm's gathered seeds."""
+    return collect_histories(*(history for arm in arms for history in arm["histories"]))
+
+
 def collect_runs(*student_metrics: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """All (arm, seed) metrics as one table, and the per-run details (reliability bins, per-class
     accuracy) keyed by run key ``<arm>/seed_<n>``."""
