@@ -57,7 +57,7 @@ def outputs():
     runs = two_cell_runs()
     table, tests, sensitivity, _ = compare_methods(runs, TEACHER, COMPARISON)
     run_ids = {f"{arm}/seed_{seed}": f"{arm}-run{seed}" for arm in ARMS for seed in range(4)}
-    record = recommend_method(table, runs, Constraints(), run_ids, COMPARISON)
+    record = recommend_method(table, runs, Constraints(), run_ids, COMPARISON, tests)
     histories = {f"{a}/seed_{s}": {"epochs": [{"epoch": 1, "val_accuracy": 0.5, "loss_total": 1.0}]} for a in ARMS for s in range(4)}
     markdown, _, _ = build_report(table, tests, sensitivity, record, CAPACITY, PROTOCOL, histories, {}, TEACHER, DATA, COMPARISON)
     return table, tests, record, markdown
