@@ -135,5 +135,9 @@ def test_an_interval_spanning_every_possible_value_is_shown_as_n_a_and_explained
     summary, runs = make({"a": values, "b": [0.45, 0.70]})
     markdown = recommendation_markdown(recommend(summary, runs))
     assert "test_accuracy 58.47 ± n/a % (95% CI spans every possible value, 2 seed(s))" in markdown
+    wide = TABLE.copy()
+    wide.loc[1, ["test_accuracy_ci_low", "test_accuracy_ci_high"]] = [0.925 - 1.2, 0.925 + 1.2]  # kd, all labels, clean
+    quality = re.sub(r" +", " ", dict(data_factor_sections(wide, TESTS, ["ce", "kd"], 0.95, "holm", 0.05))["Data size and quality"])
+    assert "| kd + transfer set | 92.50 ± n/a | 90.00 ± 1.00 |" in quality and "| ce | 92.00 ± 1.00 | 80.00 ± 1.00 |" in quality
     sentence = statistics_sentence(STATISTICS, pairwise_tests(study(ACCURACY), STATISTICS, ["test_accuracy"]))
     assert "± n/a: the interval spans every value the metric can take (0 to 100%; for a difference, -100 to +100 pp)" in sentence

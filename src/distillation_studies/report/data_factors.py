@@ -9,12 +9,7 @@ from matplotlib.figure import Figure
 
 from distillation_studies.analysis import data_factors as numbers
 from distillation_studies.report import plots
-
-
-def _pm(mean: float, low: float, scale: float = 100.0) -> str:
-    if math.isnan(low):
-        return f"{scale * mean:.2f}"
-    return f"{scale * mean:.2f} ± {scale * (mean - low):.2f}"
+from distillation_studies.report.text import with_ci
 
 
 def _cell(row: pd.Series) -> str:
@@ -39,7 +34,7 @@ def curve_markdown(curve: pd.DataFrame, factor: str) -> str:
         row = {"method": series}
         for value in values:
             cell = part[part[factor] == value]
-            row[f"{label} {100 * value:g}%"] = "" if cell.empty else _pm(cell["mean"].iloc[0], cell["ci_low"].iloc[0])
+            row[f"{label} {100 * value:g}%"] = "" if cell.empty else with_ci(numbers.METRIC, cell["mean"].iloc[0], cell["ci_low"].iloc[0])
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False)
 
