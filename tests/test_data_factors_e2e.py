@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import pytest
 from kedro.framework.session import KedroSession
@@ -17,7 +16,7 @@ from mlflow import MlflowClient
 
 from distillation_studies.study.identity import ArmRun
 from tests.conftest import copy_project, kedro_run
-from tests.verdicts import cell_verdicts, markdown_table, words
+from tests.verdicts import cell_verdicts, markdown_table
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,6 @@ Holm applied by hand, and the comparison's documented rules, for the e2e tests t
 
 from __future__ import annotations
 
-import re
 from itertools import combinations
 
 import numpy as np
@@ -23,8 +22,8 @@ def holm(p_values: list[float]) -> list[float]:
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
     adjusted, running = [0.0] * len(p_values), 0.0
     for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
+        running = max(running, (len(p_values) - rank) * p_values[i])
+        adjusted[i] = min(1.0, running)
     return adjusted
 
 
@@ -54,7 +53,3 @@ def markdown_table(markdown: str, heading: str) -> list[dict[str, str]]:
     header, body = block[0], block[2:]  # block[1] is the |:---| rule
     return [dict(zip(header, row)) for row in body]
 
-
-def words(cell: str) -> str:
-    """'within noise (adj. p 0.441)' -> 'within noise'."""
-    return re.sub(r"\s*\(adj\. p [^)]*\)$", "", cell)
