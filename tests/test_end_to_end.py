@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from distillation_studies.study.identity import ArmRun
 
 from tests.conftest import REGISTERED_MODEL, ROOT, copy_project, kedro_run
+from tests.verdicts import cell_verdicts, markdown_table
 TIMING_METRICS = {"latency_ms", "throughput_per_s", "train_time_s"}
 ARMS = {f"{m}/seed_{s}" for m in ("ce", "kd", "fitnet", "rkd") for s in (0, 1)}
 
@@ -37,6 +38,14 @@ def load_env(project: Path, name: str, env: str):
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=env) as session:
         return session.load_context().catalog.load(name)
+
+
+def per_seed_accuracy(project: Path, arms: tuple[str, ...], seeds: tuple[int, ...] = (0, 1)) -> dict[str, list[float]]:
+    """Each arm's saved test accuracy per seed, read from its metrics datasets in one session."""
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="tiny") as session:
+        catalog = session.load_context().catalog
+        return {arm: [catalog.load(ArmRun(arm, seed).dataset("metrics"))["test_accuracy"] for seed in seeds] for arm in arms}
 
 
 def versions(project: Path) -> dict[str, list[str]]:
@@ -65,7 +74,14 @@ def test_catalog_holds_the_comparison_of_every_method(project):
     fitnet = table[table["method"] == "fitnet"].iloc[0]
     assert fitnet["training_parameters_mean"] > fitnet["parameters_mean"]  # the adapter is counted
     report = load(project, "study_report_md")
-    assert "| arm" in report and ("within noise" in report or "better" in report or "worse" in report)
+    # Each verdict of the table, recomputed from the saved per-seed metrics (scipy, Holm by hand over the 6 pairs).
+    expected = cell_verdicts(per_seed_accuracy(project, ("ce", "kd", "fitnet", "rkd")))
+    rows = {row["arm"]: row for row in markdown_table(report, "### Test accuracy against the baselines")}
+    assert set(rows) == {"ce", "kd", "fitnet", "rkd"}
+    for arm, row in rows.items():
+        for baseline in ("ce", "kd"):
+            verdict, p = expected.get((arm, baseline), ("baseline", None))
+            assert row[f"vs {baseline}"] == (verdict if p is None else f"{verdict} (adj. p {p:.3f})"), (arm, baseline)
     assert "## Recommendation" in report and "## Capacity gap" in report and "## Protocol" in report
     html = load(project, "study_report_html")
     # Self-contained: images inlined; the only outside links are the cited runs' pages in the MLflow UI.

@@ -79,7 +79,7 @@ def details(seed: int) -> dict:
 def outputs():
     runs = study_runs()
     table, tests, sensitivity, _ = compare_methods(runs, TEACHER, COMPARISON)
-    record = recommend_method(table, runs, NO_CONSTRAINTS, {}, COMPARISON)
+    record = recommend_method(table, runs, NO_CONSTRAINTS, {}, COMPARISON, tests)
     histories = {f"{a}/seed_{s}": {"epochs": [{"epoch": 1, "val_accuracy": 0.5, "loss_total": 1.0}]} for a in DISAGREEING for s in (0, 1)}
     run_details = {f"{a}/seed_{s}": details(s) for a in DISAGREEING for s in (0, 1)}
     markdown, page, figures = build_report(
@@ -113,8 +113,8 @@ def test_one_pair_one_signed_difference_and_one_verdict_in_every_output(outputs)
 def test_recommendation_respects_the_configured_correction():
     runs = study_runs()
     uncorrected = replace(COMPARISON, correction="none")
-    table, *_ = compare_methods(runs, TEACHER, uncorrected)
-    record = recommend_method(table, runs, NO_CONSTRAINTS, {}, uncorrected)
+    table, tests, *_ = compare_methods(runs, TEACHER, uncorrected)
+    record = recommend_method(table, runs, NO_CONSTRAINTS, {}, uncorrected, tests)
     versus = next(c for c in record["cells"][0]["ranked"] if c["candidate"] == "rkd")["versus"]
     assert record["statistics"]["correction"] == "none"
     assert versus["p_adjusted"] == table.set_index("arm").loc["rkd", "test_accuracy_p_vs_ce"] < 0.05
@@ -123,11 +123,28 @@ def test_recommendation_respects_the_configured_correction():
 
 def test_deprecated_recommendation_significance_still_works_with_a_message_naming_the_new_key():
     runs = study_runs()
-    table, *_ = compare_methods(runs, TEACHER, COMPARISON)
+    table, tests, *_ = compare_methods(runs, TEACHER, COMPARISON)
     with pytest.warns(FutureWarning, match=r"recommendation\.significance is deprecated.*comparison\.significance"):
         constraints = parse_dataclass(Constraints, {"significance": 0.2}, "recommendation")  # once, at validation
-    record = recommend_method(table, runs, constraints, {}, COMPARISON)
+    record = recommend_method(table, runs, constraints, {}, COMPARISON, tests)
     assert record["statistics"]["significance"] == 0.2
+    versus = next(c for c in record["cells"][0]["ranked"] if c["candidate"] == "rkd")["versus"]
+    assert versus["p_adjusted"] == pytest.approx(0.0504, abs=1e-4) and not versus["within_noise"]  # 0.0504 < 0.2
+
+
+def test_the_recommender_reads_the_paired_tests_it_is_given():
+    """The family comes from ``paired_tests`` (the comparison's output): a doctored p-value shows through,
+    which a recommender recomputing its own tests would never show."""
+    runs = study_runs()
+    table, tests, *_ = compare_methods(runs, TEACHER, COMPARISON)
+    doctored = tests.copy()
+    rkd_ce = (doctored["metric"] == "test_accuracy") & (doctored["arm"] == "rkd") & (doctored["reference"] == "ce")
+    assert rkd_ce.sum() == 1
+    doctored.loc[rkd_ce, ["p_adjusted", "within_noise", "verdict"]] = [0.001, False, "worse"]
+    record = recommend_method(table, runs, NO_CONSTRAINTS, {}, COMPARISON, doctored)
+    versus = next(c for c in record["cells"][0]["ranked"] if c["candidate"] == "rkd")["versus"]
+    assert versus["leader"] == "ce" and versus["p_adjusted"] == 0.001 and not versus["within_noise"]
+    assert "behind ce beyond noise" in record["markdown"] and "Holm-adjusted p 0.001" in record["markdown"]
 
 
 def test_headings_have_one_level_each_and_no_title_repeats(outputs):

@@ -22,6 +22,7 @@ from distillation_studies.analysis.recommend import Constraints  # noqa: E402
 from distillation_studies.pipelines.comparison.nodes import build_report, compare_methods, recommend_method  # noqa: E402
 from distillation_studies.study.schema import ComparisonConfig  # noqa: E402
 from tests.pipelines.test_comparison_nodes import CAPACITY, DATA, PROTOCOL, TEACHER  # noqa: E402
+from tests.verdicts import holm  # noqa: E402
 
 COMPARISON = ComparisonConfig(baselines=("ce", "kd"), confidence=0.95, significance=0.05, correction="holm")
 FULL = {"student": "student", "label_fraction": 1.0, "transfer_set": False, "label_noise": 0.0}
@@ -57,20 +58,10 @@ def outputs():
     runs = two_cell_runs()
     table, tests, sensitivity, _ = compare_methods(runs, TEACHER, COMPARISON)
     run_ids = {f"{arm}/seed_{seed}": f"{arm}-run{seed}" for arm in ARMS for seed in range(4)}
-    record = recommend_method(table, runs, Constraints(), run_ids, COMPARISON)
+    record = recommend_method(table, runs, Constraints(), run_ids, COMPARISON, tests)
     histories = {f"{a}/seed_{s}": {"epochs": [{"epoch": 1, "val_accuracy": 0.5, "loss_total": 1.0}]} for a in ARMS for s in range(4)}
     markdown, _, _ = build_report(table, tests, sensitivity, record, CAPACITY, PROTOCOL, histories, {}, TEACHER, DATA, COMPARISON)
     return table, tests, record, markdown
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm step-down by hand: sorted p times (m, m-1, ...), made monotone, capped at 1; input order."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, (len(p_values) - rank) * p_values[i])
-        adjusted[i] = min(1.0, running)
-    return adjusted
 
 
 def test_paired_tests_never_pair_arms_of_different_cells_and_correct_per_cell(outputs):

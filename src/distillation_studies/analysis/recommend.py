@@ -165,8 +165,8 @@ class Excluded:
 
 
 # Cases of the seeds verdict.
-NONE_FEASIBLE, SINGLE, SEPARATED, TOO_FEW_SHARED, ZERO_DIFFERENCE, UNREACHABLE, MORE_SEEDS = (
-    "none_feasible", "single", "separated", "too_few_shared", "zero_difference", "unreachable", "more_seeds"
+NONE_FEASIBLE, SINGLE, SEPARATED, TOO_FEW_SHARED, ZERO_DIFFERENCE, UNREACHABLE, MORE_SEEDS, NEGLIGIBLE = (
+    "none_feasible", "single", "separated", "too_few_shared", "zero_difference", "unreachable", "more_seeds", "negligible"
 )
 
 
@@ -175,7 +175,8 @@ class SeedsVerdict:
     """Whether the leader is separated from the runner-up, and if not, how many seeds would do it.
 
     ``level`` is the per-test level the estimate assumes: ``significance / comparisons`` under Holm or
-    BH (the worst case of both), ``significance`` without correction.
+    BH (the worst case of both), ``significance`` without correction. ``negligible``: the two differ by
+    less than ``statistics.smallest_difference``, so separating them is not worth more seeds.
     """
 
     case: str
@@ -185,6 +186,8 @@ class SeedsVerdict:
     n_pairs: int = 0
     diff_mean: float = math.nan
     diff_std: float = math.nan
+    diff_ci_low: float = math.nan
+    diff_ci_high: float = math.nan
     p_adjusted: float = math.nan
     level: float = math.nan
     needed: float | None = None
@@ -272,6 +275,8 @@ def recommend(
         candidates = runs[runs["candidate"].astype(str).isin(set(summary["candidate"].astype(str)))]
         tests = pairwise_tests(candidates, statistics, [metric], group="candidate")
     tests = tests[tests["metric"] == metric]
+    if constraints.significance is not None:  # the deprecated override re-reads the family's adjusted p at its level
+        tests = tests.assign(within_noise=[bool(n < 2 or not p < constraints.significance) for n, p in zip(tests["n_pairs"], tests["p_adjusted"])])
 
     feasible, excluded = [], []
     for _, row in summary.iterrows():
@@ -446,11 +451,13 @@ def _seeds_verdict(
     level = statistics.significance if statistics.correction == "none" else statistics.significance / max(comparisons, 1)
     facts = {"first": first, "second": second, "n_pairs": n, "level": level}
     if pair is not None:
-        facts.update(diff_mean=float(pair["diff_mean"]), diff_std=float(pair["diff_std"]), p_adjusted=float(pair["p_adjusted"]))
+        facts.update({k: _float(pair.get(k)) for k in ("diff_mean", "diff_std", "diff_ci_low", "diff_ci_high", "p_adjusted")})
     if ranks[1] != 1:
         return SeedsVerdict(SEPARATED, True, **facts)
     if n < 2:
         return SeedsVerdict(TOO_FEW_SHARED, False, **facts)
+    if abs(facts["diff_mean"]) < statistics.smallest_difference:
+        return SeedsVerdict(NEGLIGIBLE, True, **facts)
     if math.isclose(facts["diff_mean"], 0.0, abs_tol=1e-12):
         return SeedsVerdict(ZERO_DIFFERENCE, False, needed=math.inf, **facts)
     std = 0.0 if math.isnan(facts["diff_std"]) else facts["diff_std"]

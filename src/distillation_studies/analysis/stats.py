@@ -19,6 +19,11 @@ class Statistics:
     confidence: float = 0.95
     significance: float = 0.05
     correction: str = "holm"
+    # The smallest difference of the ranked metric worth detecting, in its own units (0.005: half a point
+    # of accuracy). A leader and runner-up closer than this are called equivalent instead of asking for
+    # hundreds of seeds to separate them. 0: every difference is worth detecting (the analysis default;
+    # conf/base sets comparison.smallest_difference).
+    smallest_difference: float = 0.0
 
 
 def mean_ci(values: np.ndarray, confidence: float = 0.95) -> dict[str, float]:

@@ -13,13 +13,7 @@ from matplotlib.lines import Line2D
 from distillation_studies.analysis import data_factors as numbers
 from distillation_studies.common.records import LABEL_FRACTION, LABEL_NOISE, TRANSFER_SET
 from distillation_studies.report import plots
-from distillation_studies.report.text import cell_description
-
-
-def _pm(mean: float, low: float, scale: float = 100.0) -> str:
-    if math.isnan(low):
-        return f"{scale * mean:.2f}"
-    return f"{scale * mean:.2f} ± {scale * (mean - low):.2f}"
+from distillation_studies.report.text import cell_description, with_ci
 
 
 def _cell(row: pd.Series) -> str:
@@ -53,7 +47,7 @@ def curve_markdown(curve: pd.DataFrame, factor: str) -> str:
     columns = list(dict.fromkeys(order))
     rows = []
     for series, part in curve.groupby("series", sort=False):
-        cells = {row["column"]: _pm(row["mean"], row["ci_low"]) for _, row in part.iterrows()}
+        cells = {row["column"]: with_ci(numbers.METRIC, row["mean"], row["ci_low"]) for _, row in part.iterrows()}
         rows.append({"method": series, **{column: cells.get(column, "") for column in columns}})
     return pd.DataFrame(rows).to_markdown(index=False)
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from distillation_studies.analysis import recommend as r
 from distillation_studies.report.sections import CORRECTIONS
-from distillation_studies.report.text import cell_description, number, p_value, shown, unit
+from distillation_studies.report.text import cell_description, number, p_value, shown, spans_whole_range, unit, with_ci
 
 
 def _nan(value: Any) -> float:
@@ -73,7 +73,12 @@ def candidate_text(record: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
     """One ranked candidate: mean and interval, costs, why this rank, and the MLflow runs behind it."""
     metric, confidence = record["metric"], record["statistics"]["confidence"]
     mean, low = _nan(entry["mean"]), _nan(entry["ci_low"])
-    interval = f"{shown(metric, mean)} ± {shown(metric, mean - low)} {unit(metric)} ({confidence:.0%} CI" if not math.isnan(low) else f"{shown(metric, mean)} {unit(metric)} (no CI"
+    if math.isnan(low):
+        interval = f"{shown(metric, mean)} {unit(metric)} (no CI"
+    elif spans_whole_range(metric, mean, low):
+        interval = f"{with_ci(metric, mean, low)} {unit(metric)} ({confidence:.0%} CI spans every possible value"
+    else:
+        interval = f"{with_ci(metric, mean, low)} {unit(metric)} ({confidence:.0%} CI"
     costs = ", ".join(_cost_text(stem, _nan(value)) for stem, value in entry["costs"].items()) or "costs not recorded"
     runs = entry["run_ids"]
     evidence = f"MLflow runs {', '.join(runs)}" if runs else "no MLflow run ids recorded"
@@ -100,6 +105,8 @@ def seeds_text(record: Mapping[str, Any]) -> str:
             f"{first} and {second} cannot be separated: they share {n} seed(s). Run both on the same seeds "
             "(at least 2, better 5 or more) to test the difference."
         )
+    if case == r.NEGLIGIBLE:
+        return negligible_text(record)
     if case == r.ZERO_DIFFERENCE:
         return (
             f"{first} and {second} cannot be separated: their observed mean difference over {n} shared seeds is "
@@ -117,6 +124,23 @@ def seeds_text(record: Mapping[str, Any]) -> str:
             f"({test}): treat them as equivalent and choose by cost."
         )
     return f"{observed} About {int(seeds['needed'])} seeds per candidate would separate a difference this size with {power:.0%} power ({test})."
+
+
+def negligible_text(record: Mapping[str, Any]) -> str:
+    """Leader and runner-up closer than ``comparison.smallest_difference``: equivalent, whatever more seeds say."""
+    seeds, metric = record["seeds"], record["metric"]
+    smallest = record["statistics"]["smallest_difference"]
+    # The verdict stores runner-up - leader; say it leader - runner-up, as "a and b differ by" reads.
+    low, high = -_nan(seeds["diff_ci_high"]), -_nan(seeds["diff_ci_low"])
+    interval = "" if math.isnan(low) else (
+        f" (its {record['statistics']['confidence']:.0%} CI [{shown(metric, low, True)}, {shown(metric, high, True)}] {unit(metric, True)})"
+    )
+    return (
+        f"{seeds['first']} and {seeds['second']} differ by {shown(metric, -_nan(seeds['diff_mean']), signed=True)} "
+        f"{unit(metric, True)} ({seeds['first']} − {seeds['second']}) over {seeds['n_pairs']} shared seeds{interval}, less than the smallest difference worth "
+        f"detecting (comparison.smallest_difference = {shown(metric, smallest)} {unit(metric, True)}): the difference is "
+        f"negligible, so more seeds would not change the choice. Treat them as equivalent on {metric} and choose by cost."
+    ).replace("  ", " ")
 
 
 PER_CELL = (

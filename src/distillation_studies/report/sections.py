@@ -16,7 +16,7 @@ from distillation_studies.analysis.comparison import baseline_pairs, family_size
 from distillation_studies.analysis.metrics import REPORT_COSTS, REPORT_QUALITY, TESTED_METRICS, reported_metric
 from distillation_studies.analysis.stats import Statistics
 from distillation_studies.analysis.recommend import truthy
-from distillation_studies.report.text import human, p_value, shown, unit, verdict, with_ci
+from distillation_studies.report.text import NO_INTERVAL_WHY, human, p_value, shown, unit, verdict, with_ci
 
 PLOTS_FOLDER = "plots"  # plots are linked as plots/<name>, beside the report, as MLflow logs them (report/plots/)
 CORRECTIONS = {"holm": "Holm-adjusted", "bh": "Benjamini-Hochberg-adjusted", "none": "unadjusted"}
@@ -46,7 +46,7 @@ def statistics_sentence(statistics: Statistics, tests: pd.DataFrame, metric: str
         "arms of the same data cell (label fraction, transfer set, label noise, student); p-values are "
         f"{CORRECTIONS[statistics.correction]} over the family of every pair of arms of a metric within that cell "
         f"({family_text(tests, metric)} for {metric}), the same family the recommendation reads. A difference "
-        f"whose adjusted p-value is not below {statistics.significance} is within noise."
+        f"whose adjusted p-value is not below {statistics.significance} is within noise. {NO_INTERVAL_WHY}."
     )
 
 

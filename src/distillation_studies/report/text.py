@@ -49,10 +49,30 @@ def unit(metric: str, difference: bool = False) -> str:
     return "pp" if difference and spec.unit == "%" else spec.unit
 
 
+NO_INTERVAL = "n/a"
+NO_INTERVAL_WHY = (
+    "± n/a: the interval spans every value the metric can take (0 to 100%; for a difference, -100 to +100 pp), "
+    "so it rules nothing out and is not shown; with 2 seeds the 95% t quantile is 12.7 standard errors, "
+    "and more seeds narrow it"
+)
+
+
+def spans_whole_range(metric: str, mean: float, low: float, difference: bool = False) -> bool:
+    """Whether ``mean ± (mean - low)`` covers every value a percentage metric can take (0..1, or -1..1 for a
+    difference): such an interval, common with 2 seeds, says nothing, and printing '58.47 ± 167.65' misleads."""
+    if reported_metric(metric).unit != "%":
+        return False
+    half, (bottom, top) = mean - low, ((-1.0, 1.0) if difference else (0.0, 1.0))
+    return mean - half <= bottom and mean + half >= top
+
+
 def with_ci(metric: str, mean: float, low: float, signed: bool = False) -> str:
-    """'85.12 ± 0.40' (half-width of the interval), or the mean alone without an interval."""
+    """'85.12 ± 0.40' (half-width of the interval), the mean alone without an interval, or '58.47 ± n/a'
+    when the interval spans the metric's whole range (``signed``: a difference)."""
     if low is None or math.isnan(low):
         return shown(metric, mean, signed)
+    if spans_whole_range(metric, mean, low, difference=signed):
+        return f"{shown(metric, mean, signed)} ± {NO_INTERVAL}"
     return f"{shown(metric, mean, signed)} ± {shown(metric, mean - low)}"
 
 

@@ -160,18 +160,23 @@ class ComparisonConfig:
     confidence: float = 0.95
     significance: float = 0.05
     correction: str = "holm"
+    smallest_difference: float = 0.005  # in the ranked metric's units (0.005: half a point of accuracy)
 
     def check(self, where: str) -> None:
         for key in ("confidence", "significance"):
             if not 0.0 < getattr(self, key) < 1.0:
                 raise ConfigError(f"{where}.{key}: must be in (0, 1), got {getattr(self, key)}")
+        value = self.smallest_difference
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+            raise ConfigError(f"{where}.smallest_difference: expected a finite number >= 0 in the ranked metric's units "
+                              f"(0.005 = half a point of accuracy; 0 = every difference matters), got {value!r}")
         if not self.baselines:
             raise ConfigError(f"{where}.baselines: at least one baseline method is required")
         require_choice(self, where, "correction", CORRECTIONS)
 
     def statistics(self) -> Statistics:
         """The section as the analysis reads it."""
-        return Statistics(tuple(self.baselines), self.confidence, self.significance, self.correction)
+        return Statistics(tuple(self.baselines), self.confidence, self.significance, self.correction, float(self.smallest_difference))
 
 
 @dataclass(frozen=True)

@@ -79,15 +79,15 @@ def recommend_method(
     study_runs: pd.DataFrame,
     recommendation: Constraints,
     mlflow_run_ids: dict[str, str],
-    comparison: ComparisonConfig = ComparisonConfig(),
-    paired_tests: pd.DataFrame | None = None,
+    comparison: ComparisonConfig,
+    paired_tests: pd.DataFrame,
 ) -> dict[str, Any]:
     """Per data cell, candidates filtered by the configured constraints and ranked, ties kept as ties,
     with evidence: a user's data is their situation, so no ranking mixes cells.
 
-    The paired tests are the comparison's within-cell family (``paired_tests``, or recomputed alike from
-    ``comparison:`` statistics), so a pair gets the table's verdict. The record is JSON data (each cell
-    with its ``description`` and its ``key``, the registry alias suffix) plus its rendering under ``markdown``.
+    The paired tests are the comparison's within-cell family, ``paired_tests``, read as given (never
+    recomputed), so a pair gets the table's verdict. The record is JSON data (each cell with its
+    ``description`` and its ``key``, the registry alias suffix) plus its rendering under ``markdown``.
     """
     runs = study_runs.rename(columns={"arm": "candidate"})
     runs["run_id"] = [mlflow_run_ids.get(ArmRun(c, s).key, "") for c, s in zip(runs["candidate"], runs["seed"])]

@@ -53,7 +53,7 @@ def create_pipeline(study: StudyConfig) -> Pipeline:
             ),
             node(
                 recommend_method,
-                ["comparison_table", "study_runs", "params:recommendation", "mlflow_run_ids", "params:comparison"],
+                ["comparison_table", "study_runs", "params:recommendation", "mlflow_run_ids", "params:comparison", "paired_tests"],
                 "recommendation",
                 name="recommend_method",
             ),
