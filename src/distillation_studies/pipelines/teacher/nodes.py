@@ -55,16 +55,28 @@ def train_teacher(model_input: dict, data_summary: dict, teacher: ModelSection) 
     model = build_model(teacher.spec)
     if teacher.checkpoint:
         return _imported_teacher(model, teacher.checkpoint, model_input["val"], teacher.seed)
+    from distillation_studies.progress import epoch_lines  # progress imports the hooks, which import these nodes
+
     method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(labels_of(model_input["train"])))
     result = train(
         model, method, model_input["train"], model_input["val"], teacher.training, teacher.seed, label="teacher",
-        on_epoch=epoch_logger("teacher"),
+        on_epoch=_both(epoch_logger("teacher"), epoch_lines("teacher", teacher.training.epochs)),
     )
     check_teacher(failure_reason(result.history, chance_accuracy(labels_of(model_input["val"]))), "teacher.training")
     last = build_model(teacher.spec)
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)
     return model, last, history_record(result, {"seed": teacher.seed, "model": teacher.spec})
+
+
+def _both(*callbacks):
+    """One ``on_epoch`` callback calling each of ``callbacks`` in turn."""
+
+    def call_each(row: dict[str, float]) -> None:
+        for callback in callbacks:
+            callback(row)
+
+    return call_each
 
 
 def check_teacher(failure: str | None, key: str) -> None:
