@@ -158,3 +158,19 @@ def test_a_tiny_run_prints_a_line_per_model_short_lines_and_the_recommendation_o
     assert len(progress) == 8 and progress[-1].split(" ", 1)[1].startswith("Study progress: 8/8 students trained")
     before_answer = printed[: next(i for i, line in enumerate(printed) if "## Recommendation" in line)]
     assert len(before_answer) <= len(progress) + 12, "\n".join(before_answer)  # + teacher progress and a few run lines
+
+def test_epoch_lines_are_printed_at_most_every_ten_seconds_and_always_the_last(caplog):
+    from distillation_studies.progress import epoch_lines
+
+    moments = iter([0.0, 4.0, 12.0, 15.0, 20.0, 21.0])  # start, then the end of epochs 1 to 5
+    print_epoch = epoch_lines("teacher", 5, now=lambda: next(moments))
+    with caplog.at_level(logging.INFO, logger="distillation_studies.progress"):
+        for epoch in range(1, 6):
+            print_epoch({"epoch": epoch, "val_accuracy": epoch / 10})
+    # epoch 1 at 4 s (the first); 2 at 12 s is 8 s later: skipped; 3 at 15 s is 11 s after epoch 1; 4 at
+    # 20 s only 5 s after 3: skipped; 5 is the last. Time left: elapsed / epochs done x epochs to go.
+    assert [r.getMessage() for r in caplog.records] == [
+        "teacher: epoch 1/5, val accuracy 0.1000, 4 s elapsed, about 16 s left",
+        "teacher: epoch 3/5, val accuracy 0.3000, 15 s elapsed, about 10 s left",
+        "teacher: epoch 5/5, val accuracy 0.5000, 21 s elapsed",
+    ]

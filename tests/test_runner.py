@@ -163,3 +163,84 @@ def test_the_local_cluster_runs_over_tls_and_refuses_a_client_without_its_certif
             _tls_handshake_without_a_certificate(address)
         with pytest.raises((OSError, TimeoutError)):
             Client(address, security=Security.temporary(), timeout="5s")  # certificates of another cluster
+
+
+def test_no_worker_timeout_is_validated():
+    assert resolve_settings({"no_worker_timeout_s": 30}, {}).no_worker_timeout_s == 30
+    for bad in (0, -1, "soon", True):
+        with pytest.raises(ConfigError, match=r"runner.dask.no_worker_timeout_s: must be a number of seconds > 0, got "):
+            resolve_settings({"no_worker_timeout_s": bad}, {})
+
+
+def test_a_cluster_without_any_worker_stops_the_study_with_a_message():
+    import time
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as empty:
+        pipeline = study_like()
+        started = time.monotonic()
+        with pytest.raises(StudyTaskError) as raised:
+            DaskRunner(address=empty.scheduler_address, no_worker_timeout_s=2).run(pipeline, catalog_for(pipeline))
+    assert time.monotonic() - started < 30
+    assert str(raised.value).startswith("no Dask worker alive for 2 s (runner.dask.no_worker_timeout_s): the study stops (0 of 4 tasks done")
+    assert "not finished: node train_teacher" in str(raised.value) and "kedro run --only-missing-outputs" in str(raised.value)
+
+
+def timed(teacher: float) -> tuple[int, float, float]:
+    """An arm's training that takes half a second: the process it ran in, its start and end."""
+    import os
+    import time
+
+    start = time.time()
+    time.sleep(0.5)
+    return os.getpid(), start, time.time()
+
+
+def test_arms_go_one_at_a_time_to_each_idle_worker_even_on_workers_with_many_threads():
+    from distributed import LocalCluster
+
+    keys = ("ce", "kd", "fitnet", "rkd")
+    arms = [Pipeline([node(timed, "teacher_model", "model", name="distil")], namespace=f"students.{k}.seed_0", inputs={"teacher_model"}) for k in keys]
+    pipeline = Pipeline([node(double, "raw", "teacher_model", name="train_teacher"), *arms])
+    catalog = catalog_for(pipeline)
+    with LocalCluster(n_workers=2, threads_per_worker=4, processes=True, host="127.0.0.1", dashboard_address=None) as local:
+        DaskRunner(address=local.scheduler_address).run(pipeline, catalog)
+    spans = [catalog.load(f"students.{k}.seed_0.model") for k in keys]
+    assert len({pid for pid, _, _ in spans}) == 2  # both workers trained arms
+    for pid in {pid for pid, _, _ in spans}:  # and no worker ever trained two at once
+        mine = sorted((start, end) for p, start, end in spans if p == pid)
+        assert all(earlier[1] <= later[0] for earlier, later in zip(mine, mine[1:])), mine
+
+
+def dies_once(teacher: float, marker: str) -> float:
+    """Kill this worker process the first time (as the OOM killer would); succeed on the retry."""
+    import os
+    import signal
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).write_text("died once")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 2 * teacher
+
+
+def test_a_worker_lost_while_running_an_arm_is_logged_with_the_arm_then_retried(tmp_path, caplog):
+    from distributed import LocalCluster
+
+    arms = [
+        Pipeline([node(dies_once if k == "kd" else double, ["teacher_model", "marker"] if k == "kd" else "teacher_model", "model", name="distil")],
+                 namespace=f"students.{k}.seed_0", inputs={"teacher_model", "marker"} if k == "kd" else {"teacher_model"})
+        for k in ("ce", "kd")
+    ]
+    pipeline = Pipeline([node(double, "raw", "teacher_model", name="train_teacher"), *arms])
+    catalog = DataCatalog(datasets={"raw": MemoryDataset(1.0), "marker": MemoryDataset(str(tmp_path / "died"))})
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as local:
+        with caplog.at_level("INFO", logger="distillation_studies.runner"):
+            DaskRunner(address=local.scheduler_address).run(pipeline, catalog)
+    assert catalog.load("students.kd.seed_0.model") == 4.0  # retried on a live worker
+    lost = [r.getMessage() for r in caplog.records if "left the cluster while running" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].endswith(
+        "left the cluster while running arm kd/seed_0: Dask retries it on another worker unless "
+        "distributed.scheduler.allowed-failures is used up"
+    ), lost

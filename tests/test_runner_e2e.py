@@ -37,9 +37,9 @@ def run(project: Path, *args: str, extra: dict[str, str] | None = None) -> subpr
     return subprocess.run(command, cwd=project, env=environment(extra), capture_output=True, text=True, timeout=1500)
 
 
-def start(project: Path, *args: str) -> subprocess.Popen:
+def start(project: Path, *args: str, extra: dict[str, str] | None = None) -> subprocess.Popen:
     command = [KEDRO, "run", "--env=tiny", *args]
-    return subprocess.Popen(command, cwd=project, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(command, cwd=project, env=environment(extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def runs(project: Path) -> list:
@@ -171,6 +171,7 @@ def test_an_arm_whose_worker_is_killed_is_retried_on_another_worker(tmp_path):
     os.kill(int(victim["pid"]), signal.SIGKILL)
     output, _ = study.communicate(timeout=900)
     assert study.returncode == 0, output[-3000:]
+    assert f"left the cluster while running arm {victim['arm']}: retrying it on another worker (retry 1 of 1, runner.dask.allowed_failures)" in output
     found = runs(tmp_path)
     attempts = [r for r in found if r.data.tags.get("arm") == victim["arm"]]
     assert sorted(r.info.status for r in attempts) == ["FINISHED", "KILLED"]
@@ -178,6 +179,47 @@ def test_an_arm_whose_worker_is_killed_is_retried_on_another_worker(tmp_path):
     assert len(versions(tmp_path)[f"data/06_models/tiny/students/{victim['arm']}/model.pt"]) == 1
     cited = {run for cell in load(tmp_path, "recommendation")["cells"] for entry in cell["ranked"] for run in entry["run_ids"]}
     assert next(r.info.run_id for r in attempts if r.info.status == "FINISHED") in cited
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_every_worker_killed_stops_the_study_with_a_message_then_resume_finishes_it(tmp_path):
+    """A cluster of its own (scheduler and two workers without nannies, as `dask worker` starts them): once
+    both are killed, nothing restarts them; the driver stops after runner.dask.no_worker_timeout_s."""
+    copy_project(tmp_path)
+    dask, port = str(Path(KEDRO).with_name("dask")), free_port()
+    quiet = dict(cwd=tmp_path, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)
+    address = f"tcp://127.0.0.1:{port}"
+    worker = [dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--preload", "distillation_studies.runner"]
+    workers = [subprocess.Popen(worker, **quiet) for _ in range(2)]
+    slow = ["--params", "seeds=[0],student.training.epochs=30"]
+    try:
+        study = start(tmp_path, DASK, "--runner-params", "no_worker_timeout_s=5", *slow, extra={"DASK_SCHEDULER_ADDRESS": address})
+        running_arm(tmp_path)
+        for process in workers:
+            process.kill()
+        output, _ = study.communicate(timeout=600)
+    finally:
+        for process in (*workers, scheduler):
+            process.kill()
+            process.wait()
+    assert study.returncode != 0
+    assert "no Dask worker alive for 5 s (runner.dask.no_worker_timeout_s): the study stops" in output, output[-3000:]
+    assert "Dask cluster: 0 of 2 workers alive; the study goes on with none, waiting up to 5 s for one" in output
+    assert all(r.info.status != "RUNNING" for r in runs(tmp_path))
+
+    resumed = run(tmp_path, DASK, "--only-missing-outputs", *slow)  # on a local cluster this time
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert all(r.info.status != "RUNNING" for r in runs(tmp_path))
+    cited = {run for cell in load(tmp_path, "recommendation")["cells"] for entry in cell["ranked"] for run in entry["run_ids"]}
+    assert len(cited) == 4
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

@@ -53,6 +53,7 @@ class DaskSettings:
     gpus_per_worker: int = 0  # local cluster: 1 = one GPU per worker (needs dask-cuda's LocalCUDACluster)
     allowed_failures: int = 1  # local cluster: times a task is retried elsewhere after its worker died
     dashboard: bool = False  # local cluster: serve Dask's dashboard on port 8787 (needs bokeh)
+    no_worker_timeout_s: float = 120  # the study stops when no worker has been alive for this long
 
     def check(self) -> None:
         for name in ("workers", "torch_threads"):
@@ -63,6 +64,9 @@ class DaskSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"runner.dask.{name}: must be an integer >= 0, got {value!r}")
+        timeout = self.no_worker_timeout_s
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+            raise ConfigError(f"runner.dask.no_worker_timeout_s: must be a number of seconds > 0, got {timeout!r}")
         if self.gpus_per_worker > 1:
             raise ConfigError("runner.dask.gpus_per_worker: 0 or 1 (a task trains one model on one GPU)")
 
@@ -153,35 +157,22 @@ class DaskRunner(AbstractRunner):
             self._schedule(client, groups, needs, catalog, hook_manager, run_id, settings)
 
     def _schedule(self, client, groups, needs, catalog, hook_manager, run_id, settings: DaskSettings) -> None:
-        """Submit each task once its inputs are done; run the light ones here, in the driver."""
-        from distributed import as_completed
-
+        """Submit each task once its inputs are done, one at a time to each idle worker; run the light ones
+        here, in the driver. A task waits in the driver until a worker is free, so one that never started
+        is never lost with a worker that dies."""
         done: set[str] = set()
         todo = set(groups)
         local: list[str] = []
-        running = as_completed()
+        ready: list[str] = []
         names: dict[Any, str] = {}
         failures: list[tuple[str, BaseException]] = []
+        watch = ClusterWatch(client, settings, names, self._logger)
         try:
             while True:
                 if not failures:
                     for name in sorted(g for g in todo if needs[g] <= done):
                         todo.discard(name)
-                        if not runs_on_workers(groups[name]):
-                            local.append(name)
-                            continue
-                        future = client.submit(
-                            run_task,
-                            groups[name],
-                            _task_catalog(catalog, groups[name]),
-                            run_id,
-                            settings.torch_threads,
-                            self._is_async,
-                            key=f"{name}-{run_id}",
-                            pure=False,
-                        )
-                        names[future] = name
-                        running.add(future)
+                        (ready if runs_on_workers(groups[name]) else local).append(name)
                 if local and not failures:
                     name = local.pop(0)
                     try:
@@ -192,30 +183,162 @@ class DaskRunner(AbstractRunner):
                         continue
                     self._completed(name, done, len(groups))
                     continue
-                if not names:
+                if failures:
+                    ready.clear()
+                for worker in watch.idle_workers()[: len(ready)]:
+                    name = ready.pop(0)
+                    future = client.submit(
+                        run_task,
+                        groups[name],
+                        _task_catalog(catalog, groups[name]),
+                        run_id,
+                        settings.torch_threads,
+                        self._is_async,
+                        key=f"{name}-{run_id}",
+                        pure=False,
+                        workers=[worker],
+                        allow_other_workers=True,  # a retry after this worker died goes elsewhere
+                    )
+                    names[future] = name
+                    watch.assigned(future, worker)
+                if not names and not ready:
                     break
-                future = next(running)
-                name = names.pop(future)
-                try:
-                    outputs = future.result()
-                except Exception as error:  # noqa: BLE001 - collected, reported together below
-                    self._logger.error("Dask task %s failed: %s: %s", describe(name), type(error).__name__, error)
-                    failures.append((name, error))
-                    continue
-                for dataset, value in outputs.items():  # outputs kept in memory come back to the driver
-                    catalog.save(dataset, value)
-                self._completed(name, done, len(groups))
+                finished = _first_done(list(names))
+                watch.check(waiting=[describe(n) for n in (*names.values(), *ready)], done=len(done), total=len(groups))
+                for future in finished:
+                    self._collect(future, names.pop(future), catalog, done, failures, len(groups))
         except BaseException:
             client.cancel(list(names))
             raise
+        finally:
+            watch.close()
         if failures:
             raise _failure(failures, len(done), len(groups)) from failures[0][1]
         if todo:
             raise StudyTaskError(f"tasks could not be scheduled (their inputs are never produced): {sorted(todo)}")
 
+    def _collect(self, future, name: str, catalog, done: set[str], failures: list, total: int) -> None:
+        """Save a finished task's in-memory outputs in the driver's catalog, or record its failure."""
+        try:
+            outputs = future.result()
+        except Exception as error:  # noqa: BLE001 - collected, reported together below
+            self._logger.error("Dask task %s failed: %s: %s", describe(name), type(error).__name__, error)
+            failures.append((name, error))
+            return
+        for dataset, value in outputs.items():  # outputs kept in memory come back to the driver
+            catalog.save(dataset, value)
+        self._completed(name, done, total)
+
     def _completed(self, name: str, done: set[str], total: int) -> None:
         done.add(name)
         self._logger.info("Completed %s (%d of %d tasks)", describe(name), len(done), total)
+
+
+POLL_S = 1.0  # how often the driver looks at the cluster while tasks run
+
+
+def _first_done(futures: list) -> set:
+    """The futures done within ``POLL_S`` (none when there are none to wait for, after that pause)."""
+    import time
+
+    from distributed import wait
+
+    if not futures:
+        time.sleep(POLL_S)
+        return set()
+    try:
+        return wait(futures, timeout=POLL_S, return_when="FIRST_COMPLETED").done
+    except TimeoutError:
+        return set()
+
+
+class ClusterWatch:
+    """What the driver sees of the cluster while the study runs: which workers are idle, each worker that
+    leaves (with the arms it was running, retried or not), a cluster that shrinks, and no worker at all for
+    ``no_worker_timeout_s`` (the study then stops with a message instead of waiting forever)."""
+
+    def __init__(self, client, settings: DaskSettings, names: dict[Any, str], logger: logging.Logger) -> None:
+        self._client, self._settings, self._names, self._log = client, settings, names, logger
+        self._pinned: dict[Any, str] = {}  # future -> the worker it was sent to, until it shows there
+        self._losses: dict[str, int] = {}  # task -> times a worker died while running it
+        self._expected = None if settings.address else settings.workers
+        self._largest = 0
+        self._alone_since: float | None = None
+        self._reported: int | None = None  # the worker count last warned about
+        client.subscribe_topic("all", self._on_event)
+
+    def assigned(self, future, worker: str) -> None:
+        self._pinned[future] = worker
+
+    def idle_workers(self) -> list[str]:
+        """Live workers running none of this study's tasks (nor about to), least recently used first."""
+        processing = self._client.processing()
+        running = {key for keys in processing.values() for key in keys}
+        self._pinned = {f: w for f, w in self._pinned.items() if f in self._names and f.key not in running}
+        busy = {w for w, keys in processing.items() if keys} | set(self._pinned.values())
+        in_flight = len(self._names)
+        idle = [w for w in sorted(processing) if w not in busy]
+        return idle[: max(0, len(processing) - in_flight)]
+
+    def check(self, waiting: list[str], done: int, total: int) -> None:
+        """Warn when the cluster shrinks; stop the study when no worker has been alive for too long."""
+        import time
+
+        workers = len(self._client.nthreads())
+        full = max(self._expected or 0, self._largest)
+        if workers < full and workers != self._reported:
+            self._log.warning(
+                "Dask cluster: %d of %d workers alive; the study goes on with %s", workers, full,
+                f"{workers} worker(s)" if workers else f"none, waiting up to {self._settings.no_worker_timeout_s:g} s for one",
+            )
+            self._reported = workers
+        elif workers >= full and self._reported is not None:
+            self._log.info("Dask cluster: %d workers alive again", workers)
+            self._reported = None
+        self._largest = max(self._largest, workers)
+        if workers:
+            self._alone_since = None
+            return
+        now = time.monotonic()
+        self._alone_since = self._alone_since or now
+        if now - self._alone_since >= self._settings.no_worker_timeout_s:
+            raise StudyTaskError(no_worker_message(self._settings.no_worker_timeout_s, waiting, done, total))
+
+    def _on_event(self, event: tuple[float, dict]) -> None:
+        """A worker left: name the arms it was running and say whether Dask retries them elsewhere."""
+        message = event[1]
+        if not isinstance(message, dict) or message.get("action") != "remove-worker" or message.get("expected"):
+            return
+        keys = {future.key: name for future, name in list(self._names.items())}
+        lost = [keys[key] for key in message.get("processing-tasks", ()) if key in keys]
+        if not lost:
+            self._log.warning("Dask worker %s left the cluster (it was running none of the study's tasks)", message.get("worker"))
+        for name in lost:
+            self._losses[name] = self._losses.get(name, 0) + 1
+            self._log.warning("Dask worker %s left the cluster while running %s: %s", message.get("worker"), describe(name), self._retry(name))
+
+    def _retry(self, name: str) -> str:
+        if self._settings.address:
+            return "Dask retries it on another worker unless distributed.scheduler.allowed-failures is used up"
+        allowed, losses = self._settings.allowed_failures, self._losses[name]
+        if losses > allowed:
+            return f"no retry left (runner.dask.allowed_failures: {allowed}): it fails"
+        return f"retrying it on another worker (retry {losses} of {allowed}, runner.dask.allowed_failures)"
+
+    def close(self) -> None:
+        try:
+            self._client.unsubscribe_topic("all")
+        except Exception:  # noqa: BLE001 - the client may already be closing
+            pass
+
+
+def no_worker_message(timeout_s: float, waiting: list[str], done: int, total: int) -> str:
+    return (
+        f"no Dask worker alive for {timeout_s:g} s (runner.dask.no_worker_timeout_s): the study stops "
+        f"({done} of {total} tasks done and saved; not finished: {', '.join(waiting) or 'none'}).\n"
+        "Start workers again (or find why they died), then finish the study without redoing finished work: "
+        "kedro run --only-missing-outputs (same --env, --params and --runner)"
+    )
 
 
 def runs_on_workers(nodes: list[Node]) -> bool:
@@ -284,7 +407,13 @@ def _connect(settings: DaskSettings) -> Iterator[Any]:
         # of this machine, anything reaching the ports) is refused, and cannot run code in the workers.
         security=local_security(),
     )
-    with dask.config.set({"distributed.scheduler.allowed-failures": settings.allowed_failures}):
+    # A worker restarted by its nanny on a loaded machine may take longer than distributed's 15 s to register;
+    # the local cluster then closed its nanny for good. Wait as long as the study waits for a worker.
+    patience = {
+        "distributed.scheduler.allowed-failures": settings.allowed_failures,
+        "distributed.deploy.lost-worker-timeout": f"{settings.no_worker_timeout_s}s",
+    }
+    with dask.config.set(patience):
         if settings.gpus_per_worker:
             try:
                 from dask_cuda import LocalCUDACluster
@@ -295,8 +424,8 @@ def _connect(settings: DaskSettings) -> Iterator[Any]:
             cluster = LocalCUDACluster(**{k: v for k, v in options.items() if k != "processes"})
         else:
             cluster = LocalCluster(**options)
-    with cluster, Client(cluster, security=options["security"]) as client:
-        yield client
+        with cluster, Client(cluster, security=options["security"]) as client:
+            yield client
 
 
 def local_security() -> Any:

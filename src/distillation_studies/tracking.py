@@ -236,11 +236,16 @@ class StudyTracker:
                 found = self.client.get_experiment_by_name(experiment)
             except Exception as error:  # an unreachable server, a database MLflow cannot open or migrate
                 raise ConfigError(f"tracking.uri: MLflow cannot use {uri}: {type(error).__name__}: {error}"[:2000]) from error
+            # A tracking server picks the artifact store itself (its --artifacts-destination, shared by every
+            # clone of the project that logs to it); a local store keeps them in this project's mlruns/.
+            server = urlparse(uri).scheme in ("http", "https", "databricks")
             if found is None:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_root.as_uri())
+                location = None if server else artifact_root.as_uri()
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
                 return
         self.experiment_id = found.experiment_id
-        _check_artifacts_belong_here(found.artifact_location, project_path, experiment, uri)
+        if not server:
+            _check_artifacts_belong_here(found.artifact_location, project_path, experiment, uri)
 
     def artifact_folder(self) -> Path | None:
         """The local folder the experiment's artifacts go to (``mlruns/<experiment>``), None for a remote store."""

@@ -95,7 +95,7 @@ def _cases() -> list[tuple[str, dict, str]]:
     for value in (["0"], [1.5], [True], [-1], [math.nan]):
         cases.append((f"seeds={value!r}", _with(base, "seeds", value), "seeds"))
         cases.append((f"grid.label_fractions={value!r}", _with(base, "grid.label_fractions", value), "grid.label_fractions"))
-    for value in (1, ["a.pt"], {"path": "a.pt"}, ""):
+    for value in (1, ["a.pt"], {"file": "a.pt"}, "", {"path": ""}, {"path": "a.pt", "inputs": {"channels": 2}}):
         cases.append((f"teacher.checkpoint={value!r}", _with(base, "teacher.checkpoint", value), "teacher.checkpoint"))
     nested = [  # method sections inside a method: combine's parts, two_stage's distill stage
         ("methods.c.parts.a", {"method": "combine", "parts": {"a": 1}}),

@@ -16,7 +16,7 @@ from torch import nn
 
 from distillation_studies.common.config import coerce_value
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.imported import ImportConfig, build_imported, check_output_shape
+from distillation_studies.learning.imported import ImportConfig, attach_input_pipeline, build_imported, check_output_shape
 
 
 @dataclass(frozen=True)
@@ -157,9 +157,11 @@ def _probe_build(name: str, cfg: Any, in_shape: tuple[int, ...], num_classes: in
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
     """Build an untrained model from a spec; the spec is attached as ``model.spec``."""
-    name, cfg = parse_model_config(spec, "model")
+    name, cfg = parse_model_config({k: v for k, v in spec.items() if k != "input_pipeline"}, "model")
     model = MODELS[name].builder(cfg, tuple(spec["in_shape"]), int(spec["num_classes"]))
     model.spec = dict(spec)
+    if spec.get("input_pipeline"):  # an imported teacher, fed what its own training script fed it
+        attach_input_pipeline(model, spec["input_pipeline"])
     return model
 
 

@@ -50,6 +50,19 @@ def statistics_sentence(statistics: Statistics, tests: pd.DataFrame, metric: str
     )
 
 
+def teacher_flags(teacher: Mapping[str, Any], table: pd.DataFrame) -> list[str]:
+    """Warnings about the teacher itself: an imported one below its floor, or any below the student
+    trained alone (``ce``), which distillation can only pull down."""
+    flags = [f"**Teacher flagged:** {teacher['flag']}."] if teacher.get("flag") else []
+    alone = table.loc[table["method"] == "ce", "test_accuracy_mean"] if {"method", "test_accuracy_mean"} <= set(table) else []
+    if len(alone) and teacher["test_accuracy"] < max(alone):
+        flags.append(
+            f"**Teacher flagged:** its test accuracy {100 * teacher['test_accuracy']:.2f}% is below the student "
+            f"trained alone (`ce`, {100 * max(alone):.2f}%): distilling from it copies a weaker model."
+        )
+    return ["", *flags] if flags else []
+
+
 def comparison_markdown(
     table: pd.DataFrame, tests: pd.DataFrame, teacher: Mapping[str, Any], data_summary: Mapping[str, Any],
     statistics: Statistics,
@@ -62,6 +75,7 @@ def comparison_markdown(
         "test is evaluated once, for the selected setting only. "
         f"Teacher: test accuracy {100 * teacher['test_accuracy']:.2f}%, {human(teacher['parameters'])} parameters, "
         f"{human(teacher['flops'])} FLOPs, {teacher['latency_ms']:.3f} ms per image.",
+        *teacher_flags(teacher, table),
         "",
         statistics_sentence(statistics, tests),
         "",

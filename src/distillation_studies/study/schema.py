@@ -31,6 +31,7 @@ from distillation_studies.study.search import SearchConfig, parse_search
 from distillation_studies.common.records import DataCell
 from distillation_studies.study.grid import Arm, expand_arms, sweep_settings
 from distillation_studies.learning.methods import build_method, method_class, parse_method_config
+from distillation_studies.learning.imported import TeacherInputs
 from distillation_studies.learning.models import build_model, make_spec
 from distillation_studies.analysis.recommend import Constraints
 from distillation_studies.analysis.stats import Statistics
@@ -230,6 +231,25 @@ class ModelSection:
     training: TrainConfig
     seed: int = 0
     checkpoint: str | None = None
+    checkpoint_inputs: TeacherInputs | None = None  # teacher.checkpoint.inputs: what it was trained on
+    min_val_accuracy: float = 0.0  # teacher.checkpoint.min_val_accuracy: below it the report flags the teacher
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """``teacher.checkpoint`` as a mapping: the file, the inputs its training script fed the teacher
+    (:class:`~distillation_studies.learning.imported.TeacherInputs`; none: the study's own inputs), and
+    the validation accuracy below which the report flags it. A plain path is ``{path: ...}``."""
+
+    path: str = ""
+    inputs: Mapping[str, Any] | None = None
+    min_val_accuracy: float = 0.0
+
+    def check(self, where: str) -> None:
+        if not isinstance(self.path, str) or not self.path:
+            raise ConfigError(f"{where}.path: the teacher's weights file, got {self.path!r}")
+        if not 0.0 <= self.min_val_accuracy <= 1.0:
+            raise ConfigError(f"{where}.min_val_accuracy: an accuracy in [0, 1], got {self.min_val_accuracy!r}")
 
 
 @dataclass(frozen=True)
@@ -324,6 +344,18 @@ def _section(params: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 MODEL_SECTION_KEYS = ["model", "training", "seed", "checkpoint"]
 
 
+def parse_checkpoint(raw: Any, role: str) -> CheckpointConfig | None:
+    """``teacher.checkpoint``: null, a file path, or ``{path, inputs, min_val_accuracy}``."""
+    if raw is None:
+        return None
+    if role != "teacher" or not isinstance(raw, (str, Mapping)) or not raw:
+        raise ConfigError(f"{role}.checkpoint: only the teacher can be imported, from a file path or {{path, inputs, min_val_accuracy}} (got {raw!r})")
+    config = parse_dataclass(CheckpointConfig, {"path": raw} if isinstance(raw, str) else raw, f"{role}.checkpoint")
+    if config.inputs is not None:
+        parse_dataclass(TeacherInputs, config.inputs, f"{role}.checkpoint.inputs")
+    return config
+
+
 def parse_model_section(section: Mapping[str, Any], role: str, data_summary: Mapping[str, Any]) -> ModelSection:
     """A teacher/student section: model spec (sized to the data), training config, seed and checkpoint."""
     if not isinstance(section, Mapping):
@@ -332,13 +364,17 @@ def parse_model_section(section: Mapping[str, Any], role: str, data_summary: Map
     if unknown:
         raise ConfigError(f"{role}.{unknown[0]}: unknown key; allowed keys: {MODEL_SECTION_KEYS}")
     in_shape, classes = tuple(data_summary["input_shape"]), int(data_summary["num_classes"])
+    checkpoint = parse_checkpoint(section.get("checkpoint"), role)
+    inputs = None
+    if checkpoint is not None and checkpoint.inputs is not None:
+        inputs = parse_dataclass(TeacherInputs, checkpoint.inputs, f"{role}.checkpoint.inputs")
+        in_shape = inputs.teacher_shape(in_shape)  # the teacher is built for the inputs it was trained on
     spec = make_spec(section.get("model") or {}, in_shape, classes, where=f"{role}.model")
     training = parse_dataclass(TrainConfig, section.get("training"), f"{role}.training")
     seed = limits.check_seed_value(section.get("seed", 0), f"{role}.seed")
-    checkpoint = section.get("checkpoint")
-    if checkpoint is not None and (role != "teacher" or not isinstance(checkpoint, str) or not checkpoint):
-        raise ConfigError(f"{role}.checkpoint: only the teacher can be imported, from a file path (got {checkpoint!r})")
-    return ModelSection(spec, training, seed, checkpoint)
+    if checkpoint is None:
+        return ModelSection(spec, training, seed)
+    return ModelSection(spec, training, seed, checkpoint.path, inputs, checkpoint.min_val_accuracy)
 
 
 def parse_method_entry(key: str, raw: Mapping[str, Any] | None) -> MethodEntry:

@@ -47,7 +47,8 @@ def evaluate_teacher(
 ) -> dict[str, Any]:
     summary = teacher_history["summary"]
     metrics = evaluate_model(teacher_model, teacher_last_model, model_input["test"], None, summary, **vars(evaluation))
-    return {"method": "teacher", "seed": summary["seed"], **metrics}
+    flag = {"flag": summary["below_floor"]} if summary.get("below_floor") else {}  # an imported teacher below its floor
+    return {"method": "teacher", "seed": summary["seed"], **metrics, **flag}
 
 
 def diagnose_capacity_gap(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import torch
@@ -14,10 +15,13 @@ from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.study.schema import ModelSection
 from distillation_studies.learning.checkpoints import load_weights
+from distillation_studies.learning.imported import attach_input_pipeline, describe_inputs
 from distillation_studies.learning.divergence import chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.tracking import epoch_logger
+
+log = logging.getLogger(__name__)
 
 
 def history_record(result: TrainResult, extra: dict[str, Any]) -> dict[str, Any]:
@@ -50,21 +54,39 @@ def train_teacher(model_input: dict, data_summary: dict, teacher: ModelSection) 
 
     With ``teacher.checkpoint`` the weights are imported from that file instead of trained.
     """
-    check_data_shape(teacher.spec, data_summary, "teacher.model")
+    study_shape = tuple(int(d) for d in data_summary["input_shape"])
+    inputs = teacher.checkpoint_inputs
+    spec = teacher.spec if inputs is None else {**teacher.spec, "in_shape": list(study_shape)}
+    check_data_shape(spec, data_summary, "teacher.model")  # an imported teacher's own shape follows from the study's
     torch.manual_seed(teacher.seed)
     model = build_model(teacher.spec)
     if teacher.checkpoint:
-        return _imported_teacher(model, teacher.checkpoint, model_input["val"], teacher.seed)
+        load_weights(model, teacher.checkpoint)
+        if inputs is not None:
+            attach_input_pipeline(model, inputs.pipeline(study_shape, data_summary["normalisation"]))
+        return _imported_teacher(model, teacher, model_input["val"])
+    from distillation_studies.progress import epoch_lines  # progress imports the hooks, which import these nodes
+
     method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(labels_of(model_input["train"])))
     result = train(
         model, method, model_input["train"], model_input["val"], teacher.training, teacher.seed, label="teacher",
-        on_epoch=epoch_logger("teacher"),
+        on_epoch=_both(epoch_logger("teacher"), epoch_lines("teacher", teacher.training.epochs)),
     )
     check_teacher(failure_reason(result.history, chance_accuracy(labels_of(model_input["val"]))), "teacher.training")
     last = build_model(teacher.spec)
     last.load_state_dict(result.last_state)
     model.load_state_dict(result.best_state)
     return model, last, history_record(result, {"seed": teacher.seed, "model": teacher.spec})
+
+
+def _both(*callbacks):
+    """One ``on_epoch`` callback calling each of ``callbacks`` in turn."""
+
+    def call_each(row: dict[str, float]) -> None:
+        for callback in callbacks:
+            callback(row)
+
+    return call_each
 
 
 def check_teacher(failure: str | None, key: str) -> None:
@@ -132,12 +154,25 @@ def budget_rule(training: dict[str, Any]) -> str:
     )
 
 
-def _imported_teacher(model: nn.Module, path: str, val: dict, seed: int) -> tuple[nn.Module, nn.Module, dict]:
-    load_weights(model, path)
+def _imported_teacher(model: nn.Module, teacher: ModelSection, val: dict) -> tuple[nn.Module, nn.Module, dict]:
+    """The imported teacher's accuracy on the validation split, printed and logged at once (epoch 0 of
+    its run): a teacher fed other inputs than it was trained on scores far below what its author saw."""
     val_accuracy = accuracy(predict(model, val).logits, labels_of(val))
+    pipeline = model.spec.get("input_pipeline")
+    fed = describe_inputs(pipeline) if pipeline else "the study's own inputs (teacher.checkpoint.inputs not set)"
+    log.info("Imported teacher %s: validation accuracy %.4f; it is fed %s", teacher.checkpoint, val_accuracy, fed)
+    epoch_logger("teacher")({"epoch": 0, "val_accuracy": val_accuracy})
     chance = chance_accuracy(labels_of(val))
     if val_accuracy <= chance:
         check_teacher(f"never beat chance: validation accuracy {val_accuracy:.4f} <= {chance:.4f}, the majority-class share", "teacher.checkpoint")
     summary = {"best_epoch": 0, "wall_time_s": 0.0, "method_parameters": 0, "best_val_accuracy": val_accuracy}
     summary |= {"optimizer_steps": 0, "samples_seen": 0}  # trained elsewhere: no budget spent here
-    return model, model, {"epochs": [], "summary": {**summary, "seed": seed, "model": model.spec, "imported_from": path}}
+    summary |= {"min_val_accuracy": teacher.min_val_accuracy}
+    if val_accuracy < teacher.min_val_accuracy:
+        summary["below_floor"] = (
+            f"imported teacher's validation accuracy {val_accuracy:.4f} is below teacher.checkpoint.min_val_accuracy "
+            f"{teacher.min_val_accuracy:g}: check teacher.checkpoint.inputs (it is fed {fed})"
+        )
+        log.warning(summary["below_floor"])
+    record = {**summary, "seed": teacher.seed, "model": model.spec, "imported_from": teacher.checkpoint}
+    return model, model, {"epochs": [], "summary": record}
