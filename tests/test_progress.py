@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
-from distillation_studies.hooks import STUDY_RUN
+from distillation_studies.tracking.hooks import STUDY_RUN
 from distillation_studies.progress import ProgressHooks, StudyProgress, arm_name, clock, mlflow_lines
-from distillation_studies.tracking import StudyRun
+from distillation_studies.tracking.runs import StudyRun
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0 s"), (42.4, "42 s"), (185, "3 min 05 s"), (3720, "1 h 02 min")])

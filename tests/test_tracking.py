@@ -19,9 +19,9 @@ import pytest
 from mlflow import MlflowClient
 
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.hooks import ArmDataset, arm_of, protocol_tags
+from distillation_studies.tracking.hooks import ArmDataset, arm_of, protocol_tags
 from distillation_studies.analysis.metrics import METRICS
-from distillation_studies.tracking import (
+from distillation_studies.tracking.runs import (
     NestedRun,
     StudyTracker,
     arm_runs,

@@ -17,7 +17,7 @@ from distillation_studies.study.identity import ArmRun, student_model_key
 from distillation_studies.learning.divergence import DivergenceError, chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, epoch_steps, predict, train
 from distillation_studies.pipelines.teacher.nodes import check_data_shape, history_record
-from distillation_studies.tracking import epoch_logger
+from distillation_studies.tracking.runs import epoch_logger
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from distillation_studies.pipelines.distillation.nodes import distil_student
 from distillation_studies.pipelines.evaluation.nodes import evaluate_student
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import EvaluationConfig, MethodEntry
-from distillation_studies.tracking import NestedRun, StudyRun, live_run, open_search_job
+from distillation_studies.tracking.runs import NestedRun, StudyRun, live_run, open_search_job
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

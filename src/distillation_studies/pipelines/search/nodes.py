@@ -21,7 +21,7 @@ from distillation_studies.pipelines.teacher.nodes import weights_digest
 from distillation_studies.learning.training import TrainConfig
 from distillation_studies.study.schema import ComparisonConfig, EvaluationConfig, MethodEntry
 from distillation_studies.study.search import SearchConfig
-from distillation_studies.tracking import StudyRun, tag_search_jobs
+from distillation_studies.tracking.runs import StudyRun, tag_search_jobs
 
 from .jobs import Shared, run_all, run_confirmation, run_search_job
 from .proposals import OUTCOME_FIELDS, OptunaProposals, fingerprint

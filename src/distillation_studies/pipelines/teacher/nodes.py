@@ -17,7 +17,7 @@ from distillation_studies.learning.checkpoints import load_weights
 from distillation_studies.learning.divergence import chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
-from distillation_studies.tracking import epoch_logger
+from distillation_studies.tracking.runs import epoch_logger
 
 
 def history_record(result: TrainResult, extra: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from kedro.runner.runner import _build_node_children_map, _determine_nodes_to_ru
 from distillation_studies.config_loader import DEFAULT_STUDY, LOCAL_ENVS
 from distillation_studies.datasets import name_datasets
 from distillation_studies.provenance import config_hash
-from distillation_studies.tracking import flatten
+from distillation_studies.tracking.runs import flatten
 
 try:
     import fcntl

@@ -22,8 +22,8 @@ import pandas as pd  # noqa: E402
 from kedro.io.core import get_filepath_str  # noqa: E402
 from kedro_datasets._typing import HTMLPreview, ImagePreview, TablePreview  # noqa: E402
 
-from distillation_studies import datasets  # noqa: E402
-from distillation_studies.datasets import CSVDataset, MatplotlibDataset, TextDataset  # noqa: E402 - atomic saves
+from distillation_studies.datasets import files  # noqa: E402
+from distillation_studies.datasets.files import CSVDataset, MatplotlibDataset, TextDataset  # noqa: E402 - atomic saves
 from distillation_studies.report.sections import cost_rows, noise_rows  # noqa: E402
 from distillation_studies.report.html import markdown_to_html  # noqa: E402
 
@@ -68,7 +68,7 @@ class HTMLReportDataset(TextDataset):
         return HTMLPreview(kedro_viz_preview(self.load()))
 
 
-class MarkdownReportDataset(datasets.MarkdownReportDataset):
+class MarkdownReportDataset(files.MarkdownReportDataset):
     """The Markdown study report (links pointed at the saved plots); previewed rendered (its plots are
     previewed with ``study_plots``)."""
 

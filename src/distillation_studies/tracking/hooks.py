@@ -26,16 +26,16 @@ from kedro.framework.hooks import hook_impl
 from distillation_studies.analysis.metrics import SELECTION_METRIC
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.preflight import check_writable, nearest_folder
+from distillation_studies.guards.preflight import check_writable, nearest_folder
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
-from distillation_studies.mlflow_datasets import split_inputs
-from distillation_studies.mlflow_models import log_classifier, recommended_alias, register_recommended, registry_runs
+from distillation_studies.tracking.inputs import split_inputs
+from distillation_studies.tracking.models import log_classifier, recommended_alias, register_recommended, registry_runs
 from distillation_studies.pipelines.evaluation.nodes import DATA_FACTOR_LABELS
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import TrackingConfig
-from distillation_studies.tracking import (
+from distillation_studies.tracking.runs import (
     NestedRun,
     StudyLog,
     StudyRun,
