@@ -24,15 +24,15 @@ from typing import Any, NamedTuple
 from kedro.framework.hooks import hook_impl
 
 from distillation_studies.analysis.metrics import SELECTION_METRIC
+from distillation_studies.common import epochs
 from distillation_studies.common.config import parse_dataclass
-from distillation_studies.common.errors import ConfigError
+from distillation_studies.common.names import DATA_FACTOR_LABELS
 from distillation_studies.guards.preflight import check_writable, nearest_folder
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
 from distillation_studies.tracking.inputs import split_inputs
 from distillation_studies.tracking.models import log_classifier, recommended_alias, register_recommended, registry_runs
-from distillation_studies.pipelines.evaluation.nodes import DATA_FACTOR_LABELS
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import TrackingConfig
 from distillation_studies.tracking.runs import (
@@ -42,10 +42,10 @@ from distillation_studies.tracking.runs import (
     StudyTracker,
     arm_runs,
     check_store,
+    SearchTracking,
     end_study,
     metric_name,
     resolve_uri,
-    set_live,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ STUDY_RUN = "study_run"  # the catalog entry holding the StudyRun; absent when t
 # nodes train many models each and open their nested runs themselves (tracking.open_search_job).
 SEARCH_TRACKING = "search_tracking"
 EXAMPLE_IMAGES = 8
-PROJECT_RUNNER = "distillation_studies.runner.DaskRunner"
 ARTIFACTS = {"model": "model", "last_model": "last_model"}
 REPORT_ARTIFACTS = {
     "comparison_table": "comparison_table.csv",
@@ -141,13 +140,6 @@ class StudyHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        if "ParallelRunner" in str(run_params.get("runner")):
-            raise ConfigError(
-                "--runner=ParallelRunner cannot run this project: it forks worker processes after torch has "
-                "started its thread pool (the forked workers hang in their first torch operation) and it would "
-                f"lose the study's MLflow tracking. Run the arms in parallel with --runner={PROJECT_RUNNER} "
-                "(settings in conf/base/runner.yml)."
-            )
         tracking = parse_dataclass(TrackingConfig, self.params.get("tracking"), "tracking")
         resuming = bool(run_params.get("only_missing_outputs"))  # run_guard pinned what is reused
         if not tracking.enabled:
@@ -196,21 +188,21 @@ class StudyHooks:
             tracking.arm, tracking.key = NestedRun.open(study, arm.key, arm.seed, _run_params(arm, inputs)), arm.key
             tracking.data_summary, tracking.examples = _export_inputs(inputs)
             _log_datasets(tracking.arm, inputs, catalog)
-            set_live(arm.key, tracking.arm)
+            epochs.subscribe(arm.key, tracking.arm.log_epoch)
         with _running_lock:
             _running[node.name] = tracking
         injected: dict[str, Any] = {}
         if "mlflow_run_ids" in inputs:  # the recommendation's evidence: every arm's run, found by its tags
             injected["mlflow_run_ids"] = {k: v for k, v in arm_runs(study).items() if not ArmRun.from_key(k).is_teacher}
         if SEARCH_TRACKING in inputs:  # the search nodes open one nested run per job themselves
-            injected[SEARCH_TRACKING] = study
+            injected[SEARCH_TRACKING] = SearchTracking(study)
         return injected or None
 
     @hook_impl
     def on_node_error(self, error: Exception, node, catalog, inputs: dict[str, Any]) -> None:
         tracking = _pop(node.name)
         if tracking is not None and tracking.arm is not None:
-            set_live(tracking.key, None)
+            epochs.unsubscribe(tracking.key, tracking.arm.log_epoch)
             tracking.arm.fail(error)
 
     @hook_impl
@@ -224,7 +216,7 @@ class StudyHooks:
         if not tracking.unsaved:  # every output saved: the node is done, and so is its arm's run
             _pop(node.name)
             if tracking.arm is not None:
-                set_live(tracking.key, None)
+                epochs.unsubscribe(tracking.key, tracking.arm.log_epoch)
                 tracking.arm.finish()
 
     @hook_impl

@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from distillation_studies.common.names import DEFAULT_STUDENT
+from distillation_studies.common.names import DATA_FACTOR_LABELS
 from distillation_studies.learning import diagnostics
 from distillation_studies.learning.evaluation import evaluate_model
 from distillation_studies.learning.methods import METHODS
@@ -15,7 +16,6 @@ from distillation_studies.study.identity import student_model_key
 from distillation_studies.study.schema import EvaluationConfig, GridConfig, MethodEntry, ModelSection
 
 DEFAULT_TEMPERATURES = [1.0, 4.0]
-DATA_FACTOR_LABELS = ("transfer_set", "label_noise", "labels_changed", "labelled_size")
 
 
 def evaluate_student(

@@ -17,7 +17,7 @@ from distillation_studies.learning.checkpoints import load_weights
 from distillation_studies.learning.divergence import chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
-from distillation_studies.tracking.runs import epoch_logger
+from distillation_studies.common.epochs import reporter
 
 
 def history_record(result: TrainResult, extra: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def train_teacher(model_input: dict, data_summary: dict, teacher: ModelSection) 
     method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(labels_of(model_input["train"])))
     result = train(
         model, method, model_input["train"], model_input["val"], teacher.training, teacher.seed, label="teacher",
-        on_epoch=epoch_logger("teacher"),
+        on_epoch=reporter("teacher"),
     )
     check_teacher(failure_reason(result.history, chance_accuracy(labels_of(model_input["val"]))), "teacher.training")
     last = build_model(teacher.spec)
