@@ -4,8 +4,9 @@ Nodes stay pure; these hooks log what they produced (models, histories, metrics,
 driver's pipeline hooks open and close the study run and put its :class:`~tracking.StudyRun` into the
 catalog (``study_run``). Node and dataset hooks run in whichever process runs the node (the driver,
 or a Dask worker that received the catalog): they read the study from the catalog, open the arm's
-nested run when its training starts, log each epoch as it ends, and close the run once the node's
-outputs are saved. No hook keeps state from one node to the next, so any process can rebuild it.
+nested run when its training starts, subscribe it to the epochs the node publishes
+(``common.epochs``), and close the run once the node's outputs are saved. What these hooks hold in
+the process while a node or a study runs is listed, with why, in ``tracking/__init__.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from distillation_studies.analysis.metrics import SELECTION_METRIC
 from distillation_studies.common import epochs
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.names import DATA_FACTOR_LABELS
+from distillation_studies.config_loader import session_config_loader
 from distillation_studies.guards.preflight import check_writable, nearest_folder
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.learning.export import first_images
@@ -121,61 +123,24 @@ class _NodeTracking:
     unsaved: set[str] = field(default_factory=set)
 
 
-_running: dict[str, _NodeTracking] = {}
+_running: dict[str, _NodeTracking] = {}  # by node name, while the node runs: see the module docstring
 _running_lock = threading.Lock()
 
 
 class StudyHooks:
-    def __init__(self) -> None:
-        self.params: dict[str, Any] = {}
-        self.project_path = Path.cwd()
-        self.env = "local"
-
-    @hook_impl
-    def after_context_created(self, context) -> None:
-        # Raw parameters (with --env and --params applied): ``context.params`` would load the pipelines.
-        self.params = context.config_loader["parameters"]
-        self.project_path = Path(context.project_path)
-        self.env = context.env or "local"
+    """Keeps nothing between sessions: the study's parameters, folder and environment are read per run, and
+    the study run travels in the catalog (so a Dask worker's copy of these hooks tracks the same study)."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        tracking = parse_dataclass(TrackingConfig, self.params.get("tracking"), "tracking")
-        resuming = bool(run_params.get("only_missing_outputs"))  # run_guard pinned what is reused
-        if not tracking.enabled:
-            return
-        uri = resolve_uri(tracking.uri, self.project_path)
-        check_store(uri)
-        tracker = StudyTracker(uri, tracking.experiment, self.project_path)
-        artifacts = tracker.artifact_folder()
-        if artifacts is not None:  # models and reports go there: a full or read-only mlruns/ is named now
-            check_writable({nearest_folder(artifacts)})
-        digest = config_hash(self.params)
-        orphans = tracker.close_orphans()
-        if orphans:
-            log.warning("Closed %d MLflow runs left RUNNING by earlier runs whose process is gone: %s", len(orphans), orphans)
-        save_version = str(run_params.get("run_id") or run_params.get("session_id") or "")
-        tags = {
-            "git_commit": git_commit(self.project_path),
-            "config_hash": digest,
-            "kedro_env": self.env,
-            "kedro_run_id": save_version,
-            **{f"version.{name}": version for name, version in package_versions().items()},
-        }
-        name = f"study-{self.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-        study = replace(
-            tracker.start(name, self.params, tags, save_version),
-            register=tracking.register,
-            system_metrics=tracking.system_metrics,
-            system_metrics_interval_s=tracking.system_metrics_interval_s,
-        )
-        catalog[STUDY_RUN] = study
-        _close_on_exit(study)
-        log.info("MLflow study run %s (%s) at %s", name, study.run_id, uri)
-        if resuming:  # outputs reused from earlier runs keep their runs, cited as this study's evidence
-            adopted = tracker.earlier_arm_runs(study)
-            tracker.adopt(study, adopted)
-            log.info("Resuming: %d nested runs of earlier runs of this config are reused: %s", len(adopted), sorted(adopted))
+        # Raw parameters (with --env and --params applied), as the pipelines were built from: ``context.params``
+        # would validate them against the nodes' type hints (and change the config hash).
+        params = session_config_loader()["parameters"]
+        project_path, env = Path(run_params.get("project_path") or Path.cwd()), run_params.get("env") or "local"
+        study = _start_study(params, project_path, env, run_params)
+        if study is not None:
+            catalog[STUDY_RUN] = study
+            _close_on_exit(study)
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -230,6 +195,46 @@ class StudyHooks:
         study = _study_of(catalog)
         if study is not None:
             _end_study(study, "FAILED", error)
+
+
+def _start_study(params: dict[str, Any], project_path: Path, env: str, run_params: dict[str, Any]) -> StudyRun | None:
+    """Open the study run (None with tracking off), after checking the store and closing orphans."""
+    tracking = parse_dataclass(TrackingConfig, params.get("tracking"), "tracking")
+    if not tracking.enabled:
+        return None
+    uri = resolve_uri(tracking.uri, project_path)
+    check_store(uri)
+    tracker = StudyTracker(uri, tracking.experiment, project_path)
+    artifacts = tracker.artifact_folder()
+    if artifacts is not None:  # models and reports go there: a full or read-only mlruns/ is named now
+        check_writable({nearest_folder(artifacts)})
+    orphans = tracker.close_orphans()
+    if orphans:
+        log.warning("Closed %d MLflow runs left RUNNING by earlier runs whose process is gone: %s", len(orphans), orphans)
+    save_version = str(run_params.get("run_id") or run_params.get("session_id") or "")
+    name = f"study-{env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    study = replace(
+        tracker.start(name, params, _study_tags(params, project_path, env, save_version), save_version),
+        register=tracking.register,
+        system_metrics=tracking.system_metrics,
+        system_metrics_interval_s=tracking.system_metrics_interval_s,
+    )
+    log.info("MLflow study run %s (%s) at %s", name, study.run_id, uri)
+    if run_params.get("only_missing_outputs"):  # outputs reused from earlier runs (run_guard pinned them) keep their runs
+        adopted = tracker.earlier_arm_runs(study)
+        tracker.adopt(study, adopted)
+        log.info("Resuming: %d nested runs of earlier runs of this config are reused: %s", len(adopted), sorted(adopted))
+    return study
+
+
+def _study_tags(params: dict[str, Any], project_path: Path, env: str, save_version: str) -> dict[str, str]:
+    return {
+        "git_commit": git_commit(project_path),
+        "config_hash": config_hash(params),
+        "kedro_env": env,
+        "kedro_run_id": save_version,
+        **{f"version.{name}": version for name, version in package_versions().items()},
+    }
 
 
 def _run_params(arm: ArmDataset, inputs: dict[str, Any]) -> dict[str, Any]:
