@@ -406,3 +406,25 @@ def test_a_short_arms_epochs_cost_one_write_and_finding_an_arm_one_query(tmp_pat
         run.log_epoch({"epoch": epoch, "loss_ce": 1.0 / epoch, "val_accuracy": epoch / 30})
     run.flush()
     assert calls["log_batch"] == 1 and len(_epochs(study, run.run_id)) == 30
+
+
+def test_a_training_node_that_fails_closes_its_run_with_every_epoch_it_published(tmp_path):
+    """Through the hooks, as `kedro run` calls them: the node publishes epochs (no MLflow import), it raises."""
+    from kedro.io import DataCatalog
+    from kedro.pipeline import node
+
+    from distillation_studies.tracking.hooks import STUDY_RUN, StudyHooks
+
+    study = replace(_tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v"), epoch_flush_s=3600)
+    catalog = DataCatalog()
+    catalog[STUDY_RUN] = study
+    training = node(lambda params: params, "params:student.training", "students.kd.seed_0.history", name="train_kd")
+    hooks, inputs = StudyHooks(), {"params:student.training": {}}
+    hooks.before_node_run(node=training, catalog=catalog, inputs=inputs)
+    for epoch in (1, 2):
+        reporter("kd/seed_0")({"epoch": epoch, "val_accuracy": epoch / 10})
+    hooks.on_node_error(error=RuntimeError("loss diverged"), node=training, catalog=catalog, inputs=inputs)
+    reporter("kd/seed_0")({"epoch": 3, "val_accuracy": 0.3})  # after the node: nobody listens
+    (run,) = MlflowClient(study.tracking_uri).search_runs([study.experiment_id], "tags.arm = 'kd/seed_0'")
+    assert run.info.status == "FAILED" and "loss diverged" in run.data.tags["error"]
+    assert _epochs(study, run.info.run_id) == [(1, 0.1), (2, 0.2)]
