@@ -388,7 +388,7 @@ class NestedRun:
         }
         run = client.create_run(study.experiment_id, run_name=key, tags=tags)
         arm = cls(study, run.info.run_id)
-        arm.log_params(params)
+        _log_batch(client, arm.run_id, params=_params(flatten(params)))  # a new run: no param to keep
         if _system_metrics_on(study):
             arm._monitor = _start_monitor(study, arm.run_id)
         return arm
@@ -533,7 +533,7 @@ def open_search_job(study: StudyRun, name: str, params: dict[str, Any], tags: di
         **tags,
     }
     run = NestedRun(study, client.create_run(study.experiment_id, run_name=name, tags=run_tags).info.run_id)
-    run.log_params(params)
+    _log_batch(client, run.run_id, params=_params(flatten(params)))  # a new run: no param to keep
     return run
 
 
