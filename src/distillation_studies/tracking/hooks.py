@@ -41,10 +41,10 @@ from distillation_studies.tracking.runs import (
     NestedRun,
     StudyLog,
     StudyRun,
+    SearchTracking,
     StudyTracker,
     arm_runs,
     check_store,
-    SearchTracking,
     end_study,
     metric_name,
     resolve_uri,
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 STUDY_RUN = "study_run"  # the catalog entry holding the StudyRun; absent when tracking is off
 # A node input (catalog: an empty MemoryDataset) given the StudyRun when tracking is on: the search's
-# nodes train many models each and open their nested runs themselves (tracking.open_search_job).
+# nodes train many models each and open their nested runs themselves (through tracking.runs.SearchTracking).
 SEARCH_TRACKING = "search_tracking"
 EXAMPLE_IMAGES = 8
 ARTIFACTS = {"model": "model", "last_model": "last_model"}
@@ -137,10 +137,16 @@ class StudyHooks:
         # would validate them against the nodes' type hints (and change the config hash).
         params = session_config_loader()["parameters"]
         project_path, env = Path(run_params.get("project_path") or Path.cwd()), run_params.get("env") or "local"
-        study = _start_study(params, project_path, env, run_params)
-        if study is not None:
-            catalog[STUDY_RUN] = study
-            _close_on_exit(study)
+        started = _start_study(params, project_path, env, run_params)
+        if started is None:
+            return
+        tracker, study = started
+        catalog[STUDY_RUN] = study
+        _close_on_exit(study)
+        if run_params.get("only_missing_outputs"):  # outputs reused from earlier runs (run_guard pinned them) keep their runs
+            adopted = tracker.earlier_arm_runs(study)
+            tracker.adopt(study, adopted)
+            log.info("Resuming: %d nested runs of earlier runs of this config are reused: %s", len(adopted), sorted(adopted))
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -197,7 +203,7 @@ class StudyHooks:
             _end_study(study, "FAILED", error)
 
 
-def _start_study(params: dict[str, Any], project_path: Path, env: str, run_params: dict[str, Any]) -> StudyRun | None:
+def _start_study(params: dict[str, Any], project_path: Path, env: str, run_params: dict[str, Any]) -> tuple[StudyTracker, StudyRun] | None:
     """Open the study run (None with tracking off), after checking the store and closing orphans."""
     tracking = parse_dataclass(TrackingConfig, params.get("tracking"), "tracking")
     if not tracking.enabled:
@@ -220,11 +226,7 @@ def _start_study(params: dict[str, Any], project_path: Path, env: str, run_param
         system_metrics_interval_s=tracking.system_metrics_interval_s,
     )
     log.info("MLflow study run %s (%s) at %s", name, study.run_id, uri)
-    if run_params.get("only_missing_outputs"):  # outputs reused from earlier runs (run_guard pinned them) keep their runs
-        adopted = tracker.earlier_arm_runs(study)
-        tracker.adopt(study, adopted)
-        log.info("Resuming: %d nested runs of earlier runs of this config are reused: %s", len(adopted), sorted(adopted))
-    return study
+    return tracker, study
 
 
 def _study_tags(params: dict[str, Any], project_path: Path, env: str, save_version: str) -> dict[str, str]:
