@@ -36,7 +36,6 @@ from distillation_studies.tracking.runs import (
     open_search_job,
     resolve_uri,
     search_job_runs,
-    tag_search_jobs,
 )
 
 
@@ -325,8 +324,9 @@ def test_system_metrics_follow_the_setting_and_by_default_a_visible_gpu(tmp_path
 
 def test_a_search_job_run_takes_its_epochs_while_live_and_its_fate_afterwards(tmp_path):
     study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
-    job = open_search_job(study, "kd__t0__e1__s0", {"method": "kd", "hp_temperature": 2.0, "stage": "rung"}, {"stage": "rung"})
-    with live_run(job, "kd__t0__e1/seed_0"):
+    tracking = SearchTracking(study)  # what the search's nodes receive as ``search_tracking``
+    params = {"method": "kd", "hp_temperature": 2.0, "stage": "rung"}
+    with tracking.job("kd__t0__e1__s0", "kd__t0__e1/seed_0", params, {"stage": "rung"}) as job:
         reporter("kd__t0__e1/seed_0")({"epoch": 1, "val_accuracy": 0.5})
         job.log_values({"cost/optimizer_steps": 12})
     reporter("kd__t0__e1/seed_0")({"epoch": 2, "val_accuracy": 0.9})  # no longer live: not logged
@@ -334,7 +334,7 @@ def test_a_search_job_run_takes_its_epochs_while_live_and_its_fate_afterwards(tm
         raise KeyboardInterrupt
     assert search_job_runs(study) == {"kd__t0__e1__s0": job.run_id}  # FINISHED ones only
     assert arm_runs(study) == {}  # a search job is not an arm the recommendation cites
-    tag_search_jobs(study, {"kd__t0__e1__s0": "stopped_early", "missing__t0__e1__s0": "finalist"})
+    tracking.tag_jobs({"kd__t0__e1__s0": "stopped_early", "missing__t0__e1__s0": "finalist"})
     client = MlflowClient(study.tracking_uri)
     run = client.get_run(job.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "stopped_early" and run.data.tags["role"] == "search"
