@@ -3,12 +3,12 @@ they name, and ``runner.yml`` (the Dask runner's settings) as a config file of i
 the workers never changes the study's config hash; everything else is Kedro's default."""
 
 from distillation_studies.config_loader import StudyConfigLoader
-from distillation_studies.tracking.hooks import StudyHooks
 from distillation_studies.guards.preflight import DataFolderHooks
-from distillation_studies.progress import ProgressHooks
 from distillation_studies.guards.run_guard import RunGuardHooks
+from distillation_studies.progress import ProgressHooks
+from distillation_studies.tracking.hooks import StudyHooks
 
-# Pluggy calls the last-registered hook first: RunGuardHooks takes the environment's lock and pins the
+# Pluggy calls the last-registered hook first: RunGuardHooks refuses ParallelRunner, takes the environment's lock and pins the
 # versions every dataset loads, then DataFolderHooks checks the output folders, before the tracking hook
 # opens an MLflow run.
 HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks(), RunGuardHooks())
