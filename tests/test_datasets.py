@@ -128,7 +128,7 @@ def test_every_versioned_catalog_entry_saves_atomically():
 
     import yaml
 
-    from distillation_studies.datasets import AtomicSave, _TorchFileDataset
+    from distillation_studies.datasets.files import AtomicSave, _TorchFileDataset
     from kedro.io.core import parse_dataset_definition
 
     conf = Path(__file__).resolve().parents[1] / "conf"

@@ -270,7 +270,7 @@ def test_an_interrupted_study_resumes_with_only_missing_outputs(tmp_path):
 def test_resuming_after_a_config_change_reports_the_current_config(tmp_path):
     """Run A completes; run B (another student lr) stops after two students; ``--only-missing-outputs``
     of B reuses B's own teacher and students only (never A's), trains the rest and reports B."""
-    from distillation_studies.run_guard import manifests
+    from distillation_studies.guards.run_guard import manifests
 
     copy_project(tmp_path)
     assert kedro_run(tmp_path, "--params", "tracking.enabled=false").returncode == 0

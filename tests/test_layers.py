@@ -3,8 +3,10 @@
 Lower layers never import higher ones, and each layer imports only the third-party packages of
 its job: the torch code never sees pandas, Kedro or MLflow; the analysis never sees torch or text
 formatting; the report never trains; the study schema never touches Kedro. Only the shell
-(pipelines, hooks, tracking, datasets, settings) ties them to Kedro and MLflow. Inside the torch
-layer, the distillation methods sit below the training loop and never import it.
+(pipelines, tracking, datasets, guards, settings) ties them to Kedro and MLflow. Inside the torch
+layer, the distillation methods sit below the training loop and never import it. Inside the shell,
+the pipelines' nodes never see MLflow or the tracking (they publish epochs through ``common.epochs``),
+and the tracking, the catalog's datasets and the guards never import a pipeline.
 """
 
 from __future__ import annotations
@@ -221,3 +223,48 @@ def test_checker_catches_a_factor_name_spelled_as_a_key():
     assert factor_name_literals('noise = arm["label_noise"]\ncell = {"transfer_set": True}') == ["label_noise", "transfer_set"]
     assert factor_name_literals('row = f"{row[\'label_fraction\']:g}"') == ["label_fraction"]
     assert factor_name_literals('"""label_noise is read as a field."""\nnoise = cell.label_noise') == []
+
+
+# The shell's rooms: folder -> module prefixes it never imports.
+SHELL_ROOMS: dict[str, set[str]] = {
+    "pipelines": {"distillation_studies.tracking", "distillation_studies.hooks", "mlflow"},
+    "tracking": {"distillation_studies.pipelines"},
+    "datasets": {"distillation_studies.pipelines", "distillation_studies.tracking", "mlflow"},
+    "guards": {"distillation_studies.pipelines", "distillation_studies.tracking", "mlflow"},
+}
+ROOM_FILES = sorted(p for p in SHELL_FILES if p.relative_to(PACKAGE).parts[0] in SHELL_ROOMS)
+
+
+def room_violations(source: str, room: str) -> list[str]:
+    """The imports of ``source`` (a module of the shell's ``room``) that the room never makes."""
+    banned = SHELL_ROOMS[room]
+    return sorted(n for n in imports(source) if any(n == b or n.startswith(f"{b}.") for b in banned))
+
+
+def test_every_shell_room_has_modules():
+    assert {p.relative_to(PACKAGE).parts[0] for p in ROOM_FILES} == set(SHELL_ROOMS)
+
+
+@pytest.mark.parametrize("path", ROOM_FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_shell_module_respects_its_room(path):
+    assert room_violations(path.read_text(), path.relative_to(PACKAGE).parts[0]) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "room"),
+    [
+        ("from distillation_studies.tracking.runs import NestedRun", "pipelines"),
+        ("def on_epoch(row):\n    from distillation_studies.tracking import hooks", "pipelines"),
+        ("import mlflow", "pipelines"),
+        ("from mlflow.entities import Metric", "pipelines"),
+        ("from distillation_studies.pipelines.evaluation.nodes import evaluate_student", "tracking"),
+        ("import mlflow.pytorch", "datasets"),
+        ("from distillation_studies import pipelines", "guards"),
+    ],
+)
+def test_checker_catches_a_room_importing_what_it_must_not(source, room):
+    assert room_violations(source, room)
+
+
+def test_checker_lets_pipelines_publish_epochs():
+    assert room_violations("from distillation_studies.common.epochs import reporter", "pipelines") == []

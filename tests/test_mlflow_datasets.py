@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from distillation_studies.mlflow_datasets import dataset_name, split_digest, split_inputs
+from distillation_studies.tracking.inputs import dataset_name, split_digest, split_inputs
 
 SUMMARY = {"dataset": "digits", "num_classes": 3, "input_shape": [1, 2, 2]}
 

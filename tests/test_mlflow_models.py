@@ -26,7 +26,7 @@ from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning import data
 from distillation_studies.learning.evaluation import evaluate_model
 from distillation_studies.learning.export import first_images
-from distillation_studies.mlflow_models import (
+from distillation_studies.tracking.models import (
     RECOMMENDED_ALIAS,
     log_classifier,
     logged_model_id,
@@ -187,8 +187,8 @@ def test_one_alias_per_data_cell_and_the_plain_alias_for_a_study_of_one_cell():
 def test_each_data_cell_gets_its_own_alias_and_no_pick_spans_cells(study):
     """tracking.register on a two-cell recommendation: each cell's first-ranked candidate gets
     ``recommended_<cell key>``; no bare ``recommended`` points at one cell's pick for everyone."""
-    from distillation_studies.hooks import _register
-    from distillation_studies.tracking import StudyRun
+    from distillation_studies.tracking.hooks import _register
+    from distillation_studies.tracking.runs import StudyRun
 
     client, experiment = study["client"], study["experiment"]
     examples = first_images(study["model_input"]["val"], 4)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from distillation_studies.common.records import DataCell, RunLabels
-from distillation_studies.hooks import _arm_params
+from distillation_studies.tracking.hooks import _arm_params
 
 
 def test_a_nested_run_carries_its_data_cell_and_what_really_ran():

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
-from distillation_studies.hooks import STUDY_RUN
+from distillation_studies.tracking.hooks import STUDY_RUN
 from distillation_studies.progress import ProgressHooks, StudyProgress, arm_name, clock, mlflow_lines
 from distillation_studies.terminal import VERBOSE_ENV, TerminalFormatter, TerseFilter, install, verbose
-from distillation_studies.tracking import StudyRun
+from distillation_studies.tracking.runs import StudyRun
 from tests.conftest import TERMINAL_OUTPUT
 
 

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 import pytest
 
 from distillation_studies.report.html import markdown_to_html
-from distillation_studies.report_datasets import HTMLReportDataset, MarkdownReportDataset, kedro_viz_preview
+from distillation_studies.datasets.reports import HTMLReportDataset, MarkdownReportDataset, kedro_viz_preview
 
 
 def kedro_viz_pass(markup: str) -> str:

@@ -15,7 +15,7 @@ from kedro.io.core import Version
 from kedro.pipeline import Pipeline, node
 
 from distillation_studies.datasets import JSONDataset
-from distillation_studies.run_guard import EnvironmentLock, differing_keys, manifests, pin_versions, write_manifest
+from distillation_studies.guards.run_guard import EnvironmentLock, differing_keys, manifests, pin_versions, write_manifest
 
 
 def identity(value):
@@ -100,7 +100,7 @@ def test_differing_keys_say_what_changed():
 WAITER = """
 import logging, sys
 from pathlib import Path
-from distillation_studies.run_guard import EnvironmentLock
+from distillation_studies.guards.run_guard import EnvironmentLock
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s", force=True)
 lock = EnvironmentLock(Path(sys.argv[1]))
 lock.acquire("tiny")
@@ -132,7 +132,7 @@ def test_a_second_run_waits_for_the_lock_naming_the_first(tmp_path):
 def test_the_hook_locks_records_and_pins_and_a_second_run_in_one_process_does_not_wait(tmp_path):
     from types import SimpleNamespace
 
-    from distillation_studies.run_guard import RunGuardHooks
+    from distillation_studies.guards.run_guard import RunGuardHooks
 
     hooks = RunGuardHooks()
     hooks.after_context_created(SimpleNamespace(config_loader={"parameters": {"seeds": [0]}}, project_path=tmp_path, env="tiny"))
@@ -149,14 +149,14 @@ def test_the_hook_locks_records_and_pins_and_a_second_run_in_one_process_does_no
 def test_resuming_after_a_config_change_says_which_keys_differ(tmp_path, caplog):
     from types import SimpleNamespace
 
-    from distillation_studies.run_guard import RunGuardHooks
+    from distillation_studies.guards.run_guard import RunGuardHooks
 
     write_manifest(tmp_path / "data" / ".runs" / "tiny", "2026-01-01T00.00.01.000Z", {"student": {"training": {"lr": 0.01}}})
     hooks = RunGuardHooks()
     params = {"student": {"training": {"lr": 0.02}}}
     hooks.after_context_created(SimpleNamespace(config_loader={"parameters": params}, project_path=tmp_path, env="tiny"))
     pipeline, catalog = study(tmp_path / "data", "2026-01-01T00.00.02.000Z")
-    with caplog.at_level("INFO", logger="distillation_studies.run_guard"):
+    with caplog.at_level("INFO", logger="distillation_studies.guards.run_guard"):
         hooks.before_pipeline_run({"run_id": "2026-01-01T00.00.02.000Z", "only_missing_outputs": True}, pipeline, catalog)
     hooks.after_pipeline_run()
     assert "Resuming: 0 outputs of earlier runs of this config are reused; 2 are computed by this run" in caplog.text

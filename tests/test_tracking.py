@@ -18,24 +18,24 @@ import sqlite3
 import pytest
 from mlflow import MlflowClient
 
+from distillation_studies.common.epochs import publish, reporter
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.hooks import ArmDataset, arm_of, protocol_tags
+from distillation_studies.provenance import flatten
+from distillation_studies.tracking.hooks import ArmDataset, arm_of, protocol_tags
 from distillation_studies.analysis.metrics import METRICS
-from distillation_studies.tracking import (
+from distillation_studies.tracking.runs import (
     NestedRun,
     StudyTracker,
     arm_runs,
     check_store,
     end_study,
+    SearchTracking,
     epoch_metric_name,
-    epoch_logger,
-    flatten,
     live_run,
     metric_name,
     open_search_job,
     resolve_uri,
     search_job_runs,
-    tag_search_jobs,
 )
 
 
@@ -324,16 +324,17 @@ def test_system_metrics_follow_the_setting_and_by_default_a_visible_gpu(tmp_path
 
 def test_a_search_job_run_takes_its_epochs_while_live_and_its_fate_afterwards(tmp_path):
     study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
-    job = open_search_job(study, "kd__t0__e1__s0", {"method": "kd", "hp_temperature": 2.0, "stage": "rung"}, {"stage": "rung"})
-    with live_run(job, "kd__t0__e1/seed_0"):
-        epoch_logger("kd__t0__e1/seed_0")({"epoch": 1, "val_accuracy": 0.5})
+    tracking = SearchTracking(study)  # what the search's nodes receive as ``search_tracking``
+    params = {"method": "kd", "hp_temperature": 2.0, "stage": "rung"}
+    with tracking.job("kd__t0__e1__s0", "kd__t0__e1/seed_0", params, {"stage": "rung"}) as job:
+        reporter("kd__t0__e1/seed_0")({"epoch": 1, "val_accuracy": 0.5})
         job.log_values({"cost/optimizer_steps": 12})
-    epoch_logger("kd__t0__e1/seed_0")({"epoch": 2, "val_accuracy": 0.9})  # no longer live: not logged
+    reporter("kd__t0__e1/seed_0")({"epoch": 2, "val_accuracy": 0.9})  # no longer live: not logged
     with pytest.raises(KeyboardInterrupt), live_run(open_search_job(study, "ce__t0__e1__s0", {}, {}), "ce__t0__e1/seed_0"):
         raise KeyboardInterrupt
     assert search_job_runs(study) == {"kd__t0__e1__s0": job.run_id}  # FINISHED ones only
     assert arm_runs(study) == {}  # a search job is not an arm the recommendation cites
-    tag_search_jobs(study, {"kd__t0__e1__s0": "stopped_early", "missing__t0__e1__s0": "finalist"})
+    tracking.tag_jobs({"kd__t0__e1__s0": "stopped_early", "missing__t0__e1__s0": "finalist"})
     client = MlflowClient(study.tracking_uri)
     run = client.get_run(job.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "stopped_early" and run.data.tags["role"] == "search"
@@ -344,6 +345,86 @@ def test_a_search_job_run_takes_its_epochs_while_live_and_its_fate_afterwards(tm
     assert failed.info.status == "FAILED"
 
 
-def test_without_tracking_live_run_is_a_no_op():
-    with live_run(None, "kd/seed_0") as run:
-        assert run is None
+def test_epochs_nobody_listens_to_are_dropped():
+    publish("kd/seed_0", {"epoch": 1, "val_accuracy": 0.5})  # tracking off: the node trains all the same
+
+
+def _epochs(study, run_id: str, name: str = "val/accuracy") -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in MlflowClient(study.tracking_uri).get_metric_history(run_id, name)]
+
+
+def test_an_arms_epochs_appear_in_mlflow_while_it_trains(tmp_path):
+    study = replace(_tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v"), epoch_flush_s=0.1)
+    seen_while_training = []
+    with SearchTracking(study).arm("kd/seed_0", 0, {}) as run:
+        on_epoch = reporter("kd/seed_0")  # what the node passes to the training loop
+        for epoch in range(1, 4):
+            time.sleep(0.15)  # an epoch longer than the flush interval
+            on_epoch({"epoch": epoch, "val_accuracy": epoch / 10})
+            seen_while_training.append(_epochs(study, run.run_id))
+        assert MlflowClient(study.tracking_uri).get_run(run.run_id).info.status == "RUNNING"
+    assert seen_while_training == [[(1, 0.1)], [(1, 0.1), (2, 0.2)], [(1, 0.1), (2, 0.2), (3, 0.3)]]
+
+
+def test_a_failing_arm_keeps_every_epoch_it_logged(tmp_path):
+    study = replace(_tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v"), epoch_flush_s=3600)
+    with pytest.raises(RuntimeError, match="diverged"), SearchTracking(study).arm("kd/seed_0", 0, {}) as run:
+        for epoch in range(1, 4):
+            reporter("kd/seed_0")({"epoch": epoch, "val_accuracy": epoch / 10})
+        assert _epochs(study, run.run_id) == []  # buffered: no write per epoch
+        raise RuntimeError("loss diverged")
+    client = MlflowClient(study.tracking_uri)
+    assert client.get_run(run.run_id).info.status == "FAILED"
+    assert "diverged" in client.get_run(run.run_id).data.tags["error"]
+    assert _epochs(study, run.run_id) == [(1, 0.1), (2, 0.2), (3, 0.3)]
+
+
+def test_a_short_arms_epochs_cost_one_write_and_finding_an_arm_one_query(tmp_path, monkeypatch):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    runs = {}
+    for key in ("ce/seed_0", "kd/seed_0", "kd/seed_1"):
+        runs[key] = NestedRun.open(study, key, 0, {})
+        runs[key].finish()
+    calls = {"log_batch": 0, "search_runs": []}
+    log_batch, search_runs = MlflowClient.log_batch, MlflowClient.search_runs
+
+    def counted_log_batch(self, *args, **kwargs):
+        calls["log_batch"] += 1
+        return log_batch(self, *args, **kwargs)
+
+    def counted_search_runs(self, *args, **kwargs):
+        found = search_runs(self, *args, **kwargs)
+        calls["search_runs"].append(len(found))
+        return found
+
+    monkeypatch.setattr(MlflowClient, "log_batch", counted_log_batch)
+    monkeypatch.setattr(MlflowClient, "search_runs", counted_search_runs)
+    assert NestedRun.find(study, "kd/seed_1").run_id == runs["kd/seed_1"].run_id
+    assert calls["search_runs"] == [1]  # one query, returning the arm's run alone
+    run = NestedRun(study, runs["kd/seed_0"].run_id)
+    for epoch in range(1, 31):
+        run.log_epoch({"epoch": epoch, "loss_ce": 1.0 / epoch, "val_accuracy": epoch / 30})
+    run.flush()
+    assert calls["log_batch"] == 1 and len(_epochs(study, run.run_id)) == 30
+
+
+def test_a_training_node_that_fails_closes_its_run_with_every_epoch_it_published(tmp_path):
+    """Through the hooks, as `kedro run` calls them: the node publishes epochs (no MLflow import), it raises."""
+    from kedro.io import DataCatalog
+    from kedro.pipeline import node
+
+    from distillation_studies.tracking.hooks import STUDY_RUN, StudyHooks
+
+    study = replace(_tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v"), epoch_flush_s=3600)
+    catalog = DataCatalog()
+    catalog[STUDY_RUN] = study
+    training = node(lambda params: params, "params:student.training", "students.kd.seed_0.history", name="train_kd")
+    hooks, inputs = StudyHooks(), {"params:student.training": {}}
+    hooks.before_node_run(node=training, catalog=catalog, inputs=inputs)
+    for epoch in (1, 2):
+        reporter("kd/seed_0")({"epoch": epoch, "val_accuracy": epoch / 10})
+    hooks.on_node_error(error=RuntimeError("loss diverged"), node=training, catalog=catalog, inputs=inputs)
+    reporter("kd/seed_0")({"epoch": 3, "val_accuracy": 0.3})  # after the node: nobody listens
+    (run,) = MlflowClient(study.tracking_uri).search_runs([study.experiment_id], "tags.arm = 'kd/seed_0'")
+    assert run.info.status == "FAILED" and "loss diverged" in run.data.tags["error"]
+    assert _epochs(study, run.info.run_id) == [(1, 0.1), (2, 0.2)]

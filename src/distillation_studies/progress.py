@@ -16,8 +16,8 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from distillation_studies import terminal
-from distillation_studies.hooks import STUDY_RUN
-from distillation_studies.tracking import StudyRun
+from distillation_studies.tracking.hooks import STUDY_RUN
+from distillation_studies.tracking.runs import StudyRun
 
 log = logging.getLogger("distillation_studies.progress")
 

@@ -37,3 +37,13 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """Nested config as dotted keys, values as strings (MLflow params are strings)."""
+    if isinstance(tree, dict):
+        items: dict[str, str] = {}
+        for key, value in tree.items():
+            items.update(flatten(value, f"{prefix}{key}."))
+        return items
+    return {prefix[:-1]: json.dumps(tree) if isinstance(tree, (list, tuple)) else str(tree)}

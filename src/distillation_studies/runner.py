@@ -34,7 +34,7 @@ from kedro.runner.task import Task
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.config_loader import session_config_loader
-from distillation_studies.hooks import STUDY_RUN, arm_of
+from distillation_studies.tracking.hooks import STUDY_RUN, arm_of
 from distillation_studies.study.identity import ArmRun
 
 log = logging.getLogger(__name__)

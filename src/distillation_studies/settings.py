@@ -4,13 +4,13 @@ the workers never changes the study's config hash, and a context that keeps kedr
 environment; everything else is Kedro's default."""
 
 from distillation_studies.config_loader import StudyConfigLoader
-from distillation_studies.hooks import StudyHooks
-from distillation_studies.preflight import DataFolderHooks
+from distillation_studies.guards.preflight import DataFolderHooks
+from distillation_studies.guards.run_guard import RunGuardHooks
 from distillation_studies.progress import ProgressHooks
-from distillation_studies.run_guard import RunGuardHooks
+from distillation_studies.tracking.hooks import StudyHooks
 from distillation_studies.viz_state import StudyContext
 
-# Pluggy calls the last-registered hook first: RunGuardHooks takes the environment's lock and pins the
+# Pluggy calls the last-registered hook first: RunGuardHooks refuses ParallelRunner, takes the environment's lock and pins the
 # versions every dataset loads, then DataFolderHooks checks the output folders, before the tracking hook
 # opens an MLflow run.
 HOOKS = (StudyHooks(), ProgressHooks(), DataFolderHooks(), RunGuardHooks())

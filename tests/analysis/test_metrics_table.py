@@ -34,7 +34,7 @@ from distillation_studies.analysis.stats import Statistics
 from distillation_studies.pipelines.comparison.nodes import PARETO_COSTS
 from distillation_studies.report import plots
 from distillation_studies.report.sections import cost_rows
-from distillation_studies.tracking import metric_name
+from distillation_studies.tracking.runs import metric_name
 
 rng = np.random.default_rng(0)
 runs = pd.DataFrame([

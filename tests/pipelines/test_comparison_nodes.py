@@ -215,5 +215,5 @@ def test_plot_links_resolve_on_disk_and_in_the_mlflow_layout(outputs, tmp_path: 
 def test_the_catalog_points_the_report_at_the_plots_it_saves():
     catalog = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf" / "base" / "catalog.yml").read_text())
     report, plots = catalog["study_report_md"], catalog["study_plots"]
-    assert report["type"] == "distillation_studies.report_datasets.MarkdownReportDataset"  # links rewritten, and a preview
+    assert report["type"] == "distillation_studies.datasets.MarkdownReportDataset"  # links rewritten, and a preview
     assert report["plots_filepath"] == plots["filepath"] and report["versioned"] and plots["versioned"]

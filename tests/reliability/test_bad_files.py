@@ -21,7 +21,7 @@ from distillation_studies.common.errors import ConfigError, DataError
 from distillation_studies.datasets import TorchModelDataset
 from distillation_studies.learning.checkpoints import load_weights
 from distillation_studies.learning.vision_data import VisionDataConfig, load_vision_dataset, open_vision_split
-from distillation_studies.preflight import check_writable, output_folders
+from distillation_studies.guards.preflight import check_writable, output_folders
 from tests.method_checks import tiny_cnn, tiny_mlp
 
 V1, V2 = "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"
@@ -130,7 +130,7 @@ def test_in_a_run_the_corrupt_version_message_names_the_dataset(tmp_path):
     """The run guard tells each torch dataset its catalog name: the advice is a command to paste."""
     from types import SimpleNamespace
 
-    from distillation_studies.run_guard import RunGuardHooks
+    from distillation_studies.guards.run_guard import RunGuardHooks
 
     path, _, _ = _save_two_versions(tmp_path)
     latest = tmp_path / "model.pt" / V2 / "model.pt"
@@ -178,8 +178,8 @@ def test_outputs_folders_are_checked_before_the_run(tmp_path):
 
 def test_the_mlflow_artifact_folder_is_checked_by_its_path(tmp_path):
     """A full mlruns/ used to fail mid-study without a path; the tracking hook checks it before any work."""
-    from distillation_studies.preflight import nearest_folder
-    from distillation_studies.tracking import StudyTracker
+    from distillation_studies.guards.preflight import nearest_folder
+    from distillation_studies.tracking.runs import StudyTracker
 
     folder = StudyTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "e", tmp_path).artifact_folder()
     assert folder == tmp_path / "mlruns" / "e" and nearest_folder(folder) == tmp_path

@@ -15,10 +15,10 @@ from distillation_studies.common.records import LABEL_FRACTION
 from distillation_studies.analysis.comparison import baseline_pairs, family_sizes
 from distillation_studies.analysis.metrics import REPORT_COSTS, REPORT_QUALITY, TESTED_METRICS, reported_metric
 from distillation_studies.analysis.stats import Statistics
+from distillation_studies.common.names import PLOTS_FOLDER
 from distillation_studies.analysis.recommend import truthy
 from distillation_studies.report.text import NO_INTERVAL_WHY, human, p_value, shown, unit, verdict, with_ci
 
-PLOTS_FOLDER = "plots"  # plots are linked as plots/<name>, beside the report, as MLflow logs them (report/plots/)
 CORRECTIONS = {"holm": "Holm-adjusted", "bh": "Benjamini-Hochberg-adjusted", "none": "unadjusted"}
 
 

@@ -19,7 +19,7 @@ from distillation_studies.study.identity import ArmRun, student_model_key
 from distillation_studies.learning.divergence import DivergenceError, chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, epoch_steps, predict, train
 from distillation_studies.pipelines.teacher.nodes import check_data_shape, history_record
-from distillation_studies.tracking import epoch_logger
+from distillation_studies.common.epochs import reporter
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def distil_student(
     try:
         result = train(
             model, loss, train_data, model_input["val"], student_training, seed, teacher=teacher, label=label,
-            labelled=labelled, on_epoch=epoch_logger(label),
+            labelled=labelled, on_epoch=reporter(label),
             steps_per_epoch=steps_per_epoch,
         )
         failure = failure_reason(result.history, chance)

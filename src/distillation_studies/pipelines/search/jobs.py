@@ -7,8 +7,9 @@ import dataclasses
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ContextManager, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -21,11 +22,21 @@ from distillation_studies.pipelines.distillation.nodes import distil_student
 from distillation_studies.pipelines.evaluation.nodes import evaluate_student
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import EvaluationConfig, MethodEntry
-from distillation_studies.tracking import NestedRun, StudyRun, live_run, open_search_job
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class JobTracking(Protocol):
+    """How a search node tracks its jobs (``tracking.runs.SearchTracking``, injected as ``search_tracking``
+    when tracking is on): each context yields the job's live run, closed when the block ends."""
+
+    def job(self, name: str, label: str, params: dict[str, Any], tags: dict[str, str]) -> ContextManager[Any]: ...
+
+    def arm(self, key: str, seed: int | None, params: dict[str, Any]) -> ContextManager[Any]: ...
+
+    def tag_jobs(self, statuses: dict[str, str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class Shared:
     student_model: dict[str, Any]
     student_training: TrainConfig
     methods: dict[str, MethodEntry]
-    study: StudyRun | None = None  # None: tracking is off
+    tracking: JobTracking | None = None  # None: tracking is off
 
 
 def trial_arm(trial: TrialSpec, arm_key: str) -> Arm:
@@ -76,10 +87,11 @@ def job_params(job: Job) -> dict[str, Any]:
 
 def run_search_job(job: Job, shared: Shared) -> Outcome:
     """Train one search job; its outcome is the best validation accuracy over its epochs and its cost."""
-    run = open_search_job(shared.study, job.key, job_params(job), {"stage": job.stage, "status": "completed"}) if shared.study else None
     arm_key = job.key.replace(f"__s{job.seed}", "")
+    label = ArmRun(arm_key, job.seed).key
     started = time.perf_counter()
-    with live_run(run, ArmRun(arm_key, job.seed).key):
+    tags = {"stage": job.stage, "status": "completed"}
+    with shared.tracking.job(job.key, label, job_params(job), tags) if shared.tracking else nullcontext() as run:
         _, _, history = train(shared, job.trial, job.epochs, job.seed, arm_key)
         outcome = job_outcome(job, history, shared.student_training.batch_size, time.perf_counter() - started)
         if run is not None:
@@ -121,8 +133,7 @@ def run_confirmation(job: Job, shared: Shared, evaluation: EvaluationConfig) -> 
     recommendation and the registry read it like any arm's."""
     arm_key = job.trial.method_key
     key = ArmRun(arm_key, job.seed).key
-    run = NestedRun.open(shared.study, key, job.seed, job_params(job)) if shared.study else None
-    with live_run(run, key):
+    with shared.tracking.arm(key, job.seed, job_params(job)) if shared.tracking else nullcontext() as run:
         model, last, history = train(shared, job.trial, job.epochs, job.seed, arm_key)
         history["summary"]["search_trial"] = job.trial.trial_id
         metrics = evaluate_student(model, last, shared.teacher_model, shared.model_input, history, evaluation)

@@ -21,9 +21,8 @@ from distillation_studies.pipelines.teacher.nodes import weights_digest
 from distillation_studies.learning.training import TrainConfig
 from distillation_studies.study.schema import ComparisonConfig, EvaluationConfig, MethodEntry
 from distillation_studies.study.search import SearchConfig
-from distillation_studies.tracking import StudyRun, tag_search_jobs
 
-from .jobs import Shared, run_all, run_confirmation, run_search_job
+from .jobs import JobTracking, Shared, run_all, run_confirmation, run_search_job
 from .proposals import OUTCOME_FIELDS, OptunaProposals, fingerprint
 
 log = logging.getLogger(__name__)
@@ -42,12 +41,12 @@ def search_methods(
     methods: tuple[MethodEntry, ...],
     search: SearchConfig,
     search_storage: str,
-    search_tracking: StudyRun | dict,
+    search_tracking: JobTracking | dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(one row per job, the search's events, its finalists and spend). ``search_storage`` is the SQLite
-    URL of the Optuna studies and finished jobs; ``search_tracking`` the study's MLflow run ({}: off)."""
-    study = search_tracking or None
-    shared = Shared(teacher_model, model_input, data_summary, student_model, student_training, {e.key: e for e in methods}, study)
+    URL of the Optuna studies and finished jobs; ``search_tracking`` opens the jobs' MLflow runs ({}: tracking off)."""
+    tracking = search_tracking or None
+    shared = Shared(teacher_model, model_input, data_summary, student_model, student_training, {e.key: e for e in methods}, tracking)
     digest = fingerprint(repr(search), [repr(e) for e in methods], student_model, repr(student_training), data_summary, weights_digest(teacher_model))
     proposals = OptunaProposals(search, search_storage, digest)
     driver = SearchDriver(search, proposals.propose, proposals.tell)
@@ -57,8 +56,8 @@ def search_methods(
         driver.record(batch)
         outcomes.extend(batch)
     fates = trial_fates(driver.events())
-    if study is not None:
-        tag_search_jobs(study, {o.job.key: fates.get(o.job.trial.trial_id, "completed") for o in outcomes})
+    if tracking is not None:
+        tracking.tag_jobs({o.job.key: fates.get(o.job.trial.trial_id, "completed") for o in outcomes})
     trials = pd.DataFrame([{**job_record(o), "status": fates.get(o.job.trial.trial_id, "completed")} for o in outcomes])
     return trials, events_table(driver.events()), finalists_record(driver, search)
 
@@ -127,7 +126,7 @@ def confirm_finalists(
     comparison: ComparisonConfig,
     evaluation: EvaluationConfig,
     search_finalists: dict[str, Any],
-    search_tracking: StudyRun | dict,
+    search_tracking: JobTracking | dict,
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """The finalists and baselines trained for ``search.max_epochs`` on every confirmation seed, each one arm named
     by its method, evaluated on test once: ``study_runs``, ``run_details`` and ``study_histories`` as the

@@ -19,7 +19,7 @@ from distillation_studies.learning.imported import attach_input_pipeline, descri
 from distillation_studies.learning.divergence import chance_accuracy, failure_reason
 from distillation_studies.learning.training import TrainConfig, TrainResult, accuracy, predict, train
 from distillation_studies.provenance import config_hash, git_commit, package_versions
-from distillation_studies.tracking import epoch_logger
+from distillation_studies.common.epochs import reporter
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def train_teacher(model_input: dict, data_summary: dict, teacher: ModelSection) 
     method = build_method("ce", parse_method_config("ce", {}, "teacher"), model, None, len(labels_of(model_input["train"])))
     result = train(
         model, method, model_input["train"], model_input["val"], teacher.training, teacher.seed, label="teacher",
-        on_epoch=_both(epoch_logger("teacher"), epoch_lines("teacher", teacher.training.epochs)),
+        on_epoch=_both(reporter("teacher"), epoch_lines("teacher", teacher.training.epochs)),
     )
     check_teacher(failure_reason(result.history, chance_accuracy(labels_of(model_input["val"]))), "teacher.training")
     last = build_model(teacher.spec)
@@ -161,7 +161,7 @@ def _imported_teacher(model: nn.Module, teacher: ModelSection, val: dict) -> tup
     pipeline = model.spec.get("input_pipeline")
     fed = describe_inputs(pipeline) if pipeline else "the study's own inputs (teacher.checkpoint.inputs not set)"
     log.info("Imported teacher %s: validation accuracy %.4f; it is fed %s", teacher.checkpoint, val_accuracy, fed)
-    epoch_logger("teacher")({"epoch": 0, "val_accuracy": val_accuracy})
+    reporter("teacher")({"epoch": 0, "val_accuracy": val_accuracy})
     chance = chance_accuracy(labels_of(val))
     if val_accuracy <= chance:
         check_teacher(f"never beat chance: validation accuracy {val_accuracy:.4f} <= {chance:.4f}, the majority-class share", "teacher.checkpoint")

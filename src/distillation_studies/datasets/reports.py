@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 import re
+from pathlib import PurePosixPath
+from typing import Any
 
 import matplotlib
 
@@ -19,11 +22,11 @@ matplotlib.use("Agg")
 import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from kedro.io.core import get_filepath_str  # noqa: E402
+from kedro.io.core import Version, get_filepath_str  # noqa: E402
 from kedro_datasets._typing import HTMLPreview, ImagePreview, TablePreview  # noqa: E402
 
-from distillation_studies import datasets  # noqa: E402
-from distillation_studies.datasets import CSVDataset, MatplotlibDataset, TextDataset  # noqa: E402 - atomic saves
+from distillation_studies.datasets.files import CSVDataset, MatplotlibDataset, TextDataset  # noqa: E402 - atomic saves
+from distillation_studies.common.names import PLOTS_FOLDER  # noqa: E402
 from distillation_studies.report.sections import cost_rows, noise_rows  # noqa: E402
 from distillation_studies.report.html import markdown_to_html  # noqa: E402
 
@@ -68,9 +71,30 @@ class HTMLReportDataset(TextDataset):
         return HTMLPreview(kedro_viz_preview(self.load()))
 
 
-class MarkdownReportDataset(datasets.MarkdownReportDataset):
-    """The Markdown study report (links pointed at the saved plots); previewed rendered (its plots are
-    previewed with ``study_plots``)."""
+class MarkdownReportDataset(TextDataset):
+    """The study report's Markdown, its plot links pointed at the plots as saved beside it on disk;
+    previewed rendered (its plots are previewed with ``study_plots``).
+
+    The report links its plots as ``plots/<name>``, which is where MLflow holds them beside the report.
+    On disk both files are versioned (``<filepath>/<version>/<name>``; the plots folder
+    ``<plots_filepath>/<version>/<folder name>/``), so the saved copy's links are rewritten relative to
+    the report's real location, with the save version every dataset of the run shares.
+    """
+
+    def __init__(self, *, filepath: str, plots_filepath: str, version: Version | None = None, **kwargs: Any) -> None:
+        super().__init__(filepath=filepath, version=version, **kwargs)
+        self._plots_filepath = PurePosixPath(plots_filepath)
+
+    def plots_link(self) -> str:
+        """The plots folder relative to the folder the report is saved in."""
+        report = PurePosixPath(self._get_save_path())
+        plots = self._plots_filepath
+        if self._version is not None:
+            plots = plots / self.resolve_save_version() / plots.name
+        return os.path.relpath(plots, report.parent)
+
+    def save(self, data: str) -> None:
+        super().save(data.replace(f"]({PLOTS_FOLDER}/", f"]({self.plots_link()}/"))
 
     def preview(self) -> HTMLPreview:
         # The plots section links PNG files beside the report, which the side panel cannot reach.

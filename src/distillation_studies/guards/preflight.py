@@ -1,4 +1,5 @@
-"""Checks before a pipeline runs: every folder the run will write to is writable and has room.
+"""Checks before a pipeline runs: a runner this project can run on, and every folder the run will write
+to writable with room.
 
 A read-only or full ``data/`` used to surface only when the first model was saved, after its training.
 This hook runs before the tracking hook (it is registered after it: pluggy calls the last one first),
@@ -15,9 +16,21 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from distillation_studies.common.errors import DataError
+from distillation_studies.common.errors import ConfigError, DataError
 
 MIN_FREE_MB = 100  # below this a study's models and reports may not fit; checked per output file system
+PROJECT_RUNNER = "distillation_studies.runner.DaskRunner"
+
+
+def check_runner(run_params: dict[str, Any]) -> None:
+    """Refuse Kedro's ParallelRunner before anything starts (the run guard calls this before taking its lock)."""
+    if "ParallelRunner" in str(run_params.get("runner")):
+        raise ConfigError(
+            "--runner=ParallelRunner cannot run this project: it forks worker processes after torch has "
+            "started its thread pool (the forked workers hang in their first torch operation) and it would "
+            f"lose the study's MLflow tracking. Run the arms in parallel with --runner={PROJECT_RUNNER} "
+            "(settings in conf/base/runner.yml)."
+        )
 
 
 def output_folders(pipeline: Any, catalog: Any) -> set[Path]:

@@ -13,7 +13,6 @@ loading never unpickles arbitrary objects.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,8 +20,6 @@ import torch
 from kedro.io.core import AbstractDataset, AbstractVersionedDataset, DatasetError, Version, get_filepath_str
 from kedro_datasets import json as kedro_json, matplotlib as kedro_matplotlib, pandas as kedro_pandas, text as kedro_text
 from torch import nn
-
-from distillation_studies.report.sections import PLOTS_FOLDER
 
 from distillation_studies.learning.checkpoints import load_failure
 from distillation_studies.learning.models import build_model
@@ -212,31 +209,6 @@ class MatplotlibDataset(AtomicSave, kedro_matplotlib.MatplotlibDataset):
 
 class TextDataset(AtomicSave, kedro_text.TextDataset):
     """``text.TextDataset``, saved atomically."""
-
-
-class MarkdownReportDataset(TextDataset):
-    """The study report's Markdown, its plot links pointed at the plots as saved beside it on disk.
-
-    The report links its plots as ``plots/<name>``, which is where MLflow holds them beside the report.
-    On disk both files are versioned (``<filepath>/<version>/<name>``; the plots folder
-    ``<plots_filepath>/<version>/<folder name>/``), so the saved copy's links are rewritten relative to
-    the report's real location, with the save version every dataset of the run shares.
-    """
-
-    def __init__(self, *, filepath: str, plots_filepath: str, version: Version | None = None, **kwargs: Any) -> None:
-        super().__init__(filepath=filepath, version=version, **kwargs)
-        self._plots_filepath = PurePosixPath(plots_filepath)
-
-    def plots_link(self) -> str:
-        """The plots folder relative to the folder the report is saved in."""
-        report = PurePosixPath(self._get_save_path())
-        plots = self._plots_filepath
-        if self._version is not None:
-            plots = plots / self.resolve_save_version() / plots.name
-        return os.path.relpath(plots, report.parent)
-
-    def save(self, data: str) -> None:
-        super().save(data.replace(f"]({PLOTS_FOLDER}/", f"]({self.plots_link()}/"))
 
 
 class SQLiteStorageDataset(AbstractDataset):

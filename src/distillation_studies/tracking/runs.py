@@ -17,12 +17,11 @@ import os
 import socket
 import sqlite3
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, ContextManager, Iterator
 from urllib.parse import urlparse
 
 try:
@@ -36,13 +35,18 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
 
 from distillation_studies.analysis.metrics import BY_NAME, COST, QUALITY, SELECTION
+from distillation_studies.common import epochs
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.datasets import model_payload
+from distillation_studies.provenance import flatten
 
 log = logging.getLogger(__name__)
 
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 5000
+EPOCH_FLUSH_S = 5.0  # seconds: live enough to watch an arm train, one write per arm when its arms are short
+MAX_BATCH_METRICS = 1000  # MLflow's log_batch limits per call
+MAX_BATCH_PARAMS_OR_TAGS = 100
 SEARCH_LIMIT = 50000  # MLflow's largest page: more runs than any study has
 URI_SCHEMES = ("sqlite", "http", "https", "databricks", "postgresql", "mysql", "mssql", "file")
 # MLflow groups a run's charts by the prefix before the first "/": test quality, costs, validation
@@ -78,16 +82,6 @@ def resolve_uri(uri: str, project_path: Path) -> str:
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         return prefix + str((project_path / uri[len(prefix) :]).resolve())
     return uri
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
-    """Nested config as dotted keys, values as strings (MLflow params are strings)."""
-    if isinstance(tree, dict):
-        items: dict[str, str] = {}
-        for key, value in tree.items():
-            items.update(flatten(value, f"{prefix}{key}."))
-        return items
-    return {prefix[:-1]: json.dumps(tree) if isinstance(tree, (list, tuple)) else str(tree)}
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -169,6 +163,7 @@ class StudyRun:
     register: str | None = None  # tracking.register: the registered model the recommendation's candidates join
     system_metrics: bool | None = None  # tracking.system_metrics: None logs them where the arm's process sees a GPU
     system_metrics_interval_s: float = 10.0
+    epoch_flush_s: float = EPOCH_FLUSH_S  # an arm's epoch metrics reach MLflow at most this often, and when it ends
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri)
@@ -193,15 +188,13 @@ def _metrics(values: dict[str, Any], step: int = 0, timestamp_ms: int | None = N
 
 
 def _log_batch(client: MlflowClient, run_id: str, metrics=(), params=(), tags=()) -> None:
-    """``log_batch`` within MLflow's limits (1000 metrics, 100 params, 100 tags per call)."""
+    """``log_batch`` within MLflow's limits (1000 metrics, 100 params, 100 tags per call), in as few calls as they allow."""
     metrics, params, tags = list(metrics), list(params), list(tags)
-    for start in range(0, max(len(metrics), len(params), len(tags)), 100):
-        client.log_batch(
-            run_id,
-            metrics=metrics[start : start + 100],
-            params=params[start : start + 100],
-            tags=tags[start : start + 100],
-        )
+    step = MAX_BATCH_PARAMS_OR_TAGS
+    for start in range(0, max(len(params), len(tags)), step):
+        client.log_batch(run_id, params=params[start : start + step], tags=tags[start : start + step])
+    for start in range(0, len(metrics), MAX_BATCH_METRICS):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH_METRICS])
 
 
 def _params(params: dict[str, str]) -> list[Param]:
@@ -366,13 +359,18 @@ def arm_runs(study: StudyRun, status: str | None = "FINISHED") -> dict[str, str]
 
 
 class NestedRun:
-    """One arm's nested run, opened by the process that trains the arm: start and end times are its own,
-    epochs are logged as they end."""
+    """One arm's nested run, opened by the process that trains the arm: start and end times are its own.
+
+    Epochs are buffered, each stamped when it ends, and written in one ``log_batch`` at most every
+    ``study.epoch_flush_s`` (live in the UI during a long arm, one write for a short one) and when the
+    run finishes or fails: a synchronous database write per epoch cost more than some arms' training."""
 
     def __init__(self, study: StudyRun, run_id: str) -> None:
         self.study, self.run_id = study, run_id
         self.client = study.client()
         self._monitor: Any = None  # MLflow's system-metrics thread, in the process that trains the arm
+        self._epochs: list[Metric] = []  # logged, not yet written
+        self._flushed_at = time.monotonic()
 
     @classmethod
     def open(cls, study: StudyRun, key: str, seed: int | None, params: dict[str, Any]) -> NestedRun:
@@ -395,16 +393,22 @@ class NestedRun:
         }
         run = client.create_run(study.experiment_id, run_name=key, tags=tags)
         arm = cls(study, run.info.run_id)
-        arm.log_params(params)
+        _log_batch(client, arm.run_id, params=_params(flatten(params)))  # a new run: no param to keep
         if _system_metrics_on(study):
             arm._monitor = _start_monitor(study, arm.run_id)
         return arm
 
     @classmethod
     def find(cls, study: StudyRun, key: str) -> NestedRun | None:
-        """The arm's run in this study (or adopted by it), whatever its status."""
-        run_id = arm_runs(study, status=None).get(key)
-        return cls(study, run_id) if run_id else None
+        """The arm's newest run in this study (or, resuming, adopted by it), whatever its status: one query
+        for this arm's run alone (a second when resuming), never a listing of the study's runs."""
+        client = study.client()
+        for tag in ("study_run", "resumed_by"):
+            query = f"tags.{tag} = '{study.run_id}' and tags.arm = '{key}' and tags.role = 'arm'"
+            runs = client.search_runs([study.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"])
+            if runs:
+                return cls(study, runs[0].info.run_id)
+        return None
 
     def log_params(self, params: dict[str, Any]) -> None:
         existing = self.client.get_run(self.run_id).data.params
@@ -412,9 +416,18 @@ class NestedRun:
         _log_batch(self.client, self.run_id, params=_params(fresh))
 
     def log_epoch(self, row: dict[str, float]) -> None:
-        """One epoch's loss terms, accuracies, validation loss and learning rate, stamped now (step = epoch)."""
+        """One epoch's loss terms, accuracies, validation loss and learning rate, stamped now (step = epoch);
+        written with the epochs before it once ``study.epoch_flush_s`` has passed since the last write."""
         values = {epoch_metric_name(k): v for k, v in row.items() if k != "epoch"}
-        _log_batch(self.client, self.run_id, metrics=_metrics(values, step=int(row["epoch"])))
+        self._epochs.extend(_metrics(values, step=int(row["epoch"])))
+        if time.monotonic() - self._flushed_at >= self.study.epoch_flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered epochs now."""
+        pending, self._epochs = self._epochs, []
+        self._flushed_at = time.monotonic()
+        _log_batch(self.client, self.run_id, metrics=pending)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         """The reported metrics of an evaluation, under their sections; its labels are the run's params."""
@@ -443,12 +456,17 @@ class NestedRun:
         set_tags(self.client, self.run_id, tags)
 
     def finish(self) -> None:
+        self.flush()
         self._stop_monitor()
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, error: BaseException) -> None:
-        self._stop_monitor()
-        close_run(self.client, self.run_id, "FAILED", _error_text(error))
+        """Close the run FAILED, with every epoch logged before the error."""
+        try:
+            self.flush()
+        finally:
+            self._stop_monitor()
+            close_run(self.client, self.run_id, "FAILED", _error_text(error))
 
     def _stop_monitor(self) -> None:
         """Stop sampling and flush what was sampled, before the run closes (a closed run takes no metrics)."""
@@ -500,34 +518,6 @@ class StudyLog:
         set_tags(self.client, self.run_id, tags)
 
 
-# The arm runs open in this process, by arm key: the training loop's per-epoch callback finds its run
-# here. Filled and emptied by the node hooks of the same process around one node; never shipped.
-_live: dict[str, NestedRun] = {}
-_live_lock = threading.Lock()
-
-
-def set_live(key: str, run: NestedRun | None) -> None:
-    with _live_lock:
-        if run is None:
-            _live.pop(key, None)
-        else:
-            _live[key] = run
-
-
-def epoch_logger(key: str) -> Callable[[dict[str, float]], None]:
-    """A ``train(on_epoch=...)`` callback logging each epoch into the arm's live run in this process
-    (a no-op when tracking is off or the arm has no open run)."""
-
-    def log_epoch(row: dict[str, float]) -> None:
-        with _live_lock:
-            run = _live.get(key)
-        if run is not None:
-            run.log_epoch(row)
-
-    return log_epoch
-
-
-
 # ---- the budgeted search: one nested run per job, opened by the process that trains it ------------------
 
 
@@ -548,26 +538,40 @@ def open_search_job(study: StudyRun, name: str, params: dict[str, Any], tags: di
         **tags,
     }
     run = NestedRun(study, client.create_run(study.experiment_id, run_name=name, tags=run_tags).info.run_id)
-    run.log_params(params)
+    _log_batch(client, run.run_id, params=_params(flatten(params)))  # a new run: no param to keep
     return run
 
 
 @contextmanager
-def live_run(run: NestedRun | None, label: str) -> Iterator[NestedRun | None]:
-    """``run`` receives the epochs the training loop logs under ``label`` (``epoch_logger(label)``) while
-    the block runs; it is closed FINISHED after the block, FAILED when the block raises. None: no tracking."""
-    if run is None:
-        yield None
-        return
-    set_live(label, run)
-    try:
-        yield run
-    except BaseException as error:
-        run.fail(error)
-        raise
-    finally:
-        set_live(label, None)
+def live_run(run: NestedRun, label: str) -> Iterator[NestedRun]:
+    """``run`` receives the epochs the training loop publishes under ``label`` (``common.epochs``) while
+    the block runs; it is closed FINISHED after the block, FAILED (its epochs written) when the block raises."""
+    with epochs.subscribed(label, run.log_epoch):
+        try:
+            yield run
+        except BaseException as error:
+            run.fail(error)
+            raise
     run.finish()
+
+
+@dataclass(frozen=True)
+class SearchTracking:
+    """What the search's nodes receive as ``search_tracking`` when tracking is on (the hooks inject it): they
+    train many models each, so they open their nested runs through it. Picklable: a Dask worker gets it."""
+
+    study: StudyRun
+
+    def job(self, name: str, label: str, params: dict[str, Any], tags: dict[str, str]) -> ContextManager[NestedRun]:
+        """One search job's live run (``role=search``), receiving the epochs published under ``label``."""
+        return live_run(open_search_job(self.study, name, params, tags), label)
+
+    def arm(self, key: str, seed: int | None, params: dict[str, Any]) -> ContextManager[NestedRun]:
+        """One confirmation arm's live run (``role=arm``, named ``key``), read by the comparison like any arm's."""
+        return live_run(NestedRun.open(self.study, key, seed, params), key)
+
+    def tag_jobs(self, statuses: dict[str, str]) -> None:
+        tag_search_jobs(self.study, statuses)
 
 
 def search_job_runs(study: StudyRun) -> dict[str, str]:

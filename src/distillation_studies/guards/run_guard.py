@@ -33,8 +33,8 @@ from kedro.runner.runner import _build_node_children_map, _determine_nodes_to_ru
 
 from distillation_studies.config_loader import DEFAULT_STUDY, LOCAL_ENVS
 from distillation_studies.datasets import name_datasets
-from distillation_studies.provenance import config_hash
-from distillation_studies.tracking import flatten
+from distillation_studies.guards.preflight import check_runner
+from distillation_studies.provenance import config_hash, flatten
 
 try:
     import fcntl
@@ -220,6 +220,7 @@ class RunGuardHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        check_runner(run_params)
         folder = runs_folder(self.project_path, self.study)
         self._release()  # a run of this process that failed in another before_pipeline_run hook kept it
         self._lock = EnvironmentLock(folder)

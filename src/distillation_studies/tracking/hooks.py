@@ -4,8 +4,9 @@ Nodes stay pure; these hooks log what they produced (models, histories, metrics,
 driver's pipeline hooks open and close the study run and put its :class:`~tracking.StudyRun` into the
 catalog (``study_run``). Node and dataset hooks run in whichever process runs the node (the driver,
 or a Dask worker that received the catalog): they read the study from the catalog, open the arm's
-nested run when its training starts, log each epoch as it ends, and close the run once the node's
-outputs are saved. No hook keeps state from one node to the next, so any process can rebuild it.
+nested run when its training starts, subscribe it to the epochs the node publishes
+(``common.epochs``), and close the run once the node's outputs are saved. What these hooks hold in
+the process while a node or a study runs is listed, with why, in ``tracking/__init__.py``.
 """
 
 from __future__ import annotations
@@ -25,37 +26,37 @@ from kedro.framework.hooks import hook_impl
 
 from distillation_studies.common.records import RunLabels
 from distillation_studies.analysis.metrics import SELECTION_METRIC
+from distillation_studies.common import epochs
 from distillation_studies.common.config import parse_dataclass
-from distillation_studies.common.errors import ConfigError
-from distillation_studies.preflight import check_writable, nearest_folder
+from distillation_studies.config_loader import session_config_loader
+from distillation_studies.guards.preflight import check_writable, nearest_folder
 from distillation_studies.provenance import config_hash, git_commit, package_versions
 from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
-from distillation_studies.mlflow_datasets import split_inputs
-from distillation_studies.mlflow_models import log_classifier, recommended_alias, register_recommended, registry_runs
+from distillation_studies.tracking.inputs import split_inputs
+from distillation_studies.tracking.models import log_classifier, recommended_alias, register_recommended, registry_runs
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import TrackingConfig
-from distillation_studies.tracking import (
+from distillation_studies.tracking.runs import (
     NestedRun,
     StudyLog,
     StudyRun,
+    SearchTracking,
     StudyTracker,
     arm_runs,
     check_store,
     end_study,
     metric_name,
     resolve_uri,
-    set_live,
 )
 
 log = logging.getLogger(__name__)
 
 STUDY_RUN = "study_run"  # the catalog entry holding the StudyRun; absent when tracking is off
 # A node input (catalog: an empty MemoryDataset) given the StudyRun when tracking is on: the search's
-# nodes train many models each and open their nested runs themselves (tracking.open_search_job).
+# nodes train many models each and open their nested runs themselves (through tracking.runs.SearchTracking).
 SEARCH_TRACKING = "search_tracking"
 EXAMPLE_IMAGES = 8
-PROJECT_RUNNER = "distillation_studies.runner.DaskRunner"
 ARTIFACTS = {"model": "model", "last_model": "last_model"}
 REPORT_ARTIFACTS = {
     "comparison_table": "comparison_table.csv",
@@ -122,65 +123,27 @@ class _NodeTracking:
     unsaved: set[str] = field(default_factory=set)
 
 
-_running: dict[str, _NodeTracking] = {}
+_running: dict[str, _NodeTracking] = {}  # by node name, while the node runs: see the module docstring
 _running_lock = threading.Lock()
 
 
 class StudyHooks:
-    def __init__(self) -> None:
-        self.params: dict[str, Any] = {}
-        self.project_path = Path.cwd()
-        self.env = "local"
-
-    @hook_impl
-    def after_context_created(self, context) -> None:
-        # Raw parameters (with --env and --params applied): ``context.params`` would load the pipelines.
-        self.params = context.config_loader["parameters"]
-        self.project_path = Path(context.project_path)
-        self.env = context.env or "local"
+    """Keeps nothing between sessions: the study's parameters, folder and environment are read per run, and
+    the study run travels in the catalog (so a Dask worker's copy of these hooks tracks the same study)."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        if "ParallelRunner" in str(run_params.get("runner")):
-            raise ConfigError(
-                "--runner=ParallelRunner cannot run this project: it forks worker processes after torch has "
-                "started its thread pool (the forked workers hang in their first torch operation) and it would "
-                f"lose the study's MLflow tracking. Run the arms in parallel with --runner={PROJECT_RUNNER} "
-                "(settings in conf/base/runner.yml)."
-            )
-        tracking = parse_dataclass(TrackingConfig, self.params.get("tracking"), "tracking")
-        resuming = bool(run_params.get("only_missing_outputs"))  # run_guard pinned what is reused
-        if not tracking.enabled:
+        # Raw parameters (with --env and --params applied), as the pipelines were built from: ``context.params``
+        # would validate them against the nodes' type hints (and change the config hash).
+        params = session_config_loader()["parameters"]
+        project_path, env = Path(run_params.get("project_path") or Path.cwd()), run_params.get("env") or "local"
+        started = _start_study(params, project_path, env, run_params)
+        if started is None:
             return
-        uri = resolve_uri(tracking.uri, self.project_path)
-        check_store(uri)
-        tracker = StudyTracker(uri, tracking.experiment, self.project_path)
-        artifacts = tracker.artifact_folder()
-        if artifacts is not None:  # models and reports go there: a full or read-only mlruns/ is named now
-            check_writable({nearest_folder(artifacts)})
-        digest = config_hash(self.params)
-        orphans = tracker.close_orphans()
-        if orphans:
-            log.warning("Closed %d MLflow runs left RUNNING by earlier runs whose process is gone: %s", len(orphans), orphans)
-        save_version = str(run_params.get("run_id") or run_params.get("session_id") or "")
-        tags = {
-            "git_commit": git_commit(self.project_path),
-            "config_hash": digest,
-            "kedro_env": self.env,
-            "kedro_run_id": save_version,
-            **{f"version.{name}": version for name, version in package_versions().items()},
-        }
-        name = f"study-{self.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-        study = replace(
-            tracker.start(name, self.params, tags, save_version),
-            register=tracking.register,
-            system_metrics=tracking.system_metrics,
-            system_metrics_interval_s=tracking.system_metrics_interval_s,
-        )
+        tracker, study = started
         catalog[STUDY_RUN] = study
         _close_on_exit(study)
-        log.info("MLflow study run %s (%s) at %s", name, study.run_id, uri)
-        if resuming:  # outputs reused from earlier runs keep their runs, cited as this study's evidence
+        if run_params.get("only_missing_outputs"):  # outputs reused from earlier runs (run_guard pinned them) keep their runs
             adopted = tracker.earlier_arm_runs(study)
             tracker.adopt(study, adopted)
             log.info("Resuming: %d nested runs of earlier runs of this config are reused: %s", len(adopted), sorted(adopted))
@@ -196,21 +159,21 @@ class StudyHooks:
             tracking.arm, tracking.key = NestedRun.open(study, arm.key, arm.seed, _run_params(arm, inputs)), arm.key
             tracking.data_summary, tracking.examples = _export_inputs(inputs)
             _log_datasets(tracking.arm, inputs, catalog)
-            set_live(arm.key, tracking.arm)
+            epochs.subscribe(arm.key, tracking.arm.log_epoch)
         with _running_lock:
             _running[node.name] = tracking
         injected: dict[str, Any] = {}
         if "mlflow_run_ids" in inputs:  # the recommendation's evidence: every arm's run, found by its tags
             injected["mlflow_run_ids"] = {k: v for k, v in arm_runs(study).items() if not ArmRun.from_key(k).is_teacher}
         if SEARCH_TRACKING in inputs:  # the search nodes open one nested run per job themselves
-            injected[SEARCH_TRACKING] = study
+            injected[SEARCH_TRACKING] = SearchTracking(study)
         return injected or None
 
     @hook_impl
     def on_node_error(self, error: Exception, node, catalog, inputs: dict[str, Any]) -> None:
         tracking = _pop(node.name)
         if tracking is not None and tracking.arm is not None:
-            set_live(tracking.key, None)
+            epochs.unsubscribe(tracking.key, tracking.arm.log_epoch)
             tracking.arm.fail(error)
 
     @hook_impl
@@ -224,7 +187,7 @@ class StudyHooks:
         if not tracking.unsaved:  # every output saved: the node is done, and so is its arm's run
             _pop(node.name)
             if tracking.arm is not None:
-                set_live(tracking.key, None)
+                epochs.unsubscribe(tracking.key, tracking.arm.log_epoch)
                 tracking.arm.finish()
 
     @hook_impl
@@ -238,6 +201,42 @@ class StudyHooks:
         study = _study_of(catalog)
         if study is not None:
             _end_study(study, "FAILED", error)
+
+
+def _start_study(params: dict[str, Any], project_path: Path, env: str, run_params: dict[str, Any]) -> tuple[StudyTracker, StudyRun] | None:
+    """Open the study run (None with tracking off), after checking the store and closing orphans."""
+    tracking = parse_dataclass(TrackingConfig, params.get("tracking"), "tracking")
+    if not tracking.enabled:
+        return None
+    uri = resolve_uri(tracking.uri, project_path)
+    check_store(uri)
+    tracker = StudyTracker(uri, tracking.experiment, project_path)
+    artifacts = tracker.artifact_folder()
+    if artifacts is not None:  # models and reports go there: a full or read-only mlruns/ is named now
+        check_writable({nearest_folder(artifacts)})
+    orphans = tracker.close_orphans()
+    if orphans:
+        log.warning("Closed %d MLflow runs left RUNNING by earlier runs whose process is gone: %s", len(orphans), orphans)
+    save_version = str(run_params.get("run_id") or run_params.get("session_id") or "")
+    name = f"study-{env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    study = replace(
+        tracker.start(name, params, _study_tags(params, project_path, env, save_version), save_version),
+        register=tracking.register,
+        system_metrics=tracking.system_metrics,
+        system_metrics_interval_s=tracking.system_metrics_interval_s,
+    )
+    log.info("MLflow study run %s (%s) at %s", name, study.run_id, uri)
+    return tracker, study
+
+
+def _study_tags(params: dict[str, Any], project_path: Path, env: str, save_version: str) -> dict[str, str]:
+    return {
+        "git_commit": git_commit(project_path),
+        "config_hash": config_hash(params),
+        "kedro_env": env,
+        "kedro_run_id": save_version,
+        **{f"version.{name}": version for name, version in package_versions().items()},
+    }
 
 
 def _run_params(arm: ArmDataset, inputs: dict[str, Any]) -> dict[str, Any]:
