@@ -514,7 +514,8 @@ def _run_epoch(loop: _Loop, epoch: int, student_features: dict[str, Tensor], tea
     # A batch too small to give every process a sample is dropped on all of them.
     groups = [indices for indices in groups if len(indices) >= loop.world]
     steps, samples = len(groups), sum(len(g) for g in groups)
-    groups = [indices[loop.rank :: loop.world] for indices in groups]
+    if loop.world > 1:
+        groups = [indices[loop.rank :: loop.world] for indices in groups]
     label_counts = [int(loop.mask[g].sum()) for g in groups] if loop.mask is not None else [len(g) for g in groups]
     for (inputs, labels, indices), labelled_count in zip(loop.train_source.batches(groups), label_counts):
         if loop.mask_on_device is not None:
@@ -534,7 +535,7 @@ def _run_epoch(loop: _Loop, epoch: int, student_features: dict[str, Tensor], tea
         loop.optimizer.step()
         loop.scheduler.step()
         totals.add(terms, len(indices), labelled_count)
-        correct += (student_out.logits.detach().argmax(dim=1) == labels).sum()  # UNLABELLED never matches
+        correct += (student_out.logits.argmax(dim=1) == labels).sum()  # UNLABELLED never matches
     labelled_seen = torch.tensor(float(sum(label_counts)), device=loop.device)
     return _Epoch(totals, correct, labelled_seen, groups, label_counts, lr, steps, samples)
 
@@ -567,8 +568,9 @@ def _epoch_row(loop: _Loop, epoch: int, done: _Epoch, history: list[dict[str, fl
         val_loss=F.cross_entropy(val_logits.float(), loop.val_source.y).item(),
         lr=done.lr,
     )
-    losses = " ".join(f"{k[5:]}={v:.4f}" for k, v in row.items() if k.startswith("loss_"))
-    log.info("%s epoch %d/%d %s val_acc=%.4f", loop.label, epoch, loop.config.epochs, losses, val_accuracy)
+    if log.isEnabledFor(logging.INFO):
+        losses = " ".join(f"{k[5:]}={v:.4f}" for k, v in row.items() if k.startswith("loss_"))
+        log.info("%s epoch %d/%d %s val_acc=%.4f", loop.label, epoch, loop.config.epochs, losses, val_accuracy)
     return row
 
 
@@ -600,8 +602,7 @@ def _epoch_groups(
     if steps is not None:
         return _budgeted_groups(size, config.batch_size, per_batch, generator, mask, steps)
     if per_batch == 0:
-        order = torch.randperm(size, generator=generator)
-        return [order[start : start + config.batch_size] for start in range(0, size, config.batch_size)]
+        return list(torch.randperm(size, generator=generator).split(config.batch_size))
     labelled, unlabelled = mask.nonzero().flatten(), (~mask).nonzero().flatten()
     chunks = unlabelled[torch.randperm(len(unlabelled), generator=generator)].split(config.batch_size - per_batch)
     stream = _cycled(labelled, per_batch * len(chunks), generator)
