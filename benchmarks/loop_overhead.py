@@ -85,13 +85,13 @@ def time_pair(name, study, data, teacher, config, seed) -> tuple[tuple[float, fl
     """(wall, CPU) seconds of one project run and of one bare run of ``name``, from the same initial weights."""
     entry = {e.key: e for e in study.methods}[name]
     torch.manual_seed(seed)
-    student = build_model(study.student_spec)
+    student = build_model(study.student.spec)
     method = build_method(name, entry.config, student, teacher, len(data["train"]["y"]))
     needed = teacher if method.needs_teacher else None
     project = _timed(lambda: train(student, method, data["train"], data["val"], config, seed, teacher=needed))
 
     torch.manual_seed(seed)
-    student = build_model(study.student_spec)
+    student = build_model(study.student.spec)
     adapter = build_method(name, entry.config, student, teacher, 1).adapter if name == "fitnet" else None
     return project, _timed(lambda: bare_loop(student, teacher, name, config, data, seed, adapter))
 
@@ -105,8 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     study, data = default_study()
-    teacher = build_model(study.teacher_spec).eval().requires_grad_(False)
-    config = replace(study.student_training, epochs=args.epochs, augment="standard", schedule="cosine", device="cpu")
+    teacher = build_model(study.teacher.spec).eval().requires_grad_(False)
+    config = replace(study.student.training, epochs=args.epochs, augment="standard", schedule="cosine", device="cpu")
     batches = args.epochs * math.ceil(len(data["train"]["y"]) / config.batch_size)
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
