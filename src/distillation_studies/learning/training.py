@@ -27,7 +27,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distillation_studies.common.config import require_choice, require_non_negative, require_positive
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.divergence import check_finite
 from distillation_studies.learning.features import capture_features
 from distillation_studies.learning.methods.base import UNLABELLED, Batch, DistillationMethod, ModelOutputs
 from distillation_studies.learning.methods.shared import LossTotals, total_loss
