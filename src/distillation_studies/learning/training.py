@@ -41,6 +41,7 @@ DEVICES = ["auto", "cpu", "cuda", "mps"]
 PRECISIONS = ["auto", "fp32", "bf16"]
 AUGMENTATIONS = ["none", "standard"]
 TrainingData = Union[Mapping[str, Tensor], Dataset]  # {"x", "y"} in memory, or a Dataset of (x, y)
+Augment = Callable[[Tensor, torch.Generator], Tensor]  # (inputs, generator on their device) -> augmented inputs
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,7 @@ class _Loop:
     train_source: _InMemory | _Streamed
     val_source: _InMemory | _Streamed
     generator: torch.Generator  # batch order, on the CPU
-    augment: Callable[[Tensor, torch.Generator], Tensor] | None
+    augment: Augment | None
     augment_generator: torch.Generator  # on the training device
     autocast: torch.autocast
     student_layers: list[str]
@@ -393,7 +394,7 @@ def train(
     config: TrainConfig,
     seed: int,
     teacher: nn.Module | None = None,
-    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    augment: Augment | None = None,
     label: str = "model",
     labelled: Tensor | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
@@ -419,7 +420,7 @@ def train(
     The summary counts the ``optimizer_steps`` made and the ``samples_seen`` by them.
     """
     started = time.perf_counter()
-    loop = _set_up(model, method, train_data, val_data, config, seed, teacher, augment, label, labelled, steps_per_epoch)
+    loop = _set_up(model, method, teacher, (train_data, val_data), config, seed, label, augment, labelled, steps_per_epoch)
     history: list[dict[str, float]] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
     optimizer_steps, samples_seen = 0, 0
@@ -452,20 +453,12 @@ def train(
 
 
 def _set_up(
-    model: nn.Module,
-    method: DistillationMethod,
-    train_data: TrainingData,
-    val_data: TrainingData,
-    config: TrainConfig,
-    seed: int,
-    teacher: nn.Module | None,
-    augment: Callable[[Tensor, torch.Generator], Tensor] | None,
-    label: str,
-    labelled: Tensor | None,
-    steps_per_epoch: int | None,
+    model: nn.Module, method: DistillationMethod, teacher: nn.Module | None, data: tuple[TrainingData, TrainingData],
+    config: TrainConfig, seed: int, label: str, augment: Augment | None, labelled: Tensor | None, steps_per_epoch: int | None,
 ) -> _Loop:
     """Models and data on the device, the teacher frozen (and cached when it can be), the method
     prepared, the optimiser and schedule built for the planned steps."""
+    train_data, val_data = data
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(seed)  # batch order: drawn on the CPU for both data paths
     # Augmentation draws on the training device: a per-batch copy of CPU draws to a GPU waits for the GPU.
