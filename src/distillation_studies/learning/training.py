@@ -213,6 +213,15 @@ def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
     return config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
 
 
+def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast | nullcontext:
+    """bf16 autocast where configured; fp32 otherwise, without a context to enter at every step unless
+    a caller's autocast must be switched off."""
+    bf16 = _use_bf16(config, device)
+    if bf16 or torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    return nullcontext()
+
+
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     """A detached CPU copy of the weights (safe to keep while training continues on any device)."""
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
@@ -359,7 +368,7 @@ class _Loop:
     generator: torch.Generator  # batch order, on the CPU
     augment: Augment | None
     augment_generator: torch.Generator  # on the training device
-    autocast: torch.autocast
+    autocast: torch.autocast | nullcontext
     student_layers: list[str]
     teacher_layers: list[str]
     teacher_cache: ModelOutputs | None  # the teacher's outputs on the training set, when fixed
@@ -377,7 +386,7 @@ class _Epoch:
     """One epoch's sums, still on the device, and its batch plan (for the denominators)."""
 
     totals: LossTotals
-    correct: Tensor  # labelled training samples the student got right
+    hits: list[Tensor]  # per batch: which samples the student got right (UNLABELLED never matches)
     labelled_seen: Tensor
     groups: list[Tensor]  # this process's share of each batch
     label_counts: list[int]
@@ -487,7 +496,7 @@ def _set_up(
     return _Loop(
         model, forward_model, method, teacher, config, label, seed, device, train_source,
         _source(val_data, device, layout, config.workers), generator, augment, augment_generator,
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(config, device)),
+        _autocast(config, device),
         student_layers, teacher_layers, teacher_cache, optimizer, _scheduler(optimizer, config, planned),
         mask, mask.to(device) if mask is not None else None, budget, rank, world,
     )
@@ -500,7 +509,7 @@ def _run_epoch(loop: _Loop, epoch: int, student_features: dict[str, Tensor], tea
     method.train()
     method.start_epoch(epoch, config.epochs)
     totals = LossTotals(method.label_terms)
-    correct = torch.zeros((), device=loop.device)
+    hits: list[Tensor] = []  # counted once at the epoch's end: two tensor operations fewer per step
     lr = loop.optimizer.param_groups[0]["lr"]  # the rate the epoch starts with (the schedule steps per batch)
     groups = _epoch_groups(len(loop.train_source), config, loop.generator, loop.mask, loop.budget[epoch - 1] if loop.budget else None)
     # A batch too small to give every process a sample is dropped on all of them.
@@ -527,9 +536,9 @@ def _run_epoch(loop: _Loop, epoch: int, student_features: dict[str, Tensor], tea
         loop.optimizer.step()
         loop.scheduler.step()
         totals.add(terms, len(indices), labelled_count)
-        correct += (student_out.logits.argmax(dim=1) == labels).sum()  # UNLABELLED never matches
+        hits.append(student_out.logits.argmax(dim=1) == labels)
     labelled_seen = torch.tensor(float(sum(label_counts)), device=loop.device)
-    return _Epoch(totals, correct, labelled_seen, groups, label_counts, lr, steps, samples)
+    return _Epoch(totals, hits, labelled_seen, groups, label_counts, lr, steps, samples)
 
 
 def _teacher_outputs(loop: _Loop, inputs: Tensor, indices: Tensor, features: dict[str, Tensor]) -> ModelOutputs | None:
@@ -545,8 +554,9 @@ def _teacher_outputs(loop: _Loop, inputs: Tensor, indices: Tensor, features: dic
 def _epoch_row(loop: _Loop, epoch: int, done: _Epoch, history: list[dict[str, float]]) -> dict[str, float]:
     """The epoch's history row: loss terms averaged over the samples they saw (summed over processes),
     training accuracy, and validation accuracy and loss; logged."""
+    correct = torch.cat(done.hits).sum().float() if done.hits else torch.zeros((), device=loop.device)
     if loop.world > 1:  # loss terms and counts summed over every process's share of the data
-        for value in [*done.totals.sums.values(), done.correct, done.labelled_seen]:
+        for value in [*done.totals.sums.values(), correct, done.labelled_seen]:
             dist.all_reduce(value)
     with loop.autocast:
         val_logits = loop.val_source.predict(loop.model).logits
@@ -555,7 +565,7 @@ def _epoch_row(loop: _Loop, epoch: int, done: _Epoch, history: list[dict[str, fl
     row = done.totals.row(epoch, seen[False], seen[True], loop.label, loop.seed, history)
     val_accuracy = accuracy(val_logits, loop.val_source.y)
     row.update(
-        train_accuracy=done.correct.item() / max(1.0, done.labelled_seen.item()),  # on the batches as trained (augmented)
+        train_accuracy=correct.item() / max(1.0, done.labelled_seen.item()),  # on the batches as trained (augmented)
         val_accuracy=val_accuracy,
         val_loss=F.cross_entropy(val_logits.float(), loop.val_source.y).item(),
         lr=done.lr,
