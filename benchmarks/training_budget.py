@@ -27,19 +27,19 @@ def main() -> None:
     args = parser.parse_args()
     study, data = default_study()
 
-    torch.manual_seed(study.teacher_seed)
-    teacher = build_model(study.teacher_spec)
+    torch.manual_seed(study.teacher.seed)
+    teacher = build_model(study.teacher.spec)
     ce = build_method("ce", parse_method_config("ce", {}, "t"), teacher, None, 1)
-    teacher.load_state_dict(train(teacher, ce, data["train"], data["val"], study.teacher_training, study.teacher_seed).best_state)
+    teacher.load_state_dict(train(teacher, ce, data["train"], data["val"], study.teacher.training, study.teacher.seed).best_state)
 
     print(f"{'epochs':>6} {'method':>8} {'val acc mean':>12} {'std':>6} {'s/run':>6}")
     for epochs in args.epochs:
-        config = study.student_training.__class__(**{**vars(study.student_training), "epochs": epochs})
+        config = study.student.training.__class__(**{**vars(study.student.training), "epochs": epochs})
         for entry in study.methods:
             accuracies, seconds = [], []
             for seed in study.seeds:
                 torch.manual_seed(seed)
-                student = build_model(study.student_spec)
+                student = build_model(study.student.spec)
                 method = build_method(entry.method, entry.config, student, teacher, len(data["train"]["y"]))
                 started = time.perf_counter()
                 result = train(student, method, data["train"], data["val"], config, seed, teacher=teacher if method.needs_teacher else None)

@@ -367,3 +367,44 @@ def test_the_cosine_schedule_spans_a_step_budget(data):
     for row, first_step in zip(result.history, [0, 2, 5, 7]):
         assert row["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * first_step / 10)))
     assert len(method.batches) == 10
+
+
+def _count_calls(obj, name: str) -> list[int]:
+    """Replace ``obj.name`` by a wrapper counting its calls (the count is the list's one entry)."""
+    calls, original = [0], getattr(obj, name)
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    setattr(obj, name, counted)
+    return calls
+
+
+def test_teacher_run_per_batch_gets_its_feature_hook_once_per_run_and_keeps_none(data, teacher):
+    """Augmented inputs defeat the teacher cache, so the teacher runs on every batch: its feature hook
+    goes on once for the whole run (not once per batch) and is gone afterwards."""
+    torch.manual_seed(0)
+    student = tiny_mlp(hidden=(16,))
+    method = build_method("fitnet", parse_method_config("fitnet", FITNET, "fitnet"), student, teacher, len(data["train"]["y"]))
+    layer = teacher.get_submodule("embed.0")
+    registrations = _count_calls(layer, "register_forward_hook")  # counted from here: train() alone
+    config = TrainConfig(epochs=3, batch_size=32, lr=3e-3, augment="standard")
+    result = train(student, method, data["train"], data["val"], config, seed=0, teacher=teacher)
+    del layer.register_forward_hook
+    batches = 3 * math.ceil(len(data["train"]["y"]) / 32)
+    assert result.summary["optimizer_steps"] == batches > 3
+    assert registrations == [1]
+    assert not layer._forward_hooks
+
+
+def test_predict_leaves_an_eval_mode_model_alone_and_restores_a_training_one(data, teacher):
+    """Switching modes walks every sub-module: a model already in eval mode is not switched at all."""
+    switches = _count_calls(teacher, "train")  # nn.Module.eval() calls train(False)
+    predict(teacher, data["val"]["x"], ["embed.0"])
+    del teacher.train
+    assert switches == [0] and not teacher.training
+    student = tiny_mlp().train()
+    outputs = predict(student, data["val"]["x"], ["hidden.0"])
+    assert student.training and all(m.training for m in student.modules())
+    assert outputs.logits.shape[0] == outputs.features["hidden.0"].shape[0] == len(data["val"]["y"])

@@ -119,8 +119,8 @@ def test_valid_base_config_passes():
     assert isinstance(study, StudyConfig)
     assert [entry.key for entry in study.methods] == ["ce", "kd", "fitnet", "rkd"]
     assert study.seeds == (0, 1)
-    assert study.teacher_spec == {"name": "cnn", "in_shape": [1, 8, 8], "num_classes": 10, "channels": [8, 16], "embed": 32}
-    assert study.student_spec["hidden"] == [16]
+    assert study.teacher.spec == {"name": "cnn", "in_shape": [1, 8, 8], "num_classes": 10, "channels": [8, 16], "embed": 32}
+    assert study.student.spec["hidden"] == [16]
     assert study.methods[1].config.temperature == 4.0
     assert study.comparison.baselines == ("ce", "kd")
 
@@ -185,8 +185,8 @@ def _with_data(data: dict[str, Any]) -> dict[str, Any]:
 def test_torchvision_dataset_sizes_the_models_without_reading_files(tmp_path, dataset, shape, classes):
     # root is empty: validation must not need the files (they are read by the first node).
     study = validate_study(_with_data({"dataset": dataset, "root": str(tmp_path), "val_fraction": 0.1}))
-    assert (study.teacher_spec["in_shape"], study.teacher_spec["num_classes"]) == (shape, classes)
-    assert (study.student_spec["in_shape"], study.student_spec["num_classes"]) == (shape, classes)
+    assert (study.teacher.spec["in_shape"], study.teacher.spec["num_classes"]) == (shape, classes)
+    assert (study.student.spec["in_shape"], study.student.spec["num_classes"]) == (shape, classes)
 
 
 def test_torchvision_dataset_ignores_test_fraction(tmp_path):
@@ -200,7 +200,7 @@ def test_image_folder_counts_class_folders_at_validation(tmp_path):
         (tmp_path / "train" / name).mkdir(parents=True)
     (tmp_path / "train" / "notes.txt").write_text("not a class")
     study = validate_study(_with_data({"dataset": "image_folder", "root": str(tmp_path), "image_size": 16}))
-    assert (study.teacher_spec["in_shape"], study.teacher_spec["num_classes"]) == ([3, 16, 16], 3)
+    assert (study.teacher.spec["in_shape"], study.teacher.spec["num_classes"]) == ([3, 16, 16], 3)
 
 
 def test_image_folder_without_train_folder_names_it(tmp_path):
@@ -257,8 +257,8 @@ def _without_multistep(params: dict[str, Any]) -> dict[str, Any]:
 )
 def test_cifar100_benchmark_envs_validate(env, teacher, student, dkd_beta):
     study = validate_study(_without_multistep(env_params(env)))
-    assert (study.teacher_spec["name"], study.student_spec["name"]) == (teacher, student)
-    assert study.teacher_spec["num_classes"] == 100 and study.teacher_spec["in_shape"] == [3, 32, 32]
+    assert (study.teacher.spec["name"], study.student.spec["name"]) == (teacher, student)
+    assert study.teacher.spec["num_classes"] == 100 and study.teacher.spec["in_shape"] == [3, 32, 32]
     assert [e.key for e in study.methods] == [
         "ce", "kd", "fitnet", "at", "rkd", "pkt", "sp", "cc", "vid", "crd", "crd_kd", "dkd", "dist", "reviewkd",
         "ickd", "wttm", "ab", "skd",
@@ -273,7 +273,7 @@ def test_cifar100_benchmark_envs_validate(env, teacher, student, dkd_beta):
     skd = by_key["skd"]
     assert (skd.temperature, skd.tikhonov) == (4.0, 0.1)
     assert (skd.ce_weight, skd.kd_weight) == ((0.5, 0.5) if teacher == "resnet32x4" else (0.1, 0.9))
-    for training in (study.teacher_training, study.student_training):
+    for training in (study.teacher.training, study.student.training):
         assert (training.epochs, training.batch_size, training.optimizer) == (240, 64, "sgd")
         assert (training.lr, training.momentum, training.weight_decay) == (0.05, 0.9, 0.0005)
         assert (training.augment, training.device) == ("standard", "auto")
@@ -284,9 +284,9 @@ def test_cifar100_benchmark_envs_validate(env, teacher, student, dkd_beta):
 
 def test_cifar100_smoke_env_validates():
     study = validate_study(env_params("cifar100_smoke"))
-    assert study.data.dataset == "cifar100" and study.teacher_spec["num_classes"] == 100
+    assert study.data.dataset == "cifar100" and study.teacher.spec["num_classes"] == 100
     assert [e.key for e in study.methods] == ["ce", "kd", "fitnet"] and study.seeds == (0,)
-    assert study.student_training.device == "cpu" and study.student_training.augment == "standard"
+    assert study.student.training.device == "cpu" and study.student.training.augment == "standard"
 
 
 def test_grayscale_image_folder_sizes_models_for_one_channel(tmp_path):

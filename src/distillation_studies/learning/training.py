@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager, nullcontext
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Union
@@ -26,9 +27,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distillation_studies.common.config import require_choice, require_non_negative, require_positive
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.learning.divergence import check_finite
 from distillation_studies.learning.features import capture_features
 from distillation_studies.learning.methods.base import UNLABELLED, Batch, DistillationMethod, ModelOutputs
+from distillation_studies.learning.methods.shared import LossTotals, total_loss
 from distillation_studies.learning.streaming import labels_of
 from distillation_studies.learning.vision_data import IndexedDataset, standard_augmentation
 
@@ -40,6 +41,7 @@ DEVICES = ["auto", "cpu", "cuda", "mps"]
 PRECISIONS = ["auto", "fp32", "bf16"]
 AUGMENTATIONS = ["none", "standard"]
 TrainingData = Union[Mapping[str, Tensor], Dataset]  # {"x", "y"} in memory, or a Dataset of (x, y)
+Augment = Callable[[Tensor, torch.Generator], Tensor]  # (inputs, generator on their device) -> augmented inputs
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,10 @@ class TrainResult:
     summary: dict[str, float] = field(default_factory=dict)
 
 
-def forward_with_features(model: nn.Module, x: Tensor, layers: list[str], wrapper: nn.Module | None = None) -> ModelOutputs:
-    """Logits plus the features at ``layers``; hooks go on ``model``, the call through ``wrapper``
-    (a DDP- or compile-wrapped ``model``) when given, so module paths never change."""
+def forward_with_features(model: nn.Module, x: Tensor, layers: list[str]) -> ModelOutputs:
+    """Logits plus the features at ``layers`` for one call (the loop keeps its hooks on for a whole run)."""
     with capture_features(model, layers) as features:
-        logits = (wrapper or model)(x)
+        logits = model(x)
     return ModelOutputs(logits, dict(features))
 
 
@@ -157,15 +158,29 @@ def predict(
 ) -> ModelOutputs:
     """Eval-mode outputs over all inputs (a tensor, an {"x", "y"} split or a Dataset), in batches on the
     model's device (features concatenated too)."""
-    was_training = model.training
-    model.eval()
     device = _device_of(model)
-    parts = [forward_with_features(model, batch.to(device), layers or []) for batch in _inputs_in_order(x, batch_size, workers)]
-    model.train(was_training)
+    with _eval_mode(model), capture_features(model, layers or []) as features:
+        parts = [ModelOutputs(model(batch.to(device)), dict(features)) for batch in _inputs_in_order(x, batch_size, workers)]
     return _concatenate(parts, layers or [])
 
 
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside, as it was after; a model already in eval mode is left alone
+    (switching walks every sub-module)."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
 def _concatenate(parts: list[ModelOutputs], layers: list[str]) -> ModelOutputs:
+    if len(parts) == 1:
+        return parts[0]
     return ModelOutputs(torch.cat([p.logits for p in parts]), {name: torch.cat([p.features[name] for p in parts]) for name in layers})
 
 
@@ -196,6 +211,15 @@ def _to(x: Tensor, device: torch.device, layout: torch.memory_format, non_blocki
 
 def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
     return config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+
+
+def _autocast(config: TrainConfig, device: torch.device) -> torch.autocast | nullcontext:
+    """bf16 autocast where configured; fp32 otherwise, without a context to enter at every step unless
+    a caller's autocast must be switched off."""
+    bf16 = _use_bf16(config, device)
+    if bf16 or torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    return nullcontext()
 
 
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
@@ -271,10 +295,8 @@ class _Streamed:
     def predict(self, model: nn.Module, layers: list[str] | None = None, batch_size: int = 256) -> ModelOutputs:
         """Eval-mode outputs over the whole dataset in order, read through the same workers."""
         groups = [torch.arange(i, min(i + batch_size, len(self))) for i in range(0, len(self), batch_size)]
-        was_training = model.training
-        model.eval()
-        parts = [forward_with_features(model, x, layers or []) for x, _, _ in self.batches(groups)]
-        model.train(was_training)
+        with _eval_mode(model), capture_features(model, layers or []) as features:
+            parts = [ModelOutputs(model(x), dict(features)) for x, _, _ in self.batches(groups)]
         return _concatenate(parts, layers or [])
 
 
@@ -329,6 +351,50 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: lis
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
 
 
+@dataclass
+class _Loop:
+    """What every epoch of one ``train`` call reads, built once by :func:`_set_up`."""
+
+    model: nn.Module
+    forward_model: nn.Module  # ``model``, or it compiled or DDP-wrapped: hooks stay on ``model``
+    method: DistillationMethod
+    teacher: nn.Module | None
+    config: TrainConfig
+    label: str
+    seed: int
+    device: torch.device
+    train_source: _InMemory | _Streamed
+    val_source: _InMemory | _Streamed
+    generator: torch.Generator  # batch order, on the CPU
+    augment: Augment | None
+    augment_generator: torch.Generator  # on the training device
+    autocast: torch.autocast | nullcontext
+    student_layers: list[str]
+    teacher_layers: list[str]
+    teacher_cache: ModelOutputs | None  # the teacher's outputs on the training set, when fixed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    mask: Tensor | None  # labelled samples of a transfer set, on the CPU
+    mask_on_device: Tensor | None
+    budget: list[int] | None  # optimiser steps per epoch, None: one pass
+    rank: int
+    world: int
+
+
+@dataclass
+class _Epoch:
+    """One epoch's sums, still on the device, and its batch plan (for the denominators)."""
+
+    totals: LossTotals
+    hits: list[Tensor]  # per batch: which samples the student got right (UNLABELLED never matches)
+    labelled_seen: Tensor
+    groups: list[Tensor]  # this process's share of each batch
+    label_counts: list[int]
+    lr: float  # the rate the epoch started with
+    steps: int  # optimiser steps over every process
+    samples: int
+
+
 def train(
     model: nn.Module,
     method: DistillationMethod,
@@ -337,7 +403,7 @@ def train(
     config: TrainConfig,
     seed: int,
     teacher: nn.Module | None = None,
-    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    augment: Augment | None = None,
     label: str = "model",
     labelled: Tensor | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
@@ -363,112 +429,23 @@ def train(
     The summary counts the ``optimizer_steps`` made and the ``samples_seen`` by them.
     """
     started = time.perf_counter()
-    device = resolve_device(config.device)
-    generator = torch.Generator().manual_seed(seed)  # batch order: drawn on the CPU for both data paths
-    # Augmentation draws on the training device: a per-batch copy of CPU draws to a GPU waits for the GPU.
-    augment_generator = generator if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
-    augment = augment or (standard_augmentation() if config.augment == "standard" else None)
-    student_layers, teacher_layers = method.layers(method.config)
-    layout = torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
-    model.to(device, memory_format=layout)
-    method.to(device)
-    train_source = _source(train_data, device, layout, config.workers)
-    val_source = _source(val_data, device, layout, config.workers)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(config, device))
-    forward_model = torch.compile(model) if config.compile and device.type == "cuda" else model
-    rank, world = _process_group()
-    if world > 1:  # launched with torchrun: each process takes its share of every global batch
-        forward_model = DistributedDataParallel(forward_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if teacher is not None:
-        teacher.to(device, memory_format=layout).eval().requires_grad_(False)
-    teacher_cache = _teacher_cache(teacher, train_source, teacher_layers, augment is None, config, label)
-    if teacher_cache is None and teacher is not None and method.needs_teacher_train:
-        method.prepare(train_source.predict(teacher, teacher_layers), train_data)
-    else:
-        method.prepare(teacher_cache, train_data)
-
-    trainable = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
-    optimizer = _optimizer(trainable, config)
-    size = len(train_source)
-    mask = _transfer_mask(labelled, size)
-    mask_on_device = mask.to(device) if mask is not None else None
-    budget = epoch_steps(config, steps_per_epoch)
-    planned = budget or [len(_epoch_groups(size, config, torch.Generator(), mask))] * config.epochs
-    scheduler = _scheduler(optimizer, config, planned)
-    optimizer_steps, samples_seen = 0, 0
-
+    loop = _set_up(model, method, teacher, (train_data, val_data), config, seed, label, augment, labelled, steps_per_epoch)
     history: list[dict[str, float]] = []
     best_accuracy, best_epoch, best_state = -1.0, 0, None
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        method.train()
-        method.start_epoch(epoch, config.epochs)
-        totals: dict[str, Tensor] = {}
-        correct = torch.zeros((), device=device)  # labelled training samples the student got right, on the device
-        lr = optimizer.param_groups[0]["lr"]  # the rate the epoch starts with (the schedule steps per batch)
-        groups = _epoch_groups(size, config, generator, mask, budget[epoch - 1] if budget else None)
-        # A batch too small to give every process a sample is dropped on all of them.
-        groups = [indices for indices in groups if len(indices) >= world]
-        optimizer_steps, samples_seen = optimizer_steps + len(groups), samples_seen + sum(len(g) for g in groups)
-        groups = [indices[rank::world] for indices in groups]
-        label_counts = [int(mask[g].sum()) for g in groups] if mask is not None else [len(g) for g in groups]
-        for (inputs, labels, indices), labelled_count in zip(train_source.batches(groups), label_counts):
-            if mask_on_device is not None:
-                labels = labels.masked_fill(~mask_on_device[indices], UNLABELLED)
-            if augment is not None:
-                inputs = augment(inputs, augment_generator)
-            with autocast:
-                student_out = forward_with_features(model, inputs, student_layers, wrapper=forward_model)
-                teacher_out = None
-                if teacher is not None:
-                    teacher_out = (
-                        _select(teacher_cache, indices) if teacher_cache is not None else predict(teacher, inputs, teacher_layers)
-                    )
-                terms = method(student_out, teacher_out, Batch(inputs, labels, indices))
-                if labelled_count == 0:  # a label term averaged over no sample is 0/0
-                    terms = {k: v for k, v in terms.items() if k not in method.label_terms}
-                loss = torch.stack([t.float() for t in terms.values()]).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if world > 1:
-                _average_gradients(method)  # DDP averages the student's; the method's parts are averaged here
-            optimizer.step()
-            scheduler.step()
-            for name, value in terms.items():  # summed on the device: no host sync per step
-                weight = labelled_count if name in method.label_terms else len(indices)
-                totals[name] = totals.get(name, 0.0) + value.detach().float() * weight
-            correct += (student_out.logits.detach().argmax(dim=1) == labels).sum()  # UNLABELLED never matches
-        labelled_seen = torch.tensor(float(sum(label_counts)), device=device)
-        if world > 1:  # loss terms and counts summed over every process's share of the data
-            for value in [*totals.values(), correct, labelled_seen]:
-                dist.all_reduce(value)
-        with autocast:
-            val_logits = val_source.predict(model).logits
-        seen = _samples_seen(size, groups, label_counts, world, mask is not None or budget is not None)
-        row = {"epoch": epoch, **{f"loss_{k}": v.item() / seen[k in method.label_terms] for k, v in totals.items()}}
-        row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
-        check_finite(row, label, seed, history)  # a NaN/inf loss stops this run now, naming the term
-        val_accuracy = accuracy(val_logits, val_source.y)
-        row.update(
-            train_accuracy=correct.item() / max(1.0, labelled_seen.item()),  # on the batches as trained (augmented)
-            val_accuracy=val_accuracy,
-            val_loss=F.cross_entropy(val_logits.float(), val_source.y).item(),
-            lr=lr,
-        )
-        history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
-        if val_accuracy > best_accuracy:
-            best_accuracy, best_epoch = val_accuracy, epoch
-            best_state = _cpu_state(model)
-        log.info(
-            "%s epoch %d/%d %s val_acc=%.4f",
-            label,
-            epoch,
-            config.epochs,
-            " ".join(f"{k[5:]}={v:.4f}" for k, v in row.items() if k.startswith("loss_")),
-            val_accuracy,
-        )
+    optimizer_steps, samples_seen = 0, 0
+    # Feature hooks go on once for the whole run, not per batch (each forward refills the dicts).
+    teacher_hooks = capture_features(teacher, loop.teacher_layers) if teacher is not None else nullcontext({})
+    with capture_features(model, loop.student_layers) as student_features, teacher_hooks as teacher_features:
+        for epoch in range(1, config.epochs + 1):
+            done = _run_epoch(loop, epoch, student_features, teacher_features)
+            optimizer_steps, samples_seen = optimizer_steps + done.steps, samples_seen + done.samples
+            row = _epoch_row(loop, epoch, done, history)
+            history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+            if row["val_accuracy"] > best_accuracy:
+                best_accuracy, best_epoch = row["val_accuracy"], epoch
+                best_state = _cpu_state(model)
     last_state = _cpu_state(model)
     for module in (model, method, teacher):
         if module is not None:
@@ -482,6 +459,121 @@ def train(
         method_parameters=sum(p.numel() for p in method.parameters()),
         summary={"best_val_accuracy": best_accuracy, "optimizer_steps": optimizer_steps, "samples_seen": samples_seen},
     )
+
+
+def _set_up(
+    model: nn.Module, method: DistillationMethod, teacher: nn.Module | None, data: tuple[TrainingData, TrainingData],
+    config: TrainConfig, seed: int, label: str, augment: Augment | None, labelled: Tensor | None, steps_per_epoch: int | None,
+) -> _Loop:
+    """Models and data on the device, the teacher frozen (and cached when it can be), the method
+    prepared, the optimiser and schedule built for the planned steps."""
+    train_data, val_data = data
+    device = resolve_device(config.device)
+    generator = torch.Generator().manual_seed(seed)  # batch order: drawn on the CPU for both data paths
+    # Augmentation draws on the training device: a per-batch copy of CPU draws to a GPU waits for the GPU.
+    augment_generator = generator if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
+    augment = augment or (standard_augmentation() if config.augment == "standard" else None)
+    student_layers, teacher_layers = method.layers(method.config)
+    layout = torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
+    model.to(device, memory_format=layout)
+    method.to(device)
+    train_source = _source(train_data, device, layout, config.workers)
+    forward_model = torch.compile(model) if config.compile and device.type == "cuda" else model
+    rank, world = _process_group()
+    if world > 1:  # launched with torchrun: each process takes its share of every global batch
+        forward_model = DistributedDataParallel(forward_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if teacher is not None:
+        teacher.to(device, memory_format=layout).eval().requires_grad_(False)
+    teacher_cache = _teacher_cache(teacher, train_source, teacher_layers, augment is None, config, label)
+    if teacher_cache is None and teacher is not None and method.needs_teacher_train:
+        method.prepare(train_source.predict(teacher, teacher_layers), train_data)
+    else:
+        method.prepare(teacher_cache, train_data)
+    optimizer = _optimizer([p for p in [*model.parameters(), *method.parameters()] if p.requires_grad], config)
+    mask = _transfer_mask(labelled, len(train_source))
+    budget = epoch_steps(config, steps_per_epoch)
+    planned = budget or [len(_epoch_groups(len(train_source), config, torch.Generator(), mask))] * config.epochs
+    return _Loop(
+        model, forward_model, method, teacher, config, label, seed, device, train_source,
+        _source(val_data, device, layout, config.workers), generator, augment, augment_generator,
+        _autocast(config, device),
+        student_layers, teacher_layers, teacher_cache, optimizer, _scheduler(optimizer, config, planned),
+        mask, mask.to(device) if mask is not None else None, budget, rank, world,
+    )
+
+
+def _run_epoch(loop: _Loop, epoch: int, student_features: dict[str, Tensor], teacher_features: dict[str, Tensor]) -> _Epoch:
+    """One epoch of optimiser steps; its loss sums and counts stay on the device."""
+    model, method, config = loop.model, loop.method, loop.config
+    model.train()
+    method.train()
+    method.start_epoch(epoch, config.epochs)
+    totals = LossTotals(method.label_terms)
+    hits: list[Tensor] = []  # counted once at the epoch's end: two tensor operations fewer per step
+    lr = loop.optimizer.param_groups[0]["lr"]  # the rate the epoch starts with (the schedule steps per batch)
+    groups = _epoch_groups(len(loop.train_source), config, loop.generator, loop.mask, loop.budget[epoch - 1] if loop.budget else None)
+    # A batch too small to give every process a sample is dropped on all of them.
+    groups = [indices for indices in groups if len(indices) >= loop.world]
+    steps, samples = len(groups), sum(len(g) for g in groups)
+    if loop.world > 1:
+        groups = [indices[loop.rank :: loop.world] for indices in groups]
+    label_counts = [int(loop.mask[g].sum()) for g in groups] if loop.mask is not None else [len(g) for g in groups]
+    for (inputs, labels, indices), labelled_count in zip(loop.train_source.batches(groups), label_counts):
+        if loop.mask_on_device is not None:
+            labels = labels.masked_fill(~loop.mask_on_device[indices], UNLABELLED)
+        if loop.augment is not None:
+            inputs = loop.augment(inputs, loop.augment_generator)
+        with loop.autocast:
+            student_out = ModelOutputs(loop.forward_model(inputs), dict(student_features))
+            terms = method(student_out, _teacher_outputs(loop, inputs, indices, teacher_features), Batch(inputs, labels, indices))
+            if labelled_count == 0:  # a label term averaged over no sample is 0/0
+                terms = {k: v for k, v in terms.items() if k not in method.label_terms}
+            loss = total_loss(terms)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if loop.world > 1:
+            _average_gradients(method)  # DDP averages the student's; the method's parts are averaged here
+        loop.optimizer.step()
+        loop.scheduler.step()
+        totals.add(terms, len(indices), labelled_count)
+        hits.append(student_out.logits.argmax(dim=1) == labels)
+    labelled_seen = torch.tensor(float(sum(label_counts)), device=loop.device)
+    return _Epoch(totals, hits, labelled_seen, groups, label_counts, lr, steps, samples)
+
+
+def _teacher_outputs(loop: _Loop, inputs: Tensor, indices: Tensor, features: dict[str, Tensor]) -> ModelOutputs | None:
+    """The frozen teacher's outputs on a batch: looked up in the cache, or one no-grad forward pass."""
+    if loop.teacher is None:
+        return None
+    if loop.teacher_cache is not None:
+        return _select(loop.teacher_cache, indices)
+    with torch.no_grad():
+        return ModelOutputs(loop.teacher(inputs), dict(features))
+
+
+def _epoch_row(loop: _Loop, epoch: int, done: _Epoch, history: list[dict[str, float]]) -> dict[str, float]:
+    """The epoch's history row: loss terms averaged over the samples they saw (summed over processes),
+    training accuracy, and validation accuracy and loss; logged."""
+    correct = torch.cat(done.hits).sum().float() if done.hits else torch.zeros((), device=loop.device)
+    if loop.world > 1:  # loss terms and counts summed over every process's share of the data
+        for value in [*done.totals.sums.values(), correct, done.labelled_seen]:
+            dist.all_reduce(value)
+    with loop.autocast:
+        val_logits = loop.val_source.predict(loop.model).logits
+    masked = loop.mask is not None or loop.budget is not None
+    seen = _samples_seen(len(loop.train_source), done.groups, done.label_counts, loop.world, masked)
+    row = done.totals.row(epoch, seen[False], seen[True], loop.label, loop.seed, history)
+    val_accuracy = accuracy(val_logits, loop.val_source.y)
+    row.update(
+        train_accuracy=correct.item() / max(1.0, done.labelled_seen.item()),  # on the batches as trained (augmented)
+        val_accuracy=val_accuracy,
+        val_loss=F.cross_entropy(val_logits.float(), loop.val_source.y).item(),
+        lr=done.lr,
+    )
+    if log.isEnabledFor(logging.INFO):
+        losses = " ".join(f"{k[5:]}={v:.4f}" for k, v in row.items() if k.startswith("loss_"))
+        log.info("%s epoch %d/%d %s val_acc=%.4f", loop.label, epoch, loop.config.epochs, losses, val_accuracy)
+    return row
 
 
 def _transfer_mask(labelled: Tensor | None, size: int) -> Tensor | None:
@@ -512,8 +604,7 @@ def _epoch_groups(
     if steps is not None:
         return _budgeted_groups(size, config.batch_size, per_batch, generator, mask, steps)
     if per_batch == 0:
-        order = torch.randperm(size, generator=generator)
-        return [order[start : start + config.batch_size] for start in range(0, size, config.batch_size)]
+        return list(torch.randperm(size, generator=generator).split(config.batch_size))
     labelled, unlabelled = mask.nonzero().flatten(), (~mask).nonzero().flatten()
     chunks = unlabelled[torch.randperm(len(unlabelled), generator=generator)].split(config.batch_size - per_batch)
     stream = _cycled(labelled, per_batch * len(chunks), generator)

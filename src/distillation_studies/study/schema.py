@@ -156,12 +156,10 @@ CORRECTIONS = ["holm", "bh", "none"]
 
 
 @dataclass(frozen=True)
-class ComparisonConfig:
-    baselines: tuple[str, ...] = ("ce", "kd")
-    confidence: float = 0.95
-    significance: float = 0.05
-    correction: str = "holm"
-    smallest_difference: float = 0.005  # in the ranked metric's units (0.005: half a point of accuracy)
+class ComparisonConfig(Statistics):
+    """``comparison:``: the analysis's :class:`Statistics` (its fields and defaults, stated once there), checked."""
+
+    smallest_difference: float = 0.005  # a study's default: half a point of accuracy (the analysis's is 0)
 
     def check(self, where: str) -> None:
         for key in ("confidence", "significance"):
@@ -276,31 +274,6 @@ class StudyConfig:
     tracking: TrackingConfig
     search: SearchConfig | None = None  # the budgeted search; None: a study without search: trains its grid
     params: dict[str, Any] = field(default_factory=dict, compare=False)  # the parameters as validated
-
-    @property
-    def teacher_spec(self) -> dict[str, Any]:
-        return self.teacher.spec
-
-    @property
-    def teacher_training(self) -> TrainConfig:
-        return self.teacher.training
-
-    @property
-    def teacher_seed(self) -> int:
-        return self.teacher.seed
-
-    @property
-    def student_spec(self) -> dict[str, Any]:
-        return self.student.spec
-
-    @property
-    def student_training(self) -> TrainConfig:
-        return self.student.training
-
-    @property
-    def student_specs(self) -> dict[str, dict[str, Any]]:
-        """Student architectures by name: the grid's, else ``student.model`` alone."""
-        return self.grid.students or {DEFAULT_STUDENT: self.student.spec}
 
     def section(self, key: str) -> Any:
         """The validated value of parameter ``key`` (``data``, ``student.training``, ``methods.kd``,

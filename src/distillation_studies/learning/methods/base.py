@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 UNLABELLED = -100  # the label an unlabelled (transfer-set) sample carries; F.cross_entropy ignores it
-UNLABELLED_USES = ("learn", "skip", "refuse")
 
 
 @dataclass

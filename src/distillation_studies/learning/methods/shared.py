@@ -12,6 +12,8 @@
 - Stages: ``check_stage_epochs`` and ``staged_terms`` (RepDistiller's "init" stage of a feature loss
   alone, then CE alone, inside the one loop: FSP's ``stage1_epochs``, AB's ``init_epochs``).
 - Composites: ``parse_sub_method`` and ``LABEL_TERM`` (``combine``, ``two_stage``).
+- ``LossTotals`` and ``total_loss``: an epoch's summed terms and its history row, kept the same way by
+  the one loop and by ``fit``.
 - ``fit``: a method's own network fitted for N epochs in ``prepare`` (FT's paraphraser, TAKD's
   assistant). Methods sit below the one training loop (``learning.training`` imports
   ``methods.base``), so a method that must fit a network before the student trains does it here, not
@@ -259,6 +261,48 @@ def parse_sub_method(raw: Any, where: str, refuse: tuple[str, ...], weighted: bo
 BatchTerms = Callable[[Tensor], dict[str, Tensor]]  # sample indices -> named loss terms, batch means
 
 
+def total_loss(terms: Mapping[str, Tensor]) -> Tensor:
+    """The loss a step minimises: the sum of the named terms, in fp32.
+
+    One or two terms are summed directly (the same fp32 value and gradients as stacking them, two
+    tensor operations fewer per step, which a small model notices)."""
+    values = [t.float() for t in terms.values()]
+    if len(values) <= 2:
+        return values[0] if len(values) == 1 else values[0] + values[1]
+    return torch.stack(values).sum()
+
+
+class LossTotals:
+    """One epoch's loss terms, each summed over the samples it averaged, turned into a history row at
+    the epoch's end. The sums stay on the device (no host sync per step). The one loop and ``fit``
+    both keep their epochs with it, so their rows mean the same thing.
+
+    ``label_terms`` (terms averaged over labelled samples only, in a transfer set) are weighted and
+    divided by the ``labelled`` counts; every other term by the ``samples`` counts.
+    """
+
+    def __init__(self, label_terms: frozenset[str] | set[str] = frozenset()) -> None:
+        self.label_terms = label_terms
+        self.sums: dict[str, Tensor] = {}
+
+    def add(self, terms: Mapping[str, Tensor], samples: int, labelled: int | None = None) -> None:
+        """Add one batch's terms (batch means) weighted by the samples each averaged over."""
+        with torch.no_grad():  # no detach per term
+            for name, value in terms.items():
+                weight = labelled if labelled is not None and name in self.label_terms else samples
+                self.sums[name] = self.sums.get(name, 0.0) + value.float() * weight
+
+    def row(self, epoch: int, samples: int, labelled: int | None, label: str, seed: int, history: list[dict]) -> dict[str, float]:
+        """``epoch``, ``loss_<term>`` averaged over its samples and ``loss_total``; a non-finite term raises
+        :class:`~distillation_studies.learning.divergence.DivergenceError` naming ``label`` and ``seed``."""
+        row: dict[str, float] = {"epoch": epoch}
+        for name, value in self.sums.items():
+            row[f"loss_{name}"] = value.item() / (labelled if labelled is not None and name in self.label_terms else samples)
+        row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
+        check_finite(row, label, seed, history)
+        return row
+
+
 def fit(
     module: nn.Module,
     batch_terms: BatchTerms,
@@ -275,9 +319,9 @@ def fit(
 
     One ``optimizer`` step per batch; ``cosine`` anneals its learning rate to 0 over all steps, stepped
     per batch as the loop does. Returns one row per epoch like the loop's history (``epoch``,
-    ``loss_<term>`` averaged over samples, ``loss_total``); a non-finite term stops the fit with
-    :class:`~distillation_studies.learning.divergence.DivergenceError` naming ``label`` and ``seed``.
-    Indices are on the device of ``module``'s first parameter.
+    ``loss_<term>`` averaged over samples, ``loss_total``; :class:`LossTotals`); a non-finite term stops
+    the fit with :class:`~distillation_studies.learning.divergence.DivergenceError` naming ``label`` and
+    ``seed``. Indices are on the device of ``module``'s first parameter.
     """
     generator = torch.Generator().manual_seed(seed)
     device = next(module.parameters()).device
@@ -287,28 +331,18 @@ def fit(
     module.train()
     with torch.enable_grad():  # prepare may be called under no_grad
         for epoch in range(1, epochs + 1):
-            totals: dict[str, Tensor] = {}
+            totals = LossTotals()
             for indices in torch.randperm(size, generator=generator).to(device).split(batch_size):
                 terms = batch_terms(indices)
-                loss = torch.stack([t.float() for t in terms.values()]).sum()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                total_loss(terms).backward()
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
-                for name, value in terms.items():  # summed on the device: no host sync per step
-                    totals[name] = totals.get(name, 0.0) + value.detach().float() * len(indices)
-            history.append(_epoch_row(epoch, totals, size, label, seed, history))
+                totals.add(terms, len(indices))
+            history.append(totals.row(epoch, size, None, label, seed, history))
+            log.debug("%s epoch %d %s", label, epoch, " ".join(f"{k[5:]}={v:.6f}" for k, v in history[-1].items() if k.startswith("loss_")))
     return history
-
-
-def _epoch_row(epoch: int, totals: dict[str, Tensor], size: int, label: str, seed: int, history: list[dict]) -> dict[str, float]:
-    """The epoch's sample-averaged terms and their total, checked finite and logged."""
-    row: dict[str, float] = {"epoch": epoch, **{f"loss_{k}": v.item() / size for k, v in totals.items()}}
-    row["loss_total"] = sum(v for k, v in row.items() if k.startswith("loss_"))
-    check_finite(row, label, seed, history)
-    log.debug("%s epoch %d %s", label, epoch, " ".join(f"{k[5:]}={v:.6f}" for k, v in row.items() if k.startswith("loss_")))
-    return row
 
 
 def share_at_or_below_median(values: Tensor, dtype: torch.dtype) -> Tensor:
