@@ -59,6 +59,11 @@ def experiment_created(project: Path) -> bool:
         return False
 
 
+def said(output: str) -> str:
+    """The terminal's words with rich's line wrapping undone (a long warning wraps at the console width)."""
+    return " ".join(output.split())
+
+
 def running_arm(project: Path, timeout_s: float = 900) -> dict[str, str]:
     """Wait until a student's nested run is RUNNING; its tags (arm, pid of the process training it)."""
     deadline = time.time() + timeout_s
@@ -143,7 +148,7 @@ def test_a_killed_worker_fails_the_study_naming_the_arm_then_resume_finishes_it(
     os.kill(int(victim["pid"]), signal.SIGKILL)  # kill -9 of the worker process training this arm
     output, _ = study.communicate(timeout=900)
     assert study.returncode != 0
-    assert f"arm {victim['arm']}: its worker process died" in output
+    assert f"arm {victim['arm']}: its worker process died" in said(output)
     assert "--only-missing-outputs" in output
     assert all(r.info.status != "RUNNING" for r in runs(tmp_path))
     before = versions(tmp_path)
@@ -171,7 +176,7 @@ def test_an_arm_whose_worker_is_killed_is_retried_on_another_worker(tmp_path):
     os.kill(int(victim["pid"]), signal.SIGKILL)
     output, _ = study.communicate(timeout=900)
     assert study.returncode == 0, output[-3000:]
-    assert f"left the cluster while running arm {victim['arm']}: retrying it on another worker (retry 1 of 1, runner.dask.allowed_failures)" in output
+    assert f"left the cluster while running arm {victim['arm']}: retrying it on another worker (retry 1 of 1, runner.dask.allowed_failures)" in said(output)
     found = runs(tmp_path)
     attempts = [r for r in found if r.data.tags.get("arm") == victim["arm"]]
     assert sorted(r.info.status for r in attempts) == ["FINISHED", "KILLED"]
@@ -211,8 +216,8 @@ def test_every_worker_killed_stops_the_study_with_a_message_then_resume_finishes
             process.kill()
             process.wait()
     assert study.returncode != 0
-    assert "no Dask worker alive for 5 s (runner.dask.no_worker_timeout_s): the study stops" in output, output[-3000:]
-    assert "Dask cluster: 0 of 2 workers alive; the study goes on with none, waiting up to 5 s for one" in output
+    assert "no Dask worker alive for 5 s (runner.dask.no_worker_timeout_s): the study stops" in said(output), output[-3000:]
+    assert "Dask cluster: 0 of 2 workers alive; the study goes on with none, waiting up to 5 s for one" in said(output)
     assert all(r.info.status != "RUNNING" for r in runs(tmp_path))
 
     resumed = run(tmp_path, DASK, "--only-missing-outputs", *slow)  # on a local cluster this time

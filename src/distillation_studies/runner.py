@@ -17,6 +17,7 @@ variable ``DASK_SCHEDULER_ADDRESS`` and by ``--runner-params``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from contextlib import contextmanager
@@ -265,7 +266,7 @@ class ClusterWatch:
         self._largest = 0
         self._alone_since: float | None = None
         self._reported: int | None = None  # the worker count last warned about
-        client.subscribe_topic("all", self._on_event)
+        self._followed: set[str] = set()  # workers whose own event topic this driver reads
 
     def assigned(self, future, worker: str) -> None:
         self._pinned[future] = worker
@@ -273,6 +274,7 @@ class ClusterWatch:
     def idle_workers(self) -> list[str]:
         """Live workers running none of this study's tasks (nor about to), least recently used first."""
         processing = self._client.processing()
+        self._follow(processing)
         running = {key for keys in processing.values() for key in keys}
         self._pinned = {f: w for f, w in self._pinned.items() if f in self._names and f.key not in running}
         busy = {w for w, keys in processing.items() if keys} | set(self._pinned.values())
@@ -284,7 +286,9 @@ class ClusterWatch:
         """Warn when the cluster shrinks; stop the study when no worker has been alive for too long."""
         import time
 
-        workers = len(self._client.nthreads())
+        alive = self._client.nthreads()
+        self._follow(alive)
+        workers = len(alive)
         full = max(self._expected or 0, self._largest)
         if workers < full and workers != self._reported:
             self._log.warning(
@@ -304,7 +308,17 @@ class ClusterWatch:
         if now - self._alone_since >= self._settings.no_worker_timeout_s:
             raise StudyTaskError(no_worker_message(self._settings.no_worker_timeout_s, waiting, done, total))
 
-    def _on_event(self, event: tuple[float, dict]) -> None:
+    def _follow(self, workers) -> None:
+        """Read each worker's own event topic, where the scheduler says it left and what it was running.
+
+        Not the ``all`` topic: it also carries ``replicate`` events that hold scheduler objects, and the
+        scheduler drops the connection of a client it cannot send one to (``scatter(broadcast=True)``
+        inside a search node did exactly that)."""
+        for worker in set(workers) - self._followed:
+            self._client.subscribe_topic(worker, functools.partial(self._on_event, worker))
+            self._followed.add(worker)
+
+    def _on_event(self, worker: str, event: tuple[float, dict]) -> None:
         """A worker left: name the arms it was running and say whether Dask retries them elsewhere."""
         message = event[1]
         if not isinstance(message, dict) or message.get("action") != "remove-worker" or message.get("expected"):
@@ -312,10 +326,10 @@ class ClusterWatch:
         keys = {future.key: name for future, name in list(self._names.items())}
         lost = [keys[key] for key in message.get("processing-tasks", ()) if key in keys]
         if not lost:
-            self._log.warning("Dask worker %s left the cluster (it was running none of the study's tasks)", message.get("worker"))
+            self._log.warning("Dask worker %s left the cluster (it was running none of the study's tasks)", worker)
         for name in lost:
             self._losses[name] = self._losses.get(name, 0) + 1
-            self._log.warning("Dask worker %s left the cluster while running %s: %s", message.get("worker"), describe(name), self._retry(name))
+            self._log.warning("Dask worker %s left the cluster while running %s: %s", worker, describe(name), self._retry(name))
 
     def _retry(self, name: str) -> str:
         if self._settings.address:
@@ -326,10 +340,11 @@ class ClusterWatch:
         return f"retrying it on another worker (retry {losses} of {allowed}, runner.dask.allowed_failures)"
 
     def close(self) -> None:
-        try:
-            self._client.unsubscribe_topic("all")
-        except Exception:  # noqa: BLE001 - the client may already be closing
-            pass
+        for worker in self._followed:
+            try:
+                self._client.unsubscribe_topic(worker)
+            except Exception:  # noqa: BLE001 - the client may already be closing
+                pass
 
 
 def no_worker_message(timeout_s: float, waiting: list[str], done: int, total: int) -> str:
