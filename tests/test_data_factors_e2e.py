@@ -121,3 +121,26 @@ def test_mlflow_runs_carry_their_data_cell_and_the_study_run_the_means(study):
         assert float(params["labels_changed"]) == pytest.approx(changed_train if noise else 0.0, abs=1e-6), run.info.run_name
         labelled = int(params["labelled_size"])
         assert labelled == train if fraction == 1.0 else abs(labelled - fraction * train) <= 10, run.info.run_name
+
+
+def test_the_readmes_mlflow_grouping_gives_one_arm_of_one_cell_one_run_per_seed(study):
+    """README "Compare methods in the MLflow UI", step 2, done through the client as the UI does it: the
+    study's runs (filter ``tags.study_run``), grouped by the param ``arm``, averaged per group."""
+    path, accuracy, outputs = study
+    client = MlflowClient(f"sqlite:///{path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("distillation-studies")
+    [parent] = client.search_runs([experiment.experiment_id], "tags.role = 'study'")
+    runs = client.search_runs([experiment.experiment_id], f"tags.study_run = '{parent.info.run_id}'")
+    groups: dict[str, list] = {}
+    for run in runs:
+        groups.setdefault(run.data.params["arm"], []).append(run)
+    assert set(groups) == set(ARMS) | {"teacher"}
+    table = outputs["comparison_table"].set_index("arm")
+    for arm, members in groups.items():
+        if arm == "teacher":
+            continue
+        cells = {(r.data.params["method"], r.data.params["label_fraction"], r.data.params["transfer_set"], r.data.params["label_noise"]) for r in members}
+        assert len(cells) == 1, arm  # one method of one data cell
+        assert sorted(int(r.data.params["seed"]) for r in members) == list(SEEDS), arm  # one run per seed
+        mean = sum(r.data.metrics["test/accuracy"] for r in members) / len(members)
+        assert mean == pytest.approx(table.loc[arm, "test_accuracy_mean"], abs=1e-9), arm  # the report's number

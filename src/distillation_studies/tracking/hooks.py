@@ -35,6 +35,7 @@ from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
 from distillation_studies.tracking.inputs import split_inputs
 from distillation_studies.tracking.models import log_classifier, recommended_alias, register_recommended, registry_runs
+from distillation_studies.report.recommendation import recommendation_markdown
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import TrackingConfig
 from distillation_studies.tracking.runs import (
@@ -383,6 +384,20 @@ def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
         study.log_text(json.dumps(value, indent=1, default=str), f"report/{dataset}.json")
         if dataset == "protocol_card":
             study.set_tags(protocol_tags(value))
+        elif dataset == "recommendation":
+            study.set_tags({DESCRIPTION_TAG: description(recommendation_markdown(value, heading=True))})
+
+
+DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as a run's description
+MAX_DESCRIPTION = 7900  # MLflow keeps at most 8,000 characters of a tag value
+
+
+def description(markdown: str) -> str:
+    """The study run's description: the recommendation, cut at a line when MLflow's limit would be passed."""
+    if len(markdown) <= MAX_DESCRIPTION:
+        return markdown
+    more = "\n\n(continued in report/recommendation.json and report/study_report.md)"
+    return markdown[: markdown.rfind("\n", 0, MAX_DESCRIPTION - len(more))] + more
 
 
 # ---- the end of a study: normal, failed, or interrupted (SIGINT, SIGTERM) --------------------------------
