@@ -428,3 +428,35 @@ def test_a_training_node_that_fails_closes_its_run_with_every_epoch_it_published
     (run,) = MlflowClient(study.tracking_uri).search_runs([study.experiment_id], "tags.arm = 'kd/seed_0'")
     assert run.info.status == "FAILED" and "loss diverged" in run.data.tags["error"]
     assert _epochs(study, run.info.run_id) == [(1, 0.1), (2, 0.2)]
+
+
+def test_an_arms_test_metrics_and_labels_are_its_logged_models_too(tmp_path):
+    """The Models tab sorts and filters logged models by their own metrics, params and tags: an arm's
+    evaluation reaches its model, with the data cell and method logged after the model was created."""
+    from mlflow.entities import LoggedModelOutput
+
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    run = NestedRun.open(study, "kd__labels_10/seed_1", 1, {})
+    client = MlflowClient(study.tracking_uri)
+    model = client.create_logged_model(study.experiment_id, name="model", source_run_id=run.run_id, params={"training.epochs": "2"})
+    client.log_outputs(run.run_id, [LoggedModelOutput(model.model_id, step=0)])
+    run.log_params({"arm": "kd__labels_10", "method": "kd", "seed": 1, "label_fraction": 0.1})  # as the history brings them
+    run.log_metrics({"test_accuracy": 0.875, "best_val_accuracy": 0.9})
+    run.finish()
+
+    logged = client.get_logged_model(model.model_id)
+    metrics = {metric.key: metric.value for metric in logged.metrics}
+    assert metrics["test/accuracy"] == 0.875 and metrics == {k: v for k, v in client.get_run(run.run_id).data.metrics.items() if k in metrics}
+    assert logged.params == {"training.epochs": "2", "arm": "kd__labels_10", "method": "kd", "seed": "1", "label_fraction": "0.1"}
+    assert {k: logged.tags[k] for k in ("arm", "method", "seed", "study_run")} == {
+        "arm": "kd__labels_10", "method": "kd", "seed": "1", "study_run": study.run_id,
+    }
+    [found] = client.search_logged_models([study.experiment_id], filter_string="params.method = 'kd' AND metrics.`test/accuracy` > 0.8")
+    assert found.model_id == model.model_id
+
+
+def test_an_arm_without_a_logged_model_logs_its_metrics_to_the_run_alone(tmp_path):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    run = NestedRun.open(study, "ce/seed_0", 0, {})
+    run.log_metrics({"test_accuracy": 0.5})
+    assert MlflowClient(study.tracking_uri).get_run(run.run_id).data.metrics["test/accuracy"] == 0.5

@@ -24,7 +24,7 @@ import mlflow
 import mlflow.pytorch
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Run
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
@@ -126,6 +126,22 @@ def logged_model_id(client: MlflowClient, run_id: str, name: str = "model") -> s
     return max(named, key=lambda model_id: steps[model_id])
 
 
+def newest_model_id(run: Run) -> str | None:
+    """The model the run logged last (an arm's run logs one), or None."""
+    outputs = run.outputs.model_outputs if run.outputs else []
+    return outputs[-1].model_id if outputs else None
+
+
+def label_model(client: MlflowClient, model_id: str, run: Run) -> None:
+    """The run's labels on its logged model: the params it lacks (the data cell and method, logged after the
+    model was) and the tags the registry versions carry, so every model of a study is not just ``model``."""
+    known = client.get_logged_model(model_id).params
+    missing = {key: value for key, value in run.data.params.items() if key not in known}
+    if missing:
+        client.log_model_params(model_id, missing)
+    client.set_logged_model_tags(model_id, _labels(run))
+
+
 def recommended_alias(cell_key: str) -> str:
     """The registry alias of a data cell's pick: ``recommended`` for a study of one cell (key ``''``),
     else ``recommended_<cell key>`` (``recommended_labels_10__transfer``): one answer per cell, none across."""
@@ -188,9 +204,14 @@ def _version_labels(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """Tags and a description saying which arm and seed a version is: the registry page shows these, not
     the run's params, and "Version 3" alone does not say it is ``kd`` seed 0."""
     run = client.get_run(run_id)
-    tags = {key: run.data.params[key] for key in VERSION_TAGS if key in run.data.params}
     study_run = run.data.tags.get("study_run")
-    if study_run:
-        tags["study_run"] = study_run
     description = (run.info.run_name or run_id) + (f" of study run {study_run}" if study_run else "")
-    return {"tags": tags, "description": description}
+    return {"tags": _labels(run), "description": description}
+
+
+def _labels(run: Run) -> dict[str, str]:
+    """Which arm, method, seed and study run a run's model is."""
+    tags = {key: run.data.params[key] for key in VERSION_TAGS if key in run.data.params}
+    if run.data.tags.get("study_run"):
+        tags["study_run"] = run.data.tags["study_run"]
+    return tags

@@ -38,6 +38,7 @@ from distillation_studies.analysis.metrics import BY_NAME, COST, QUALITY, SELECT
 from distillation_studies.common import epochs
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.datasets import model_payload
+from distillation_studies.tracking.models import label_model, newest_model_id
 from distillation_studies.provenance import flatten
 
 log = logging.getLogger(__name__)
@@ -180,10 +181,13 @@ def _process_tags() -> dict[str, str]:
     return {"host": socket.gethostname(), "pid": str(os.getpid())}
 
 
-def _metrics(values: dict[str, Any], step: int = 0, timestamp_ms: int | None = None) -> list[Metric]:
+def _metrics(values: dict[str, Any], step: int = 0, timestamp_ms: int | None = None, model_id: str | None = None) -> list[Metric]:
+    """MLflow metrics of the numeric ``values``; with ``model_id`` they are that logged model's metrics too."""
     stamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
     return [
-        Metric(k, float(v), stamp, step) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        Metric(k, float(v), stamp, step, model_id=model_id)
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
     ]
 
 
@@ -430,10 +434,21 @@ class NestedRun:
         _log_batch(self.client, self.run_id, metrics=pending)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
-        """The reported metrics of an evaluation, under their sections; its labels are the run's params."""
+        """The reported metrics of an evaluation, under their sections; its labels are the run's params.
+
+        They are also the metrics of the model the run logged, which gets the run's labels as params and
+        tags, so the experiment's Models tab can sort by ``test/accuracy`` and filter by method or arm."""
         named = {metric_name(k): v for k, v in metrics.items()}
         named.pop(None, None)
-        _log_batch(self.client, self.run_id, metrics=_metrics(named))
+        run = self.client.get_run(self.run_id)
+        model_id = newest_model_id(run)
+        _log_batch(self.client, self.run_id, metrics=_metrics(named, model_id=model_id))
+        if model_id is None:
+            return
+        try:
+            label_model(self.client, model_id, run)
+        except Exception as error:  # noqa: BLE001 - labels on a model never fail an evaluated arm
+            log.warning("%s: its logged model keeps no labels (%s: %s)", run.info.run_name, type(error).__name__, error)
 
     def log_values(self, values: dict[str, float]) -> None:
         """Metrics under the names given (``val/accuracy``, ``cost/optimizer_steps``)."""
