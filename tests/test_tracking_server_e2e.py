@@ -91,6 +91,8 @@ def test_a_study_against_a_tracking_server_puts_every_artifact_in_its_store(tmp_
     kd_models = [m for m in models if m.source_run_id == kd.info.run_id]
     assert kd_models and all(m.artifact_location.startswith("mlflow-artifacts:/") for m in kd_models)
     assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(kd_models[0].model_id)}
+    linked = {m.key: m.value for m in kd_models[0].metrics}  # the Models tab's columns, through the server
+    assert linked["test/accuracy"] == kd.data.metrics["test/accuracy"] and kd_models[0].tags["seed"] == "0"
 
     served = files_under(artifacts)
     assert any(p.name == "study_report.md" for p in served) and any(p.name == "MLmodel" for p in served)
