@@ -195,6 +195,7 @@ def test_bad_config_fails_before_training_and_keeps_every_version(project):
     result = kedro_run(project, "--params", "methods.kd.temperature=-1")
     assert result.returncode != 0
     assert "methods.kd.temperature: must be > 0" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr  # the message alone, as click reports a bad option
     assert versions(project) == before
     _, runs = mlflow_runs(project)
     assert all(r.info.status == "FINISHED" for r in runs)  # no half-started study run
@@ -293,3 +294,24 @@ def test_resuming_after_a_config_change_reports_the_current_config(tmp_path):
     assert "Report: " in log and (tmp_path / "data/08_reporting/tiny/study_report.md" / resumed_b / "study_report.md").is_file()
     card = load(tmp_path, "protocol_card")
     assert card["config_hash"] == runs[resumed_b]["config_hash"] != runs[min(config)]["config_hash"]
+
+
+def test_a_copied_project_is_refused_in_one_message_before_any_work(tmp_path):
+    """``cp -a`` of a project keeps the original's mlflow.db, whose experiment stores its artifacts in the
+    original's mlruns/: the run stops with the guard's message (no traceback) and writes nothing."""
+    from mlflow import MlflowClient
+
+    copy_project(tmp_path)
+    original = tmp_path.parent / f"{tmp_path.name}_original"
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment(
+        "distillation-studies", artifact_location=(original / "mlruns").as_uri()
+    )
+    result = kedro_run(tmp_path)
+    assert result.returncode == 1
+    said = " ".join((result.stdout + result.stderr).split())
+    assert f"Error: tracking: experiment 'distillation-studies' in sqlite:///{tmp_path / 'mlflow.db'} stores its artifacts in {original / 'mlruns'}" in said
+    assert "this project looks copied from another" in said and "Traceback" not in said
+    assert not (tmp_path / "data").exists() or not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
+
+    verbose = kedro_run(tmp_path, "-v")
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr  # -v keeps the stack for a bug report

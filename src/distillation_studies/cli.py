@@ -1,5 +1,6 @@
-"""``kedro run`` as Kedro defines it, except that ``--params`` values may be YAML lists and mappings, and
-``-v`` shows Kedro's per-task lines (``distillation_studies.terminal`` hides them by default).
+"""``kedro run`` as Kedro defines it, except that ``--params`` values may be YAML lists and mappings,
+``-v`` shows Kedro's per-task lines (``distillation_studies.terminal`` hides them by default), and a
+study's own errors (bad config, missing data, a copied project) end in their message, not a traceback.
 
 Kedro splits ``--params`` at every comma before reading ``key=value`` items (``split_string`` in
 ``kedro.framework.cli.utils``), so ``--params "seeds=[0,1,2,3,4]"`` fails with "Item `1` must contain a
@@ -13,6 +14,7 @@ it meant before. Kedro loads this module's ``cli`` group and lets its ``run`` re
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from typing import Any
 
@@ -21,6 +23,7 @@ from kedro.framework.cli.project import run as kedro_run
 from omegaconf import OmegaConf
 from omegaconf.errors import GrammarParseError
 
+from distillation_studies.common.errors import ConfigError
 from distillation_studies.terminal import VERBOSE_ENV
 
 OPENING, CLOSING = "[{", "]}"
@@ -68,6 +71,7 @@ def parse_params(ctx: click.Context | None, param: click.Parameter | None, value
 def _run_command() -> click.Command:
     """Kedro's ``run`` command with the ``--params`` option's callback replaced; Kedro's object is untouched."""
     run = copy.copy(kedro_run)
+    run.callback = _said_in_one_message(kedro_run.callback)
     run.params = [copy.copy(option) for option in kedro_run.params]
     for option in run.params:
         if option.name == "params":
@@ -87,6 +91,23 @@ def _run_command() -> click.Command:
             help=f"Show Kedro's lines for every task, whole (the same as {VERBOSE_ENV}=1).",
         )
     )
+    return run
+
+
+def _said_in_one_message(callback):
+    """A ``ConfigError`` (every error the study raises on bad input names the key or file and what to do)
+    ends the command with ``Error: <message>`` and exit status 1, as click reports a bad option; the stack
+    of Kedro's session, hooks and runner under it says nothing more to the user. ``-v`` keeps the traceback."""
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except ConfigError as error:
+            if os.environ.get(VERBOSE_ENV):
+                raise
+            raise click.ClickException(str(error)) from None
+
     return run
 
 
