@@ -460,3 +460,14 @@ def test_an_arm_without_a_logged_model_logs_its_metrics_to_the_run_alone(tmp_pat
     run = NestedRun.open(study, "ce/seed_0", 0, {})
     run.log_metrics({"test_accuracy": 0.5})
     assert MlflowClient(study.tracking_uri).get_run(run.run_id).data.metrics["test/accuracy"] == 0.5
+
+
+def test_superseded_work_closes_its_run_killed_and_a_failure_failed(tmp_path):
+    from distillation_studies.common.errors import Superseded
+
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    client = MlflowClient(study.tracking_uri)
+    for key, error, status in (("kd/seed_0", Superseded("kd: rerun elsewhere"), "KILLED"), ("kd/seed_1", RuntimeError("diverged"), "FAILED")):
+        run = NestedRun.open(study, key, 0, {})
+        run.fail(error)
+        assert client.get_run(run.run_id).info.status == status and str(error) in client.get_run(run.run_id).data.tags["error"]

@@ -476,12 +476,13 @@ class NestedRun:
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, error: BaseException) -> None:
-        """Close the run FAILED, with every epoch logged before the error."""
+        """Close the run FAILED (KILLED for superseded work: ``common.errors.Superseded``), with every
+        epoch logged before the error."""
         try:
             self.flush()
         finally:
             self._stop_monitor()
-            close_run(self.client, self.run_id, "FAILED", _error_text(error))
+            close_run(self.client, self.run_id, getattr(error, "run_status", "FAILED"), _error_text(error))
 
     def _stop_monitor(self) -> None:
         """Stop sampling and flush what was sampled, before the run closes (a closed run takes no metrics)."""

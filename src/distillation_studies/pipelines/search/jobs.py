@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from distillation_studies.analysis.search_driver import Job, Outcome, TrialSpec
+from distillation_studies.common.errors import Superseded
 from distillation_studies.study.grid import Arm
 from distillation_studies.learning.methods import parse_method_config
 from distillation_studies.learning.training import TrainConfig
@@ -93,6 +95,7 @@ def run_search_job(job: Job, shared: Shared) -> Outcome:
     tags = {"stage": job.stage, "status": "completed"}
     with shared.tracking.job(job.key, label, job_params(job), tags) if shared.tracking else nullcontext() as run:
         _, _, history = train(shared, job.trial, job.epochs, job.seed, arm_key)
+        stop_if_orphaned(job.key)
         outcome = job_outcome(job, history, shared.student_training.batch_size, time.perf_counter() - started)
         if run is not None:
             run.log_values(job_metrics(outcome))
@@ -135,6 +138,7 @@ def run_confirmation(job: Job, shared: Shared, evaluation: EvaluationConfig) -> 
     key = ArmRun(arm_key, job.seed).key
     with shared.tracking.arm(key, job.seed, job_params(job)) if shared.tracking else nullcontext() as run:
         model, last, history = train(shared, job.trial, job.epochs, job.seed, arm_key)
+        stop_if_orphaned(key)
         history["summary"]["search_trial"] = job.trial.trial_id
         metrics = evaluate_student(model, last, shared.teacher_model, shared.model_input, history, evaluation)
         if run is not None:
@@ -156,6 +160,22 @@ def run_all(function: Callable[..., R], items: list[T], *shared: Any, on_result:
             on_result(item, results[-1])
         return results
     return _on_cluster(function, items, shared, on_result)
+
+
+def stop_if_orphaned(name: str) -> None:
+    """Raise ``Superseded`` when this job's Dask task was cancelled while it trained: the search node that
+    submitted it died with its worker, Dask reruns the node, and the rerun trains the job again (a thread
+    cannot be stopped, so the orphan runs to its end). Its run then closes KILLED instead of a second
+    FINISHED run of the same job. Outside a Dask task there is nothing to check."""
+    if not _in_dask_worker():
+        return
+    from distributed import get_worker
+
+    worker = get_worker()
+    key = worker.active_threads.get(threading.get_ident())
+    task = worker.state.tasks.get(key) if key is not None else None
+    if key is not None and (task is None or task.state == "cancelled"):
+        raise Superseded(f"{name}: Dask cancelled it while it trained (the search node that submitted it left with its worker); the node's rerun trains it again")
 
 
 def _in_dask_worker() -> bool:
