@@ -311,7 +311,8 @@ def test_a_copied_project_is_refused_in_one_message_before_any_work(tmp_path):
     said = " ".join((result.stdout + result.stderr).split())
     assert f"Error: tracking: experiment 'distillation-studies' in sqlite:///{tmp_path / 'mlflow.db'} stores its artifacts in {original / 'mlruns'}" in said
     assert "this project looks copied from another" in said and "Traceback" not in said
-    assert not (tmp_path / "data").exists() or not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
+    written = [p for p in (tmp_path / "data").rglob("*") if p.is_file() and ".runs" not in p.parts]
+    assert written == []  # no dataset written (data/.runs/ holds the run guard's own records)
 
     verbose = kedro_run(tmp_path, "-v")
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr  # -v keeps the stack for a bug report
