@@ -30,6 +30,7 @@ def copy_project(path: Path) -> Path:
 
 def kedro_run(project: Path, *args: str, env_name: str = "tiny") -> subprocess.CompletedProcess:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    env.pop("DISTILLATION_STUDIES_VERBOSE", None)  # terse output unless the command passes -v
     return subprocess.run([KEDRO, "run", f"--env={env_name}", *args], cwd=project, env=env, capture_output=True, text=True)
 
 

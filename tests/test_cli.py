@@ -11,6 +11,7 @@ import pytest
 
 from distillation_studies import settings
 from distillation_studies.cli import cli, parse_params, split_items
+from distillation_studies.terminal import VERBOSE_ENV
 from distillation_studies.config_loader import StudyConfigLoader
 from distillation_studies.study.schema import validate_study
 from tests.conftest import ROOT
@@ -74,7 +75,8 @@ def test_the_readme_shows_list_overrides():
 
 
 @pytest.mark.parametrize("command", readme_runs())
-def test_each_readme_kedro_run_parses_and_its_params_validate(command):
+def test_each_readme_kedro_run_parses_and_its_params_validate(command, monkeypatch):
+    monkeypatch.setenv(VERBOSE_ENV, "")  # `kedro run -v` sets it in this process: restored after the test
     args = shlex.split(command)[2:]
     context = RUN.make_context("run", args)
     params, env = context.params["params"], context.params["env"]
