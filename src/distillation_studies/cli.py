@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import GrammarParseError
 
 from distillation_studies.common.errors import ConfigError
-from distillation_studies.terminal import VERBOSE_ENV
+from distillation_studies.terminal import VERBOSE_ENV, verbose
 
 OPENING, CLOSING = "[{", "]}"
 
@@ -104,7 +104,7 @@ def _said_in_one_message(callback):
         try:
             return callback(*args, **kwargs)
         except ConfigError as error:
-            if os.environ.get(VERBOSE_ENV):
+            if verbose():
                 raise
             raise click.ClickException(str(error)) from None
 

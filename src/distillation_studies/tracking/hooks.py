@@ -242,10 +242,9 @@ def _study_tags(params: dict[str, Any], project_path: Path, env: str, save_versi
 
 def _run_params(arm: ArmDataset, inputs: dict[str, Any]) -> dict[str, Any]:
     """How the arm is trained, every setting with its default filled in, so a run alone says it; the
-    teacher has ``method=teacher`` and ``arm=teacher``, its own group under "Group by" either in the
-    MLflow UI. No ``role``
-    param: the tag ``role`` (``arm``/``study``) already names the run's place in the tree, and the UI's
-    Group-by menu lists tags and params side by side."""
+    teacher has ``method=teacher`` and ``arm=teacher``, its own group when the MLflow UI groups by either.
+    No ``role`` param: the tag ``role`` (``arm``/``study``) already names the run's place in the tree, and
+    the UI's Group-by menu lists tags and params side by side."""
     if arm.key != ArmRun.teacher().key:
         return {"training": _effective_training(inputs.get("params:student.training"), "student.training")}
     teacher = dict(inputs.get("params:teacher") or {})

@@ -173,8 +173,10 @@ def stop_if_orphaned(name: str) -> None:
 
     worker = get_worker()
     key = worker.active_threads.get(threading.get_ident())
-    task = worker.state.tasks.get(key) if key is not None else None
-    if key is not None and (task is None or task.state == "cancelled"):
+    if key is None:
+        return
+    task = worker.state.tasks.get(key)
+    if task is None or task.state == "cancelled":
         raise Superseded(f"{name}: Dask cancelled it while it trained (the search node that submitted it left with its worker); the node's rerun trains it again")
 
 
