@@ -56,12 +56,17 @@ from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
 assert MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get() is False  # loaded as the README says: no unpickling
 mlflow.set_tracking_uri(uri)
 raw = np.load(raw_path)
-probabilities = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(raw["x"])
+probabilities = mlflow.pyfunc.load_model(f"runs:/{run_id}/ce-seed_0").predict(raw["x"])  # README: by its name
 by_id = mlflow.pyfunc.load_model(model_uri).predict(raw["x"][:5])
 accuracy = float((probabilities.argmax(axis=1) == raw["y"]).mean())
+try:
+    mlflow.pyfunc.load_model(model_uri).predict(raw["x"][:5] * 16)  # digits on their 0..16 scale
+    wrong_scale = "accepted"
+except Exception as error:
+    wrong_scale = f"{type(error).__name__}: {error}"
 logged = mlflow.MlflowClient(uri).get_run(run_id).data.metrics["test/accuracy"]
 print(json.dumps({"project_importable": project_importable, "accuracy": accuracy, "logged": logged,
-                  "shape": list(probabilities.shape), "same_by_id": bool(np.allclose(by_id, probabilities[:5], atol=1e-6)), "row_sums": probabilities.sum(axis=1).round(5).tolist()[:3]}))
+                  "shape": list(probabilities.shape), "wrong_scale": wrong_scale, "same_by_id": bool(np.allclose(by_id, probabilities[:5], atol=1e-6)), "row_sums": probabilities.sum(axis=1).round(5).tolist()[:3]}))
 """
 
 
@@ -78,7 +83,7 @@ def study(tmp_path_factory):
     experiment = client.create_experiment("students", artifact_location=(root / "artifacts").as_uri())
     run_id = client.create_run(experiment, run_name="ce/seed_0").info.run_id
     client.log_metric(run_id, "test/accuracy", metrics["test_accuracy"])
-    model_uri = log_classifier(client, run_id, best, summary, first_images(model_input["val"], 8))
+    model_uri = log_classifier(client, run_id, best, summary, first_images(model_input["val"], 8), name="ce-seed_0")
     # The raw test split: the same stratified split of the un-normalised images (data.load_embedded).
     raw_test = data.stratified_split(images, DATA.split())["test"]
     raw_path = root / "raw_test.npz"
@@ -104,13 +109,14 @@ def test_logged_student_predicts_from_raw_images_without_the_project(study):
     assert scored["accuracy"] == pytest.approx(study["metrics"]["test_accuracy"], abs=1e-9)
     assert scored["logged"] == pytest.approx(scored["accuracy"], abs=1e-9)
     assert scored["accuracy"] > 0.5  # trained, so the comparison above is not between two chance levels
+    assert scored["wrong_scale"].startswith("RuntimeError: raw pixels must lie in [0, 1]"), scored["wrong_scale"]  # not classified
 
 
 def test_logged_model_is_a_ready_model_of_its_run_with_signature_and_example(study):
     client, run_id = study["client"], study["run_id"]
     model_id = study["model_uri"].removeprefix("models:/")
     logged = client.get_logged_model(model_id)
-    assert (logged.name, logged.source_run_id, logged.experiment_id) == ("model", run_id, study["experiment"])
+    assert (logged.name, logged.source_run_id, logged.experiment_id) == ("ce-seed_0", run_id, study["experiment"])
     assert str(logged.status) in ("READY", "LoggedModelStatus.READY")
     assert [m.model_id for m in client.get_run(run_id).outputs.model_outputs] == [model_id]
     artifacts = {a.path for a in client.list_logged_model_artifacts(model_id)}
@@ -153,7 +159,7 @@ def test_recommended_student_gets_the_alias_and_every_candidate_a_version(study)
 def test_registering_a_run_without_a_model_names_the_run(study):
     client = study["client"]
     bare = client.create_run(study["experiment"], run_name="no-model").info.run_id
-    with pytest.raises(MlflowException, match=f"run {bare} logged no model named 'model'"):
+    with pytest.raises(MlflowException, match=f"run {bare} logged no MLflow model"):
         register_recommended(client, "digits-students-bare", recommended_run_id=bare, candidate_run_ids=[bare])
 
 

@@ -89,6 +89,7 @@ def test_a_study_against_a_tracking_server_puts_every_artifact_in_its_store(tmp_
     assert {"history.json", "checkpoints"} <= {a.path for a in client.list_artifacts(kd.info.run_id)}
     models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
     kd_models = [m for m in models if m.source_run_id == kd.info.run_id]
+    assert [m.name for m in kd_models] == ["kd-seed_0"]  # named after its arm and seed in the Models tab
     assert kd_models and all(m.artifact_location.startswith("mlflow-artifacts:/") for m in kd_models)
     assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(kd_models[0].model_id)}
     linked = {m.key: m.value for m in kd_models[0].metrics}  # the Models tab's columns, through the server

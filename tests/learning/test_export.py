@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.data import TensorDataset
 
@@ -70,3 +71,22 @@ def test_first_images_reads_in_memory_splits_and_datasets_read_from_disk():
     x = torch.arange(10 * 4, dtype=torch.float32).view(10, 1, 2, 2)
     assert torch.equal(first_images({"x": x, "y": torch.zeros(10, dtype=torch.long)}, 3), x[:3])
     assert torch.equal(first_images(TensorDataset(x, torch.zeros(10)), 3), x[:3])  # (image, label) items
+
+
+def test_pixels_on_another_scale_are_refused_in_words_even_after_export():
+    """Digits given as 0..16 instead of [0, 1] would be classified, worse and silently: the model says so."""
+    packaged = for_raw_images(_trained_looking(TEACHER_LIKE, (1, 8, 8)), {"mean": [0.3], "std": [0.4]})
+    program = torch.export.export(packaged, (torch.rand(4, 1, 8, 8),), dynamic_shapes=[{0: torch.export.Dim.AUTO}])
+    edges = torch.tensor([0.0, 1.0, 0.5, 1.0 + 1e-4]).view(4, 1, 1, 1).expand(4, 1, 8, 8).contiguous()
+    for forward in (packaged, program.module()):
+        assert forward(edges).shape == (4, 10)  # 0 and 1 themselves, and float rounding just above 1
+        for wrong in (torch.rand(3, 1, 8, 8) * 16, torch.rand(3, 1, 8, 8) - 0.5):
+            with pytest.raises(RuntimeError, match=r"raw pixels must lie in \[0, 1\]"):
+                forward(wrong)
+
+
+def test_the_scale_in_the_refusal_is_the_models_own():
+    packaged = for_raw_images(_trained_looking(TEACHER_LIKE, (3, 8, 8)), {"mean": [0.5] * 3, "std": [0.2] * 3}, pixel_max=255.0)
+    assert packaged(torch.full((2, 3, 8, 8), 255.0)).shape == (2, 10)
+    with pytest.raises(RuntimeError, match=r"\[0, 255\]"):
+        packaged(torch.full((2, 3, 8, 8), 300.0))

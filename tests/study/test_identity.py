@@ -19,12 +19,14 @@ def test_names_of_one_student():
     assert run.key == "kd__T_4/seed_3"
     assert run.namespace == "students.kd__T_4.seed_3"
     assert run.dataset("metrics") == "students.kd__T_4.seed_3.metrics"
+    assert run.model_name == "kd__T_4-seed_3"
     assert not run.is_teacher
 
 
 def test_names_of_the_teacher():
     teacher = ArmRun.teacher()
     assert teacher.key == "teacher" and teacher.dataset("model") == "teacher_model" and teacher.is_teacher
+    assert teacher.model_name == "teacher"
     with pytest.raises(ValueError, match="not namespaced"):
         teacher.namespace
 
@@ -58,3 +60,10 @@ def test_catalog_patterns_are_the_identity_pattern():
     for kind in KINDS:
         path = catalog[STUDENT_PATTERN.replace("{kind}", kind)]["filepath"]
         assert "/students/{arm}/seed_{seed}/" in path
+
+
+@pytest.mark.parametrize("run", [ArmRun("kd", 0), ArmRun("fitnet__student_big__labels_10", 12), ArmRun.teacher()])
+def test_model_names_are_ones_mlflow_accepts(run):
+    from mlflow.utils.validation import _validate_logged_model_name
+
+    _validate_logged_model_name(run.model_name)  # raises on '/', ':', '.', '%' and quotes

@@ -30,21 +30,32 @@ def _channel_view(values: list[float], sample_rank: int) -> Tensor:
     return torch.tensor(values, dtype=torch.float32).view(1, -1, *([1] * (sample_rank - 1)))
 
 
+PIXEL_SLACK = 1e-3  # fraction of the pixel scale a raw pixel may stray outside it
+
+
 class RawImageClassifier(nn.Module):
     """``model`` behind its input normalisation: raw pixels (N, C, H, W) -> class probabilities (N, K).
 
     Computes ``(x / pixel_max - mean) / std`` exactly as the data pipeline does, so its arg-max is the
-    project's prediction on the same images.
+    project's prediction on the same images. Pixels outside ``[0, pixel_max]`` raise a RuntimeError that
+    names the scale (a check ``torch.export`` keeps): digits given as 0..16 instead of [0, 1] would
+    otherwise be classified, and worse, without a word.
     """
 
     def __init__(self, model: nn.Module, mean: list[float], std: list[float], sample_rank: int, pixel_max: float = 1.0):
         super().__init__()
         self.model = model
         self.pixel_max = float(pixel_max)
+        self.scale_error = (
+            f"raw pixels must lie in [0, {self.pixel_max:g}], the scale this model reads (its MLmodel metadata "
+            "'input'); rescale the images (e.g. 0..16 digits / 16, 0..255 images / 255 when the scale is 1)"
+        )
         self.register_buffer("mean", _channel_view(mean, sample_rank))
         self.register_buffer("std", _channel_view(std, sample_rank))
 
     def forward(self, pixels: Tensor) -> Tensor:
+        slack = PIXEL_SLACK * self.pixel_max  # float rounding of raw pixels rebuilt from normalised ones
+        torch._assert_async(((pixels >= -slack) & (pixels <= self.pixel_max + slack)).all(), self.scale_error)
         scaled = pixels if self.pixel_max == 1.0 else pixels / self.pixel_max
         return torch.softmax(self.model((scaled - self.mean) / self.std), dim=1)
 

@@ -1,7 +1,7 @@
 """An arm's identity: its run key, namespace, dataset and catalog names are built and parsed here only.
 
 One (arm, seed) student is ``ArmRun("kd", 0)``: run key ``kd/seed_0`` (MLflow nested run and history
-keys), namespace ``students.kd.seed_0`` (its Kedro pipelines), datasets
+keys), logged model ``kd-seed_0``, namespace ``students.kd.seed_0`` (its Kedro pipelines), datasets
 ``students.kd.seed_0.<kind>`` (``model``, ``last_model``, ``history``, ``metrics``), which the catalog
 patterns of :data:`STUDENT_PATTERN` declare. The teacher is ``ArmRun.teacher()``: key ``teacher``,
 datasets ``teacher_<kind>``. Arm keys never contain a dot or a slash (grid tokens replace them).
@@ -41,6 +41,12 @@ class ArmRun:
     def key(self) -> str:
         """Run key: ``kd/seed_0`` or ``teacher`` (MLflow run names, history and detail keys)."""
         return TEACHER if self.is_teacher else f"{self.arm}/seed_{self.seed}"
+
+    @property
+    def model_name(self) -> str:
+        """Name of its logged MLflow model: ``kd-seed_0`` or ``teacher`` (MLflow refuses a slash in it), what
+        the experiment's Models page lists and ``runs:/<run_id>/<model name>`` loads."""
+        return TEACHER if self.is_teacher else f"{self.arm}-seed_{self.seed}"
 
     @property
     def namespace(self) -> str:

@@ -287,7 +287,7 @@ def _log_saved(tracking: _NodeTracking, dataset: str, value: Any) -> None:
     elif arm.kind in ARTIFACTS:
         run.log_model(value, ARTIFACTS[arm.kind])
         if arm.kind == "model" and tracking.data_summary is not None:
-            _log_mlflow_model(run, value, tracking)
+            _log_mlflow_model(run, value, tracking, ArmRun.from_key(arm.key).model_name)
 
 
 def _register(study: StudyRun, recommendation: dict[str, Any]) -> None:
@@ -348,11 +348,11 @@ def _saved_path(catalog, name: str) -> str | None:
         return None
 
 
-def _log_mlflow_model(run: NestedRun, model: Any, tracking: _NodeTracking) -> None:
+def _log_mlflow_model(run: NestedRun, model: Any, tracking: _NodeTracking, name: str) -> None:
     """The best-on-validation model as an MLflow model on raw pixels; a model torch.export cannot
     trace is only warned about: its checkpoint is logged all the same."""
     try:
-        log_classifier(run.client, run.run_id, model, tracking.data_summary, tracking.examples)
+        log_classifier(run.client, run.run_id, model, tracking.data_summary, tracking.examples, name=name)
     except Exception as error:  # noqa: BLE001 - logging a model never fails a trained arm
         log.warning("%s: not logged as an MLflow model (%s: %s); its checkpoint is in model/", tracking.key, type(error).__name__, error)
 

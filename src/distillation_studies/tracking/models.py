@@ -116,14 +116,12 @@ def _metadata(
     }
 
 
-def logged_model_id(client: MlflowClient, run_id: str, name: str = "model") -> str:
-    """The id of the model called ``name`` that run ``run_id`` logged (the latest if it logged several)."""
-    outputs = client.get_run(run_id).outputs
-    steps = {output.model_id: output.step for output in (outputs.model_outputs if outputs else [])}
-    named = [model_id for model_id in steps if client.get_logged_model(model_id).name == name]
-    if not named:
-        raise MlflowException(f"run {run_id} logged no model named {name!r} (log it with log_classifier first)")
-    return max(named, key=lambda model_id: steps[model_id])
+def logged_model_id(client: MlflowClient, run_id: str) -> str:
+    """The id of the MLflow model run ``run_id`` logged last (an arm's run logs one: its best on validation)."""
+    model_id = newest_model_id(client.get_run(run_id))
+    if model_id is None:
+        raise MlflowException(f"run {run_id} logged no MLflow model (log it with log_classifier first)")
+    return model_id
 
 
 def newest_model_id(run: Run) -> str | None:
@@ -171,7 +169,6 @@ def register_recommended(
     registry_name: str,
     recommended_run_id: str,
     candidate_run_ids: list[str],
-    name: str = "model",
     alias: str = RECOMMENDED_ALIAS,
 ) -> dict[str, str]:
     """Register each candidate run's model as a version of ``registry_name``; alias the recommended one.
@@ -186,7 +183,7 @@ def register_recommended(
             raise
     versions: dict[str, str] = {}
     for run_id in dict.fromkeys([*candidate_run_ids, recommended_run_id]):
-        model_id = logged_model_id(client, run_id, name)
+        model_id = logged_model_id(client, run_id)
         # MLflow's sqlite registry resolves a ``models:/<id>`` source through the *global* tracking URI.
         with _global_tracking_uri(client.tracking_uri):
             version = client.create_model_version(
