@@ -14,7 +14,11 @@ session's run outside the timed calls. Printed per N: the wall time and its part
 training loops per arm, the MLflow calls that were made most often, and at the end the per-arm
 overhead of each N against the smallest N.
 
+With ``--default-study`` it times the default study (conf/base: its data, teacher, students and epochs)
+the same way instead, for the share of its wall time spent outside the training loops.
+
 Run: .venv/bin/python benchmarks/study_overhead.py --arms 30 300      # minutes; --arms 6 for a smoke run
+     .venv/bin/python benchmarks/study_overhead.py --default-study    # about a minute
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Timers:
     def __init__(self) -> None:
         self.seconds: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
+        self.own: Counter[str] = Counter()  # the main thread's exclusive seconds per name
         self.background: Counter[str] = Counter()  # seconds of timed calls on other threads (they overlap)
         self._local = threading.local()
 
@@ -63,6 +68,7 @@ class Timers:
                 inner = stack.pop()
                 if threading.current_thread() is threading.main_thread():
                     self.seconds[category] += elapsed - inner
+                    self.own[name] += elapsed - inner
                 else:
                     self.background[category] += elapsed - inner
                 self.calls[name] += 1
@@ -153,16 +159,20 @@ def study_parameters(arms: int) -> dict[str, Any]:
     return tiny
 
 
-def fresh_project(folder: Path, arms: int) -> None:
-    """pyproject.toml and conf/ (no local) copied, plus conf/overhead with the study of ``arms`` arms."""
+def fresh_project(folder: Path, arms: int) -> str:
+    """pyproject.toml and conf/ (no local) copied, plus conf/overhead with the study of ``arms`` arms
+    (none for ``arms`` 0: the default study); returns the environment to run."""
     import yaml
 
     shutil.copy(ROOT / "pyproject.toml", folder)
     shutil.copytree(ROOT / "conf", folder / "conf", ignore=shutil.ignore_patterns("local"))
     (folder / "conf" / "local").mkdir()
+    (folder / "src").mkdir()
+    if not arms:
+        return "local"
     (folder / "conf" / ENV).mkdir()
     (folder / "conf" / ENV / "parameters.yml").write_text(yaml.safe_dump(study_parameters(arms)))
-    (folder / "src").mkdir()
+    return ENV
 
 
 def measure(arms: int, threads: int) -> dict[str, Any]:
@@ -175,20 +185,21 @@ def measure(arms: int, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     timers = Timers()
     with tempfile.TemporaryDirectory(prefix="study_overhead_") as folder:
-        fresh_project(Path(folder), arms)
+        env = fresh_project(Path(folder), arms)
         os.chdir(folder)
         bootstrap_project(Path(folder))  # before the timers: it configures settings (hooks, config loader)
         import_all_project_modules()
         install_timers(timers)
         imported = time.perf_counter() - started
-        session = timers.wrap("Kedro: session", "KedroSession.create", KedroSession.create)(project_path=Path(folder), env=ENV)
+        session = timers.wrap("Kedro: session", "KedroSession.create", KedroSession.create)(project_path=Path(folder), env=env)
         with session:
             session.run()
         wall = time.perf_counter() - started
         trained = len(list(Path(folder, "data", "07_model_output").glob("**/history.json/*/history.json")))
+    arms = arms or trained - 1  # the default study: its students
     timed = sum(timers.seconds.values())
     parts = {"start-up and imports": imported, **timers.seconds, "Kedro: runner and the rest (untimed)": wall - imported - timed}
-    return {"arms": arms, "histories": trained, "wall_s": wall, "parts": parts, "calls": dict(timers.calls), "background": dict(timers.background)}
+    return {"arms": arms, "histories": trained, "wall_s": wall, "parts": parts, "calls": dict(timers.calls), "own": dict(timers.own), "background": dict(timers.background)}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -202,6 +213,8 @@ def report(result: dict[str, Any]) -> None:
     mlflow_calls = {k: v for k, v in result["calls"].items() if k.startswith(("MlflowClient", "mlflow"))}
     top = sorted(mlflow_calls.items(), key=lambda item: -item[1])[:8]
     print("  MLflow calls (most frequent): " + ", ".join(f"{name} {count}" for name, count in top))
+    slowest = sorted(((k, v) for k, v in result["own"].items() if k in mlflow_calls), key=lambda item: -item[1])[:8]
+    print("  MLflow calls (most time): " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in slowest))
     if result["background"]:
         print("  timed calls on background threads (overlap the above): "
               + ", ".join(f"{k} {v:.2f} s" for k, v in result["background"].items()))
@@ -211,13 +224,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", type=int, nargs="+", default=[30, 300], help="study sizes (multiples of 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--default-study", action="store_true", help="time the default study (conf/base) instead")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.default_study:
+        args.arms = [0]
     if args.child is not None:
         print("RESULT " + json.dumps(measure(args.child, args.threads)))
         return
     variables = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
-    print(f"tiny arms ({', '.join(METHODS)}; conf/tiny's models and epochs), sequential runner, torch threads {args.threads}, "
+    study = "the default study (conf/base)" if args.default_study else f"tiny arms ({', '.join(METHODS)}; conf/tiny's models and epochs)"
+    print(f"{study}, sequential runner, torch threads {args.threads}, "
           f"{os.cpu_count()} cores visible, python {sys.version.split()[0]}")
     results = []
     for arms in args.arms:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
+import torch
 import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -25,8 +28,9 @@ from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning import data
 from distillation_studies.learning.evaluation import evaluate_model
-from distillation_studies.learning.export import first_images
+from distillation_studies.learning.export import first_images, for_raw_images
 from distillation_studies.tracking.models import (
+    _global_tracking_uri,
     RECOMMENDED_ALIAS,
     log_classifier,
     logged_model_id,
@@ -217,3 +221,75 @@ def test_each_data_cell_gets_its_own_alias_and_no_pick_spans_cells(study):
     assert tenth.run_id == runs["kd__labels_10__transfer"]
     assert set(client.get_registered_model("per-cell-students").aliases) == {"recommended_labels_100", "recommended_labels_10__transfer"}
     assert len(client.search_model_versions("name='per-cell-students'")) == 3  # every ranked candidate of every cell
+
+
+def _student_like(activation: type[torch.nn.Module], seed: int) -> torch.nn.Module:
+    """A small classifier of 8x8 images with an architecture spec, as ``build_model`` gives."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), activation(), torch.nn.Linear(16, 10))
+    model.spec = {"name": "mlp", "hidden": [16], "in_shape": [1, 8, 8], "num_classes": 10}
+    return model
+
+
+def _logged(client, experiment, model, summary, examples, name):
+    run_id = client.create_run(experiment, run_name=name).info.run_id
+    model_id = log_classifier(client, run_id, model, summary, examples, name=name).split("/")[-1]
+    with _global_tracking_uri(client.tracking_uri):
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_id}", dst_path=tempfile.mkdtemp()))
+    return model_id, local
+
+
+def _predicted(client, model_id, images):
+    with _global_tracking_uri(client.tracking_uri):
+        return mlflow.pyfunc.load_model(f"models:/{model_id}").predict(images.numpy())
+
+
+def test_a_model_written_from_an_earlier_trace_is_the_model_a_fresh_export_gives(study, monkeypatch):
+    """Arms of one architecture reuse one torch.export trace with their own weights: what a user loads
+    (files, MLmodel, predictions) is what a fresh export of that arm would give."""
+    from distillation_studies.tracking import models
+
+    client, summary = study["client"], study["summary"]
+    examples = first_images(study["model_input"]["val"], 8)
+    images = torch.from_numpy(np.load(study["raw_path"])["x"][:16])
+    monkeypatch.setattr(models, "_exported", type(models._exported)())
+    _logged(client, study["experiment"], _student_like(torch.nn.ReLU, 0), summary, examples, "first-seed_0")
+    assert len(models._exported) == 1
+    second = _student_like(torch.nn.ReLU, 1)
+    reused_id, reused = _logged(client, study["experiment"], second, summary, examples, "second-seed_0")
+    monkeypatch.setattr(models, "_exported", type(models._exported)())  # forget the trace: export afresh
+    fresh_id, fresh = _logged(client, study["experiment"], second, summary, examples, "second-seed_1")
+
+    assert sorted(p.relative_to(reused).as_posix() for p in reused.rglob("*")) == sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*"))
+    own = ("run_id", "model_id", "model_uuid", "artifact_path", "utc_time_created", "model_size_bytes")
+    described = [{k: v for k, v in yaml.safe_load((folder / "MLmodel").read_text()).items() if k not in own} for folder in (reused, fresh)]
+    assert described[0] == described[1]
+    mine = yaml.safe_load((reused / "MLmodel").read_text())
+    logged = client.get_logged_model(reused_id)
+    assert (mine["model_id"], mine["model_uuid"], mine["run_id"], mine["artifact_path"]) == (reused_id, reused_id, logged.source_run_id, logged.artifact_location)
+    assert mine["model_size_bytes"] == yaml.safe_load((fresh / "MLmodel").read_text())["model_size_bytes"]
+    for name in ("input_example.json", "serving_input_example.json", "requirements.txt"):
+        assert (reused / name).read_bytes() == (fresh / name).read_bytes()
+    with torch.no_grad():
+        expected = for_raw_images(second, summary["normalisation"])(images)
+    for model_id in (reused_id, fresh_id):
+        predicted = _predicted(client, model_id, images)
+        np.testing.assert_allclose(predicted, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_trace_that_predicts_otherwise_is_not_reused(study, monkeypatch):
+    """Same spec and weight layout, another forward (tanh for relu): the earlier trace would compute the
+    wrong function, so the model is exported afresh."""
+    from distillation_studies.tracking import models
+
+    client, summary = study["client"], study["summary"]
+    examples = first_images(study["model_input"]["val"], 8)
+    monkeypatch.setattr(models, "_exported", type(models._exported)())
+    _logged(client, study["experiment"], _student_like(torch.nn.ReLU, 0), summary, examples, "relu-seed_0")
+    tanh = _student_like(torch.nn.Tanh, 0)
+    model_id, _ = _logged(client, study["experiment"], tanh, summary, examples, "tanh-seed_0")
+    images = torch.from_numpy(np.load(study["raw_path"])["x"][:16])
+    with torch.no_grad():
+        expected = for_raw_images(tanh, summary["normalisation"])(images)
+    predicted = _predicted(client, model_id, images)
+    np.testing.assert_allclose(predicted, expected.numpy(), rtol=1e-5, atol=1e-6)
