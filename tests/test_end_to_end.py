@@ -58,7 +58,7 @@ def versions(project: Path) -> dict[str, list[str]]:
 
 
 def mlflow_runs(project: Path):
-    # Listing a run's "model" folder resolves its logged model through the global tracking URI.
+    # Listing a run's model folder resolves its logged model through the global tracking URI.
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("distillation-studies")
@@ -117,7 +117,7 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
     assert kd.data.params["hyperparameters.temperature"] == "4.0"
     assert [m.step for m in client.get_metric_history(kd.info.run_id, "val/accuracy")] == [1, 2]
     assert {a.path for a in client.list_artifacts(kd.info.run_id, "checkpoints")} == {"checkpoints/model.pt", "checkpoints/last_model.pt"}
-    assert "model/MLmodel" in {a.path for a in client.list_artifacts(kd.info.run_id, "model")}  # an MLflow model, loadable
+    assert "kd-seed_0/MLmodel" in {a.path for a in client.list_artifacts(kd.info.run_id, "kd-seed_0")}  # an MLflow model named after its arm and seed
     assert children["teacher"].data.params["method"] == children["teacher"].data.params["arm"] == "teacher"  # its own group either way
     assert kd.data.params["training.epochs"] == "2" and kd.data.tags["mlflow.source.name"] == "kedro run"
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
@@ -221,7 +221,7 @@ def test_every_registered_method_runs_through_kedro(tmp_path):
         table = session.load_context().catalog.load("comparison_table")
     assert set(table["arm"]) == set(methods)
     assert table["test_accuracy_mean"].between(0, 1).all()
-    # Listing a run's "model" folder resolves its logged model through the global tracking URI.
+    # Listing a run's model folder resolves its logged model through the global tracking URI.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("distillation-studies")

@@ -17,6 +17,7 @@ import pytest
 import mlflow
 from mlflow import MlflowClient
 
+from distillation_studies.study.identity import ArmRun
 from tests.conftest import KEDRO, copy_project
 from tests.test_end_to_end import load, versions
 
@@ -43,7 +44,7 @@ def start(project: Path, *args: str, extra: dict[str, str] | None = None) -> sub
 
 
 def runs(project: Path) -> list:
-    # Listing a run's "model" folder resolves its logged model through the global tracking URI.
+    # Listing a run's model folder resolves its logged model through the global tracking URI.
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("distillation-studies")
@@ -78,7 +79,7 @@ def running_arm(project: Path, timeout_s: float = 900) -> dict[str, str]:
 
 def mlflow_tree(project: Path) -> dict[str, dict]:
     """Per nested run: status, parameter names, metric names, epochs logged, artifacts."""
-    # Listing a run's "model" folder resolves its logged model through the global tracking URI.
+    # Listing a run's model folder resolves its logged model through the global tracking URI.
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     tree = {}
@@ -86,12 +87,13 @@ def mlflow_tree(project: Path) -> dict[str, dict]:
         if "mlflow.parentRunId" not in found.data.tags:
             continue
         run_id = found.info.run_id
+        model = ArmRun.from_key(found.data.tags["arm"]).model_name  # the logged model, by its name
         tree[found.data.tags["arm"]] = {
             "status": found.info.status,
             "params": sorted(found.data.params),
             "metrics": sorted(found.data.metrics),
             "epochs": [m.step for m in client.get_metric_history(run_id, "val/accuracy")],
-            "artifacts": sorted(a.path for a in client.list_artifacts(run_id, "checkpoints")) + sorted(a.path for a in client.list_artifacts(run_id, "model") if a.path == "model/MLmodel") + [a.path for a in client.list_artifacts(run_id) if not a.is_dir],
+            "artifacts": sorted(a.path for a in client.list_artifacts(run_id, "checkpoints")) + sorted(a.path for a in client.list_artifacts(run_id, model) if a.path == f"{model}/MLmodel") + [a.path for a in client.list_artifacts(run_id) if not a.is_dir],
         }
     return tree
 
@@ -121,7 +123,7 @@ def test_two_workers_give_the_sequential_mlflow_tree(sequential_and_dask):
     assert dask == sequential
     kd = dask["kd/seed_0"]
     assert kd["status"] == "FINISHED" and kd["epochs"] == [1, 2] and "test/accuracy" in kd["metrics"]
-    assert kd["artifacts"] == ["checkpoints/last_model.pt", "checkpoints/model.pt", "model/MLmodel", "history.json"]
+    assert kd["artifacts"] == ["checkpoints/last_model.pt", "checkpoints/model.pt", "kd-seed_0/MLmodel", "history.json"]
     assert "hyperparameters.temperature" in kd["params"]
 
 

@@ -179,6 +179,9 @@ def test_after_ctrl_c_during_the_search_the_same_command_trains_only_the_unfinis
     assert set(finished) == set(load(tmp_path, "search_trials")["job"])
     first_batch = next(line for line in (again.stdout + again.stderr).splitlines() if "Search: " in line)
     assert "Search: 0 job(s) to train" in first_batch  # the batch finished before Ctrl-C: replayed whole
+    (resuming,) = {r.info.run_id for r in runs if r.data.tags.get("role") == "study"} - {r.info.run_id for r in interrupted if r.data.tags.get("role") == "study"}
+    replayed = [r for r in runs if r.data.tags.get("job") in done_before and r.info.status == "FINISHED"]
+    assert {r.data.tags.get("resumed_by") for r in replayed} == {resuming} and all("status" in r.data.tags for r in replayed)  # adopted
 
 
 def test_a_search_whose_worker_is_killed_finishes_with_every_job_once(tmp_path):

@@ -345,6 +345,32 @@ def test_a_search_job_run_takes_its_epochs_while_live_and_its_fate_afterwards(tm
     assert failed.info.status == "FAILED"
 
 
+def test_a_resumed_search_adopts_the_earlier_runs_of_the_jobs_it_replays(tmp_path):
+    """After a Ctrl-C the search replays finished jobs from its storage instead of training them again:
+    their runs are the earlier study run's, and the resuming run adopts them (``resumed_by``), never a run
+    of another config with the same job name."""
+    tracker = _tracker(tmp_path)
+    client = tracker.client
+
+    def finished_job(study, name):
+        with SearchTracking(study).job(name, name, {}, {}) as job:
+            pass
+        return job.run_id
+
+    interrupted = tracker.start("interrupted", {}, {"config_hash": "h"}, "v1")
+    replayed = finished_job(interrupted, "kd__t0__e1__s0")
+    other_config = tracker.start("other", {}, {"config_hash": "other"}, "v2")
+    elsewhere = finished_job(other_config, "ce__t0__e1__s0")
+    resumed = tracker.start("resumed", {}, {"config_hash": "h"}, "v3")
+    trained = finished_job(resumed, "dkd__t0__e1__s0")
+
+    SearchTracking(resumed).tag_jobs({"kd__t0__e1__s0": "finalist", "dkd__t0__e1__s0": "dropped_by_race", "ce__t0__e1__s0": "completed"})
+    tags = {run_id: client.get_run(run_id).data.tags for run_id in (replayed, trained, elsewhere)}
+    assert (tags[replayed]["status"], tags[replayed]["resumed_by"]) == ("finalist", resumed.run_id)
+    assert tags[trained]["status"] == "dropped_by_race" and "resumed_by" not in tags[trained]
+    assert "status" not in tags[elsewhere] and "resumed_by" not in tags[elsewhere]
+
+
 def test_epochs_nobody_listens_to_are_dropped():
     publish("kd/seed_0", {"epoch": 1, "val_accuracy": 0.5})  # tracking off: the node trains all the same
 

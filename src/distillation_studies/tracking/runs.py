@@ -601,8 +601,23 @@ def search_job_runs(study: StudyRun) -> dict[str, str]:
 
 
 def tag_search_jobs(study: StudyRun, statuses: dict[str, str]) -> None:
-    """Set each job run's ``status`` tag: {job name: status}; jobs without a run of this study are skipped."""
+    """Set each job run's ``status`` tag: {job name: status}. A job the search replayed from its storage
+    (trained by an earlier run of this config, before a Ctrl-C or a crash) keeps that earlier run, which is
+    tagged ``resumed_by`` this study run as resumed arms are; a job with no run at all is skipped."""
     client, runs = study.client(), search_job_runs(study)
+    earlier = _earlier_search_job_runs(study) if set(statuses) - set(runs) else {}
     for name, status in statuses.items():
         if name in runs:
             set_tags(client, runs[name], {"status": status})
+        elif name in earlier:
+            set_tags(client, earlier[name], {"status": status, "resumed_by": study.run_id})
+
+
+def _earlier_search_job_runs(study: StudyRun) -> dict[str, str]:
+    """{job name: run id} of the FINISHED search-job runs of earlier study runs of this config, newest first."""
+    query = f"tags.config_hash = '{study.config_hash}' and tags.role = 'search' and attributes.status = 'FINISHED'"
+    found: dict[str, str] = {}
+    for run in study.client().search_runs([study.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"]):
+        if run.data.tags.get("study_run") != study.run_id:
+            found.setdefault(run.data.tags["job"], run.info.run_id)
+    return found
