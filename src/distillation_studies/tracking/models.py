@@ -124,7 +124,7 @@ def _save_exported(
 # Exported programs by architecture (the process state named in ``tracking/__init__.py``): the arms of a
 # study share a few architectures, and tracing one with torch.export costs about 0.17 s against 0.03 s
 # for writing a traced program with another arm's weights. Nothing a user loads differs (tested).
-EXPORTED_KEPT = 4
+EXPORTED_KEPT = 2  # the least recently used goes first: the teacher's, once the students' are in
 _PROGRAM = Path("data") / "model.pt2"
 
 
@@ -172,6 +172,7 @@ def _from_exported(
         exported = _exported.get(key) if key is not None else None
         if exported is None:
             return False
+        _exported.move_to_end(key)
         weights = packaged.state_dict()
         with torch.no_grad():
             for name, tensor in exported.program.state_dict.items():
