@@ -130,6 +130,13 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
         "report/protocol_card.json",
     } <= report
     assert parent.data.tags["protocol.dataset"] == "digits"
+    # The plots in MLflow are the PNGs the catalog wrote (one rendering), not drawn a second time.
+    reporting = project / "data" / "08_reporting" / "tiny"
+    logged = Path(client.download_artifacts(parent.info.run_id, "report", str(project / "downloaded")))
+    version = parent.data.tags["kedro_run_id"]  # this run's save version
+    assert (logged / "comparison_plot.png").read_bytes() == (reporting / "comparison_plot.png" / version / "comparison_plot.png").read_bytes()
+    saved = {path.name: path.read_bytes() for path in (reporting / "study_plots" / version / "study_plots").iterdir()}
+    assert saved and {path.name: path.read_bytes() for path in (logged / "plots").iterdir()} == saved
     recommendation = load(project, "recommendation")
     children_ids = {r.info.run_id for r in children.values()}
     assert set(recommendation["cells"][0]["ranked"][0]["run_ids"]) <= children_ids

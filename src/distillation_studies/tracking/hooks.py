@@ -121,6 +121,7 @@ class _NodeTracking:
     key: str = ""
     data_summary: dict[str, Any] | None = None  # for the logged MLflow model: its input normalisation
     examples: Any = None  # a few validation images: the logged model's input example
+    catalog: Any = None  # the node's catalog: where its plots were saved (logged as saved, not drawn again)
     unsaved: set[str] = field(default_factory=set)
 
 
@@ -154,7 +155,7 @@ class StudyHooks:
         study = _study_of(catalog)
         if study is None:
             return None
-        tracking = _NodeTracking(study, unsaved=set(node.outputs))
+        tracking = _NodeTracking(study, unsaved=set(node.outputs), catalog=catalog)
         arm = _trained_arm(node)
         if arm is not None:
             tracking.arm, tracking.key = NestedRun.open(study, arm.key, arm.seed, _run_params(arm, inputs)), arm.key
@@ -265,7 +266,8 @@ def _pop(node_name: str) -> _NodeTracking | None:
 def _log_saved(tracking: _NodeTracking, dataset: str, value: Any) -> None:
     """Log one saved output: report artifacts into the study run, an arm's outputs into its run."""
     if dataset in REPORT_ARTIFACTS:
-        _log_report(StudyLog(tracking.study), dataset, value)
+        saved = _saved_file(tracking.catalog, dataset) if dataset in PLOTS else None
+        _log_report(StudyLog(tracking.study), dataset, value, saved)
         if dataset == "recommendation" and tracking.study.register:
             _register(tracking.study, value)
         return
@@ -337,6 +339,17 @@ def _log_datasets(run: NestedRun, inputs: dict[str, Any], catalog) -> None:
     run.log_inputs(split_inputs(name, splits, summary, _saved_path(catalog, name)))
 
 
+def _saved_file(catalog, name: str) -> Path | None:
+    """The file (or folder) this run saved a versioned catalog entry to, under its save version; None when
+    it is not versioned or not there. Not the latest version on disk: that may be another run's."""
+    try:
+        dataset = catalog.get(name)
+        path = Path(str(dataset._get_versioned_path(dataset.resolve_save_version())))
+        return path if path.exists() else None
+    except Exception:  # noqa: BLE001 - the plot is then drawn again for MLflow
+        return None
+
+
 def _saved_path(catalog, name: str) -> str | None:
     """The file a catalog entry was loaded from (its latest version), or None (in memory, or unknown)."""
     try:
@@ -367,17 +380,28 @@ def _arm_params(key: str, history: dict[str, Any]) -> dict[str, Any]:
     return {**labels, **{k: summary[k] for k in ("hyperparameters", "model") if k in summary}}
 
 
-def _log_report(study: StudyLog, dataset: str, value: Any) -> None:
+PLOTS = ("comparison_plot", "study_plots")
+
+
+def _log_report(study: StudyLog, dataset: str, value: Any, saved: Path | None = None) -> None:
+    """One report output into the study run; plots as the PNGs the catalog wrote (``saved``), drawn again
+    only when those are not where this run saved them (a dataset that is not versioned, other names)."""
     if dataset == "comparison_table":
         study.log_text(value.to_csv(index=False), "report/comparison_table.csv")
         study.log_metrics({f"{metric_name('test_accuracy')}_mean/{row['arm']}": row["test_accuracy_mean"] for _, row in value.iterrows()})
     elif dataset in ("paired_tests", "sensitivity_table", "reproduced_vs_published", "search_trials", "search_events"):
         study.log_text(value.to_csv(index=False), f"report/{dataset}.csv")
     elif dataset == "comparison_plot":
-        study.log_figure(value, "report/comparison_plot.png")
+        if saved is not None and saved.is_file() and saved.name == "comparison_plot.png":
+            study.log_file(saved, "report")
+        else:
+            study.log_figure(value, "report/comparison_plot.png")
     elif dataset == "study_plots":
-        for name, figure in value.items():
-            study.log_figure(figure, f"report/plots/{name}")
+        if saved is not None and saved.is_dir() and {path.name for path in saved.iterdir()} == set(value):
+            study.log_folder(saved, "report/plots")
+        else:
+            for name, figure in value.items():
+                study.log_figure(figure, f"report/plots/{name}")
     elif dataset in ("study_report_md", "study_report_html"):
         study.log_text(value, f"report/{REPORT_ARTIFACTS[dataset]}")
     else:  # JSON records: protocol card, capacity report, recommendation

@@ -527,6 +527,13 @@ class StudyLog:
     def log_figure(self, figure: Any, file_name: str) -> None:
         self.client.log_figure(self.run_id, figure, file_name)
 
+    def log_file(self, path: Path, folder: str) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+
+    def log_folder(self, path: Path, folder: str) -> None:
+        """Every file of ``path`` under ``folder`` (one copy of the tree, not a call per file)."""
+        self.client.log_artifacts(self.run_id, str(path), artifact_path=folder)
+
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         _log_batch(self.client, self.run_id, metrics=_metrics(metrics))
 
