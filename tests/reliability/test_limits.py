@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+import torch
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.methods import METHODS
@@ -134,3 +135,23 @@ def test_available_memory_is_the_hosts_at_most():
     import psutil
 
     assert 0 < limits.available_memory() <= psutil.virtual_memory().available
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "mlp", "in_shape": [1, 8, 8], "num_classes": 10, "hidden": [16]},
+    {"name": "cnn", "in_shape": [1, 8, 8], "num_classes": 10, "channels": [8, 16], "embed": 32},
+    {"name": "resnet8x4", "in_shape": [3, 32, 32], "num_classes": 100},
+    {"name": "wrn_16_1", "in_shape": [3, 32, 32], "num_classes": 10},
+])
+def test_small_models_measured_on_the_cpu_match_the_meta_device_and_leave_the_rng_alone(spec, monkeypatch):
+    """Small models are built for real (the meta device's first forward costs seconds); the figures are the
+    meta device's, and drawing their initial weights does not move the global random stream."""
+    from distillation_studies.learning import models
+
+    torch.manual_seed(123)
+    on_cpu = model_footprint(spec)
+    after = torch.rand(3)
+    monkeypatch.setattr(models, "SMALL_PROBE_PARAMETERS", 0)
+    torch.manual_seed(123)
+    assert model_footprint(spec) == on_cpu  # the meta device's
+    assert torch.equal(torch.rand(3), after)

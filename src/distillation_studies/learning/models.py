@@ -195,6 +195,10 @@ from distillation_studies.learning.zoo import ZOO_MODELS  # noqa: E402  (the zoo
 MODELS.update({name: ModelEntry(*entry) for name, entry in ZOO_MODELS.items()})
 
 
+# Up to these sizes a model's shapes are found on the CPU, for real (a few milliseconds, tens of MB at most).
+SMALL_PROBE_PARAMETERS, SMALL_PROBE_INPUT = 5_000_000, 300_000  # weights; input values per sample
+
+
 def model_footprint(spec: dict[str, Any]) -> tuple[int, int]:
     """(parameters, activation values per sample) of a spec, without allocating a single weight.
 
@@ -204,9 +208,15 @@ def model_footprint(spec: dict[str, Any]) -> tuple[int, int]:
     outputs of every leaf module for one sample: what a training step keeps for the backward pass.
     """
     name, cfg = parse_model_config(spec, "model")
-    model = _probe_build(name, cfg, tuple(spec["in_shape"]), int(spec["num_classes"]), "model")
-    device = next(iter(model.parameters()), torch.zeros(0, device="meta")).device
+    in_shape, num_classes = tuple(spec["in_shape"]), int(spec["num_classes"])
+    model = _probe_build(name, cfg, in_shape, num_classes, "model")
     parameters = sum(p.numel() for p in model.parameters())
+    if name != IMPORTED and parameters <= SMALL_PROBE_PARAMETERS and math.prod(in_shape) <= SMALL_PROBE_INPUT:
+        # Small enough to build for real: the meta device's first forward in a process costs about 1.4 s
+        # (loading its kernels), more than this whole check on the CPU. The global RNG is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            model = MODELS[name].builder(cfg, in_shape, num_classes)
+    device = next(iter(model.parameters()), torch.zeros(0, device="meta")).device
     outputs: list[int] = []
 
     def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
