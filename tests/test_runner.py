@@ -244,3 +244,26 @@ def test_a_worker_lost_while_running_an_arm_is_logged_with_the_arm_then_retried(
         "left the cluster while running arm kd/seed_0: Dask retries it on another worker unless "
         "distributed.scheduler.allowed-failures is used up"
     ), lost
+
+
+def test_the_workers_preload_returns_at_once_and_tasks_wait_for_its_import(monkeypatch):
+    """The local cluster's preload starts the project's import in the background (the cluster then starts
+    in about a second, not after each worker's imports); ``wait`` returns once the hooks are registered."""
+    import threading
+
+    from distillation_studies import runner, worker_preload
+
+    release = threading.Event()
+    imported: list[str] = []
+
+    def slow_import() -> None:
+        release.wait(timeout=30)
+        imported.append("nodes and hooks")
+
+    monkeypatch.setattr(runner, "dask_setup", slow_import)  # what the background thread imports and runs
+    monkeypatch.setattr(worker_preload, "_importing", None)
+    worker_preload.dask_setup()
+    assert imported == [] and worker_preload._importing.is_alive()  # the preload did not wait
+    release.set()
+    worker_preload.wait()
+    assert imported == ["nodes and hooks"]

@@ -417,7 +417,7 @@ def _connect(settings: DaskSettings) -> Iterator[Any]:
         processes=True,
         host="127.0.0.1",
         dashboard_address=":8787" if settings.dashboard else None,
-        preload=[__name__],  # workers import the project while the driver prepares the data
+        preload=[f"{PACKAGE}.worker_preload"],  # workers import the project while the driver prepares the data
         # TLS with certificates made for this cluster alone: a process that does not hold them (another user
         # of this machine, anything reaching the ports) is refused, and cannot run code in the workers.
         security=local_security(),
@@ -470,6 +470,9 @@ def run_task(nodes: list[Node], catalog: DataCatalog, run_id: str | None, torch_
     """Run one task's nodes in order on this worker; return the outputs that live in memory only."""
     import torch
 
+    from distillation_studies import worker_preload
+
+    worker_preload.wait()  # a local cluster's worker imports the project in the background
     torch.set_num_threads(torch_threads)
     hook_manager = _hook_manager()
     for node in nodes:

@@ -25,6 +25,8 @@ The process state that remains, all of it, and why:
   shape (one pipeline per arm) is read from the config loader the session created last.
 - ``runner._worker_hooks``: one Kedro hook manager per Dask worker process (a hook manager cannot be
   pickled); the hooks it calls keep no state between nodes beyond ``_running`` above.
+- ``worker_preload._importing``: a local Dask worker's background import of the project, which each task
+  waits for (the cluster starts without waiting for the import).
 - ``models._exported``: the last few ``torch.export`` programs traced for an arm's logged model, by
   architecture (spec, weight layout, pixel scale, metadata, input example). Tracing costs about 0.17 s
   per arm, writing a traced program with another arm's weights 0.03 s; each reuse is checked against the
