@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -97,8 +98,9 @@ class Trainer:
 def rank_one(study: StudyConfig, metrics: list[dict], teacher_metrics: dict, arm_method: dict[str, str]) -> set[str]:
     """The methods the recommendation puts at rank 1 (ties included), from per-run test metrics."""
     runs, _ = collect_runs(*metrics)
-    table, *_ = compare_methods(runs, teacher_metrics, study.comparison)
-    record = recommend_method(table, runs, study.constraints, {}, study.comparison)
+    table, tests, _, figure = compare_methods(runs, teacher_metrics, study.comparison)
+    plt.close(figure)
+    record = recommend_method(table, runs, study.constraints, {}, study.comparison, tests)
     (cell,) = record["cells"]  # a search study has one data cell
     return {arm_method[c["candidate"]] for c in cell["ranked"] if c["rank"] == 1}
 
