@@ -252,6 +252,7 @@ def test_a_model_written_from_an_earlier_trace_is_the_model_a_fresh_export_gives
     client, summary = study["client"], study["summary"]
     examples = first_images(study["model_input"]["val"], 8)
     images = torch.from_numpy(np.load(study["raw_path"])["x"][:16])
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # loaded as the README says
     monkeypatch.setattr(models, "_exported", type(models._exported)())
     _logged(client, study["experiment"], _student_like(torch.nn.ReLU, 0), summary, examples, "first-seed_0")
     assert len(models._exported) == 1

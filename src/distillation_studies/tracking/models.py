@@ -188,7 +188,8 @@ def _from_exported(
     mlmodel.run_id, mlmodel.model_id, mlmodel.model_uuid = description.run_id, description.model_id, description.model_uuid
     mlmodel.artifact_path = description.artifact_path
     mlmodel.utc_time_created = str(datetime.now(timezone.utc).replace(tzinfo=None))
-    mlmodel.model_size_bytes = exported.mlmodel["model_size_bytes"] - exported.program_bytes + (path / _PROGRAM).stat().st_size
+    if exported.mlmodel.get("model_size_bytes") is not None:
+        mlmodel.model_size_bytes = exported.mlmodel["model_size_bytes"] - exported.program_bytes + (path / _PROGRAM).stat().st_size
     mlmodel.save(str(path / "MLmodel"))
     return True
 
