@@ -275,14 +275,7 @@ class StudyTracker:
     def earlier_arm_runs(self, study: StudyRun) -> dict[str, str]:
         """{arm key: run id} of the FINISHED nested runs of earlier study runs of this config, newest first:
         the runs whose saved outputs a resumed ``kedro run --only-missing-outputs`` reuses."""
-        found: dict[str, str] = {}
-        query = f"tags.config_hash = '{study.config_hash}' and attributes.status = 'FINISHED' and tags.role = 'arm'"
-        runs = self.client.search_runs([self.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"])
-        for run in runs:
-            if run.data.tags.get("study_run") != study.run_id:
-                found.setdefault(run.data.tags.get("arm", ""), run.info.run_id)
-        found.pop("", None)
-        return found
+        return earlier_runs(self.client, study, role="arm", tag="arm")
 
     def adopt(self, study: StudyRun, runs: dict[str, str]) -> None:
         """Earlier nested runs become this study's own evidence, tagged with the run that resumed them."""
@@ -357,9 +350,26 @@ def arm_runs(study: StudyRun, status: str | None = "FINISHED") -> dict[str, str]
         query = f"tags.{tag} = '{study.run_id}' and tags.role = 'arm'"
         if status:
             query += f" and attributes.status = '{status}'"
-        for run in client.search_runs([study.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"]):
-            found.setdefault(run.data.tags["arm"], run.info.run_id)
+        found = {**newest_per_tag(client, study.experiment_id, query, "arm"), **found}  # its own runs first
     return found
+
+
+def newest_per_tag(client: MlflowClient, experiment_id: str, query: str, tag: str, skip_study_run: str | None = None) -> dict[str, str]:
+    """{value of tag ``tag``: run id} of the runs ``query`` finds, the newest per value (a retried or rerun
+    job has several); runs without the tag, or of study run ``skip_study_run``, are left out."""
+    found: dict[str, str] = {}
+    for run in client.search_runs([experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"]):
+        value = run.data.tags.get(tag)
+        if value and (skip_study_run is None or run.data.tags.get("study_run") != skip_study_run):
+            found.setdefault(value, run.info.run_id)
+    return found
+
+
+def earlier_runs(client: MlflowClient, study: StudyRun, role: str, tag: str) -> dict[str, str]:
+    """{value of tag ``tag``: run id} of the FINISHED ``role`` runs (``arm``, ``search``) of earlier study runs
+    of this config, the newest per value: what a resumed study adopts, never another config's runs."""
+    query = f"tags.config_hash = '{study.config_hash}' and tags.role = '{role}' and attributes.status = 'FINISHED'"
+    return newest_per_tag(client, study.experiment_id, query, tag, skip_study_run=study.run_id)
 
 
 class NestedRun:
@@ -599,12 +609,8 @@ class SearchTracking:
 
 def search_job_runs(study: StudyRun) -> dict[str, str]:
     """{job name: run id} of a study's FINISHED search-job runs (its own only), newest first per job."""
-    client = study.client()
     query = f"tags.study_run = '{study.run_id}' and tags.role = 'search' and attributes.status = 'FINISHED'"
-    found: dict[str, str] = {}
-    for run in client.search_runs([study.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"]):
-        found.setdefault(run.data.tags["job"], run.info.run_id)
-    return found
+    return newest_per_tag(study.client(), study.experiment_id, query, "job")
 
 
 def tag_search_jobs(study: StudyRun, statuses: dict[str, str]) -> None:
@@ -612,19 +618,9 @@ def tag_search_jobs(study: StudyRun, statuses: dict[str, str]) -> None:
     (trained by an earlier run of this config, before a Ctrl-C or a crash) keeps that earlier run, which is
     tagged ``resumed_by`` this study run as resumed arms are; a job with no run at all is skipped."""
     client, runs = study.client(), search_job_runs(study)
-    earlier = _earlier_search_job_runs(study) if set(statuses) - set(runs) else {}
+    earlier = earlier_runs(client, study, role="search", tag="job") if set(statuses) - set(runs) else {}
     for name, status in statuses.items():
         if name in runs:
             set_tags(client, runs[name], {"status": status})
         elif name in earlier:
             set_tags(client, earlier[name], {"status": status, "resumed_by": study.run_id})
-
-
-def _earlier_search_job_runs(study: StudyRun) -> dict[str, str]:
-    """{job name: run id} of the FINISHED search-job runs of earlier study runs of this config, newest first."""
-    query = f"tags.config_hash = '{study.config_hash}' and tags.role = 'search' and attributes.status = 'FINISHED'"
-    found: dict[str, str] = {}
-    for run in study.client().search_runs([study.experiment_id], query, max_results=SEARCH_LIMIT, order_by=["attributes.start_time DESC"]):
-        if run.data.tags.get("study_run") != study.run_id:
-            found.setdefault(run.data.tags["job"], run.info.run_id)
-    return found
