@@ -255,9 +255,10 @@ class _InMemory:
     def batches(self, groups: list[Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         if not groups:
             return
-        # One host-to-device copy per epoch: a copy per batch would wait for the GPU at every step.
-        on_device = torch.cat(groups).to(self.device)
-        for indices in on_device.split([len(group) for group in groups]):
+        if self.device.type != "cpu":
+            # One host-to-device copy per epoch: a copy per batch would wait for the GPU at every step.
+            groups = torch.cat(groups).to(self.device).split([len(group) for group in groups])
+        for indices in groups:
             yield self.x[indices], self.y[indices], indices
 
     def predict(self, model: nn.Module, layers: list[str] | None = None) -> ModelOutputs:
@@ -386,7 +387,8 @@ class _Epoch:
     """One epoch's sums, still on the device, and its batch plan (for the denominators)."""
 
     totals: LossTotals
-    hits: list[Tensor]  # per batch: which samples the student got right (UNLABELLED never matches)
+    predictions: list[Tensor]  # per batch: the student's class for each sample, compared with
+    labels: list[Tensor]  # the batch's labels (UNLABELLED never matches) at the epoch's end
     labelled_seen: Tensor
     groups: list[Tensor]  # this process's share of each batch
     label_counts: list[int]
@@ -509,7 +511,8 @@ def _run_epoch(loop: _Loop, epoch: int, student_features: dict[str, Tensor], tea
     method.train()
     method.start_epoch(epoch, config.epochs)
     totals = LossTotals(method.label_terms)
-    hits: list[Tensor] = []  # counted once at the epoch's end: two tensor operations fewer per step
+    predictions: list[Tensor] = []  # compared with the labels once at the epoch's end, not per step
+    batch_labels: list[Tensor] = []
     lr = loop.optimizer.param_groups[0]["lr"]  # the rate the epoch starts with (the schedule steps per batch)
     groups = _epoch_groups(len(loop.train_source), config, loop.generator, loop.mask, loop.budget[epoch - 1] if loop.budget else None)
     # A batch too small to give every process a sample is dropped on all of them.
@@ -536,9 +539,10 @@ def _run_epoch(loop: _Loop, epoch: int, student_features: dict[str, Tensor], tea
         loop.optimizer.step()
         loop.scheduler.step()
         totals.add(terms, len(indices), labelled_count)
-        hits.append(student_out.logits.argmax(dim=1) == labels)
+        predictions.append(student_out.logits.argmax(dim=1))
+        batch_labels.append(labels)
     labelled_seen = torch.tensor(float(sum(label_counts)), device=loop.device)
-    return _Epoch(totals, hits, labelled_seen, groups, label_counts, lr, steps, samples)
+    return _Epoch(totals, predictions, batch_labels, labelled_seen, groups, label_counts, lr, steps, samples)
 
 
 def _teacher_outputs(loop: _Loop, inputs: Tensor, indices: Tensor, features: dict[str, Tensor]) -> ModelOutputs | None:
@@ -554,7 +558,10 @@ def _teacher_outputs(loop: _Loop, inputs: Tensor, indices: Tensor, features: dic
 def _epoch_row(loop: _Loop, epoch: int, done: _Epoch, history: list[dict[str, float]]) -> dict[str, float]:
     """The epoch's history row: loss terms averaged over the samples they saw (summed over processes),
     training accuracy, and validation accuracy and loss; logged."""
-    correct = torch.cat(done.hits).sum().float() if done.hits else torch.zeros((), device=loop.device)
+    if done.predictions:
+        correct = (torch.cat(done.predictions) == torch.cat(done.labels)).sum().float()
+    else:
+        correct = torch.zeros((), device=loop.device)
     if loop.world > 1:  # loss terms and counts summed over every process's share of the data
         for value in [*done.totals.sums.values(), correct, done.labelled_seen]:
             dist.all_reduce(value)

@@ -12,7 +12,7 @@ from torch import nn
 
 from distillation_studies.common.errors import ConfigError
 from distillation_studies.learning.divergence import DivergenceError
-from distillation_studies.learning.methods.shared import check_layer_lists, fit
+from distillation_studies.learning.methods.shared import LossTotals, check_layer_lists, fit
 from distillation_studies.learning.training import TrainConfig, _epoch_groups
 
 
@@ -90,6 +90,19 @@ def test_batches_follow_the_loops_order_for_the_same_seed():
     assert seen == expected and len(seen) == 6
     assert sorted(sum(seen[:3], [])) == sorted(sum(seen[3:], [])) == [0, 1, 2, 3, 4]
     assert seen[:3] != seen[3:]  # reshuffled every epoch
+
+
+def test_epoch_totals_weight_label_terms_by_labelled_samples_and_skip_batches_without_a_term():
+    # By hand: "ce" (a label term) is weighted by each batch's labelled count and is absent from the
+    # batch with none; "kd" by every sample. Sums: ce 0.5*3 + 1.5*1 = 3.0; kd 2*4 + 4*4 + 1*2 = 26.
+    totals = LossTotals(frozenset({"ce"}))
+    totals.add({"ce": torch.tensor(0.5), "kd": torch.tensor(2.0)}, samples=4, labelled=3)
+    totals.add({"ce": torch.tensor(1.5, dtype=torch.bfloat16), "kd": torch.tensor(4.0)}, samples=4, labelled=1)
+    totals.add({"kd": torch.tensor(1.0, requires_grad=True)}, samples=2, labelled=0)
+    assert {name: value.item() for name, value in totals.sums.items()} == {"ce": 3.0, "kd": 26.0}
+    assert not any(value.requires_grad for value in totals.sums.values())
+    row = totals.row(epoch=1, samples=10, labelled=4, label="m", seed=0, history=[])
+    assert row == pytest.approx({"epoch": 1, "loss_ce": 3.0 / 4, "loss_kd": 26.0 / 10, "loss_total": 0.75 + 2.6})
 
 
 def test_epoch_terms_are_averaged_over_samples_not_batches():

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from typing import Any, Callable, Mapping
@@ -283,14 +284,26 @@ class LossTotals:
 
     def __init__(self, label_terms: frozenset[str] | set[str] = frozenset()) -> None:
         self.label_terms = label_terms
-        self.sums: dict[str, Tensor] = {}
+        self._values: dict[str, list[Tensor]] = {}
+        self._weights: dict[str, list[int]] = {}
 
     def add(self, terms: Mapping[str, Tensor], samples: int, labelled: int | None = None) -> None:
-        """Add one batch's terms (batch means) weighted by the samples each averaged over."""
-        with torch.no_grad():  # no detach per term
-            for name, value in terms.items():
-                weight = labelled if labelled is not None and name in self.label_terms else samples
-                self.sums[name] = self.sums.get(name, 0.0) + value.float() * weight
+        """Keep one batch's terms (batch means) and the samples each averaged over. They are weighted
+        and summed once, at the epoch's end (:attr:`sums`): two tensor operations per term and step
+        cost a small model more than its step's arithmetic."""
+        for name, value in terms.items():
+            self._values.setdefault(name, []).append(value.detach())
+            self._weights.setdefault(name, []).append(labelled if labelled is not None and name in self.label_terms else samples)
+
+    @functools.cached_property
+    def sums(self) -> dict[str, Tensor]:
+        """Each term summed over the epoch: batch mean x the samples it averaged, on the device (read once
+        the epoch's batches are all added)."""
+        sums = {}
+        for name, values in self._values.items():
+            means = torch.stack(values).float().reshape(len(values))
+            sums[name] = means.dot(torch.tensor(self._weights[name], dtype=torch.float32, device=means.device))
+        return sums
 
     def row(self, epoch: int, samples: int, labelled: int | None, label: str, seed: int, history: list[dict]) -> dict[str, float]:
         """``epoch``, ``loss_<term>`` averaged over its samples and ``loss_total``; a non-finite term raises
