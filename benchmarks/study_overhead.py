@@ -18,7 +18,7 @@ With ``--default-study`` it times the default study (conf/base: its data, teache
 the same way instead, for the share of its wall time spent outside the training loops.
 
 Run: .venv/bin/python benchmarks/study_overhead.py --arms 30 300      # minutes; --arms 6 for a smoke run
-     .venv/bin/python benchmarks/study_overhead.py --default-study    # about a minute
+     .venv/bin/python benchmarks/study_overhead.py --default-study    # about a minute; --detail: every timed call
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def install_timers(timers: Timers) -> None:
     for module in (mlflow, mlflow.pytorch, mlflow.pyfunc):
         for name in _public_functions(module):
             setattr(module, name, timers.wrap("MLflow", f"{module.__name__}.{name}", getattr(module, name)))
-    DataCatalog.load = timers.wrap("catalog I/O", "DataCatalog.load", DataCatalog.load)
-    DataCatalog.save = timers.wrap("catalog I/O", "DataCatalog.save", DataCatalog.save)
+    for operation in ("load", "save"):
+        setattr(DataCatalog, operation, _by_dataset(timers, operation, getattr(DataCatalog, operation)))
     from kedro.framework.project import settings
 
     loader = settings.CONFIG_LOADER_CLASS
@@ -118,6 +118,17 @@ def install_timers(timers: Timers) -> None:
         for name, value in list(vars(module).items()):
             if value is loop:
                 setattr(module, name, timed_loop)
+
+
+def _by_dataset(timers: Timers, operation: str, method: Callable) -> Callable:
+    """``DataCatalog.load``/``save`` timed under a name per kind of dataset (an arm's namespace as ``*``)."""
+
+    def timed(catalog: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        parts = name.split(".")
+        kind = ".".join(["students", "*", *parts[3:]]) if parts[0] == "students" and len(parts) > 3 else name
+        return timers.wrap("catalog I/O", f"DataCatalog.{operation} {kind}", method)(catalog, name, *args, **kwargs)
+
+    return timed
 
 
 def _wrap_nodes(timers: Timers, node_class: type) -> None:
@@ -202,7 +213,7 @@ def measure(arms: int, threads: int) -> dict[str, Any]:
     return {"arms": arms, "histories": trained, "wall_s": wall, "parts": parts, "calls": dict(timers.calls), "own": dict(timers.own), "background": dict(timers.background)}
 
 
-def report(result: dict[str, Any]) -> None:
+def report(result: dict[str, Any], detail: bool = False) -> None:
     arms, wall, parts = result["arms"], result["wall_s"], result["parts"]
     training = parts.get("training loops", 0.0)
     print(f"\n{arms} arms ({result['histories']} models trained, teacher included): wall {wall:.1f} s")
@@ -215,6 +226,11 @@ def report(result: dict[str, Any]) -> None:
     print("  MLflow calls (most frequent): " + ", ".join(f"{name} {count}" for name, count in top))
     slowest = sorted(((k, v) for k, v in result["own"].items() if k in mlflow_calls), key=lambda item: -item[1])[:8]
     print("  MLflow calls (most time): " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in slowest))
+    if detail:
+        print("  every timed call over 0.05 s (own time, calls):")
+        for name, seconds in sorted(result["own"].items(), key=lambda item: -item[1]):
+            if seconds >= 0.05:
+                print(f"    {name:<60} {seconds:7.2f} s {result['calls'][name]:>6}")
     if result["background"]:
         print("  timed calls on background threads (overlap the above): "
               + ", ".join(f"{k} {v:.2f} s" for k, v in result["background"].items()))
@@ -225,6 +241,7 @@ def main() -> None:
     parser.add_argument("--arms", type=int, nargs="+", default=[30, 300], help="study sizes (multiples of 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--default-study", action="store_true", help="time the default study (conf/base) instead")
+    parser.add_argument("--detail", action="store_true", help="also print every timed call over 0.05 s")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.default_study:
@@ -244,7 +261,7 @@ def main() -> None:
         if done.returncode != 0 or line is None:
             sys.exit(f"{arms} arms failed:\n{(done.stdout + done.stderr)[-4000:]}")
         results.append(json.loads(line[len("RESULT "):]))
-        report(results[-1])
+        report(results[-1], args.detail)
     first = results[0]
     base = (first["wall_s"] - first["parts"].get("training loops", 0.0)) / first["arms"]
     print("\nper-arm time outside the training loops:")

@@ -6,6 +6,7 @@ run with a bad config (clear error, nothing lost).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -137,6 +138,10 @@ def test_mlflow_has_one_study_run_with_a_nested_run_per_arm(project):
     assert (logged / "comparison_plot.png").read_bytes() == (reporting / "comparison_plot.png" / version / "comparison_plot.png").read_bytes()
     saved = {path.name: path.read_bytes() for path in (reporting / "study_plots" / version / "study_plots").iterdir()}
     assert saved and {path.name: path.read_bytes() for path in (logged / "plots").iterdir()} == saved
+    # ... and the very PNGs the HTML page inlines: each plot is rendered once, for the page and the folder.
+    page = (reporting / "study_report.html" / version / "study_report.html").read_text()
+    inlined = {base64.b64decode(uri) for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', page)}
+    assert inlined == set(saved.values())
     recommendation = load(project, "recommendation")
     children_ids = {r.info.run_id for r in children.values()}
     assert set(recommendation["cells"][0]["ranked"][0]["run_ids"]) <= children_ids

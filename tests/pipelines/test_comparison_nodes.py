@@ -14,12 +14,11 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 from kedro.io.core import Version  # noqa: E402
-from kedro_datasets.matplotlib import MatplotlibDataset  # noqa: E402
 
 from distillation_studies.analysis.comparison import WITHIN_NOISE  # noqa: E402
 from distillation_studies.analysis.recommend import Constraints  # noqa: E402
 from distillation_studies.common.config import parse_dataclass  # noqa: E402
-from distillation_studies.datasets import MarkdownReportDataset  # noqa: E402
+from distillation_studies.datasets import MarkdownReportDataset, PlotFolderDataset  # noqa: E402
 from distillation_studies.pipelines.comparison.nodes import build_report, compare_methods, recommend_method  # noqa: E402
 from distillation_studies.report.plots import PARETO_FRONT_GID  # noqa: E402
 from distillation_studies.study.schema import ComparisonConfig  # noqa: E402
@@ -168,7 +167,7 @@ def test_pareto_plots_label_every_arm_and_draw_the_front(outputs):
     # Every arm trains and deploys the same network: no plot against its parameters or FLOPs, one line instead.
     assert set(n for n in figures if n.startswith("pareto_")) == {"pareto_latency_ms.png", "pareto_train_time_s.png"}
     assert "Not plotted, because every arm has the same value: trained parameters (incl. adapters) is 1k; forward FLOPs per image is 2k." in outputs[3]
-    axis = figures["pareto_train_time_s.png"].axes[0]
+    axis = figures["pareto_train_time_s.png"].figure.axes[0]
     assert sorted(t.get_text() for t in axis.texts) == sorted(DISAGREEING)  # plain arm names, no Series repr
     legend = [t.get_text() for t in axis.get_legend().get_texts()]
     assert set(DISAGREEING) <= set(legend) and "Pareto front" in legend
@@ -177,20 +176,20 @@ def test_pareto_plots_label_every_arm_and_draw_the_front(outputs):
     assert list(front.get_xdata()) == pytest.approx([12.0, 22.0])
     assert list(front.get_ydata()) == pytest.approx([100 * means["at"], 100 * means["ce"]])
     # One network: its latency differences (1-4 ms) are run-to-run noise, so the front is the most accurate arm.
-    latency = next(line for line in figures["pareto_latency_ms.png"].axes[0].get_lines() if line.get_gid() == PARETO_FRONT_GID)
+    latency = next(line for line in figures["pareto_latency_ms.png"].figure.axes[0].get_lines() if line.get_gid() == PARETO_FRONT_GID)
     assert list(latency.get_xdata()) == pytest.approx([1.0]) and means.idxmax() == "ce"
-    assert "every arm within run-to-run noise" in figures["pareto_latency_ms.png"].axes[0].get_title()
+    assert "every arm within run-to-run noise" in figures["pareto_latency_ms.png"].figure.axes[0].get_title()
 
 
 def test_per_seed_figures_say_they_pool_all_seeds(outputs):
     figures = outputs[5]
-    reliability = figures["reliability.png"]
+    reliability = figures["reliability.png"].figure
     assert "pooled over all seeds of each arm (2 seeds)" in reliability.texts[0].get_text()
     # Pooled high bin: 8 samples, accuracy (2 * 1.0 + 6 * 0.5) / 8 = 0.625, confidence (2 * 0.9 + 6 * 0.7) / 8 = 0.75.
     bar = [p for p in reliability.axes[0].patches if p.get_height() > 0]
     assert len(bar) == 1 and bar[0].get_height() == pytest.approx(0.625)
     assert "ECE 12.50%" in reliability.axes[0].get_title()
-    heatmap = figures["per_class_accuracy.png"].axes[0]
+    heatmap = figures["per_class_accuracy.png"].figure.axes[0]
     assert "mean over all seeds of each arm (2 seeds)" in heatmap.get_title()
     assert heatmap.images[0].get_array()[0, 0] == pytest.approx(62.5)  # (50 + 75) / 2
 
@@ -200,7 +199,7 @@ def test_plot_links_resolve_on_disk_and_in_the_mlflow_layout(outputs, tmp_path: 
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert sorted(links) == sorted(f"plots/{name}" for name in figures)  # MLflow: report/study_report.md + report/plots/
     version = Version(None, "2026-01-01T00.00.00.000Z")
-    MatplotlibDataset(filepath=str(tmp_path / "08_reporting/study_plots"), version=version).save(dict(list(figures.items())[:2]))
+    PlotFolderDataset(filepath=str(tmp_path / "08_reporting/study_plots"), version=version).save(dict(list(figures.items())[:2]))
     report = MarkdownReportDataset(
         filepath=str(tmp_path / "08_reporting/study_report.md"), plots_filepath=str(tmp_path / "08_reporting/study_plots"), version=version
     )

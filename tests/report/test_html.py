@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 from distillation_studies.report.html import (  # noqa: E402
     figure_to_png_bytes,
     html_report,
+    render_plots,
     link_run_ids,
     markdown_to_html,
     mlflow_ui_url,
@@ -95,7 +96,7 @@ def test_figure_to_png_bytes(figure):
 
 def test_page_is_self_contained_and_keeps_the_structure(figure):
     markdown = link_run_ids(REPORT, [RUN], mlflow_ui_url("sqlite:///mlflow.db"))
-    source = html_report("Study <results>", markdown, {"pareto_flops.png": figure})
+    source = html_report("Study <results>", markdown, render_plots({"pareto_flops.png": figure}))
     page = _Page()
     page.feed(source)
     tags = [tag for tag, _ in page.elements]
@@ -114,7 +115,7 @@ def test_page_is_self_contained_and_keeps_the_structure(figure):
 
 
 def test_contents_list_links_every_section_and_nests_subsections(figure):
-    page = _page(REPORT, {"pareto_flops.png": figure})
+    page = _page(REPORT, render_plots({"pareto_flops.png": figure}))
     ids = {attrs["id"] for tag, attrs in page.elements if "id" in attrs}
     anchors = [attrs["href"] for tag, attrs in page.elements if tag == "a" and attrs["href"].startswith("#")]
     assert anchors == ["#recommendation-test_accuracy", "#all-labels", "#comparison", "#plots"]
@@ -123,7 +124,7 @@ def test_contents_list_links_every_section_and_nests_subsections(figure):
 
 
 def test_tables_scroll_and_figures_carry_their_captions(figure):
-    page = _page(REPORT, {"pareto_flops.png": figure})
+    page = _page(REPORT, render_plots({"pareto_flops.png": figure}))
     wrappers = [attrs.get("class") for tag, attrs in page.elements if tag == "div"]
     assert wrappers == ["table-scroll"]
     assert page.texts("th") == "arm test_accuracy, %" and page.texts("td") == "kd__labels_100 95.90"

@@ -28,7 +28,7 @@ from kedro_datasets._typing import HTMLPreview, ImagePreview, TablePreview  # no
 from distillation_studies.datasets.files import CSVDataset, MatplotlibDataset, TextDataset  # noqa: E402 - atomic saves
 from distillation_studies.common.names import PLOTS_FOLDER  # noqa: E402
 from distillation_studies.report.sections import cost_rows, noise_rows  # noqa: E402
-from distillation_studies.report.html import markdown_to_html  # noqa: E402
+from distillation_studies.report.html import RenderedPlot, markdown_to_html  # noqa: E402
 
 _BASELINE_COLUMN = re.compile(r"^test_accuracy_diff_vs_(.+)$")
 _PLOTS_SECTION = re.compile(r"\n## Plots\n.*\Z", re.DOTALL)
@@ -113,7 +113,15 @@ class ComparisonTableDataset(CSVDataset):
 
 
 class PlotFolderDataset(MatplotlibDataset):
-    """A folder of plots (a dict of figures); previewed as one contact sheet of all of them."""
+    """A folder of plots (a dict of figures); previewed as one contact sheet of all of them. A plot the
+    report already rendered (:class:`~distillation_studies.report.html.RenderedPlot`) is written as those
+    PNG bytes, not drawn again."""
+
+    def _save_to_fs(self, full_key_path: str, plot: Any) -> None:
+        if not isinstance(plot, RenderedPlot):
+            return super()._save_to_fs(full_key_path, plot)
+        with self._fs.open(full_key_path, **self._fs_open_args_save) as file:
+            file.write(plot.png)
 
     def preview(self, columns: int = 2) -> ImagePreview:
         folder = get_filepath_str(self._get_load_path(), self._protocol)

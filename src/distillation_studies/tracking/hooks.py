@@ -400,8 +400,8 @@ def _log_report(study: StudyLog, dataset: str, value: Any, saved: Path | None = 
         if saved is not None and saved.is_dir() and {path.name for path in saved.iterdir()} == set(value):
             study.log_folder(saved, "report/plots")
         else:
-            for name, figure in value.items():
-                study.log_figure(figure, f"report/plots/{name}")
+            for name, plot in value.items():
+                study.log_figure(getattr(plot, "figure", plot), f"report/plots/{name}")
     elif dataset in ("study_report_md", "study_report_html"):
         study.log_text(value, f"report/{REPORT_ARTIFACTS[dataset]}")
     else:  # JSON records: protocol card, capacity report, recommendation

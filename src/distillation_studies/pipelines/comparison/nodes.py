@@ -18,7 +18,7 @@ from distillation_studies.analysis.pooled import mean_per_class, pool_reliabilit
 from distillation_studies.analysis.recommend import Constraints, failed, recommend_per_cell
 from distillation_studies.report import plots, sections
 from distillation_studies.report.sections import PLOTS_FOLDER
-from distillation_studies.report.html import html_report, link_run_ids, mlflow_ui_url, recommendation_run_ids
+from distillation_studies.report.html import RenderedPlot, html_report, link_run_ids, mlflow_ui_url, recommendation_run_ids, render_plots
 from distillation_studies.report.recommendation import recommendation_markdown, title
 from distillation_studies.report.search import SEARCH_HEADING, search_section
 from distillation_studies.report.text import cell_description
@@ -142,8 +142,9 @@ def build_report(
     reproduced_vs_published: pd.DataFrame | None = None,
     *,
     search: tuple[str, dict[str, Figure]] | None = None,
-) -> tuple[str, str, dict[str, Figure]]:
-    """The study report as Markdown and as one self-contained HTML page, plus its plots as PNGs.
+) -> tuple[str, str, dict[str, RenderedPlot]]:
+    """The study report as Markdown and as one self-contained HTML page, plus its plots, each rendered
+    to a PNG once for both the page and the plots folder.
 
     The Markdown links its plots as ``plots/<name>``: where the tracking hook logs them beside the
     report in MLflow (``report/plots/``); the catalog's ``MarkdownReportDataset`` points the saved
@@ -177,12 +178,13 @@ def build_report(
     markdown = sections.report_markdown(REPORT_TITLE, [*parts, ("Plots", plots.plots_markdown(figures, flat, PLOTS_FOLDER))], [])
     if tracking is not None and tracking.enabled:
         markdown = link_run_ids(markdown, recommendation_run_ids(recommendation), mlflow_ui_url(tracking.uri))
-    return markdown, html_report(REPORT_TITLE, markdown, figures, PLOTS_FOLDER), figures
+    rendered = render_plots(figures)
+    return markdown, html_report(REPORT_TITLE, markdown, rendered, PLOTS_FOLDER), rendered
 
 
 def build_search_report(
     search_trials: pd.DataFrame, search_events: pd.DataFrame, search_finalists: dict[str, Any], *report_inputs: Any
-) -> tuple[str, str, dict[str, Figure]]:
+) -> tuple[str, str, dict[str, RenderedPlot]]:
     """``build_report`` of a search study (its ``report_inputs``, in order), with the "Search" section:
     compute against the grid, the anytime plot, and what the search dropped, when and why."""
     return build_report(*report_inputs, search=search_section(search_trials, search_events, search_finalists))
