@@ -1,10 +1,12 @@
 """The project's torch datasets: round trips, versioning, safe loading and clear errors."""
 
+import os
+
 import pytest
 import torch
 from kedro.io.core import DatasetError, Version
 
-from distillation_studies.datasets import TensorDictDataset, TorchModelDataset
+from distillation_studies.datasets import TensorDictDataset, TorchModelDataset, files
 from tests.method_checks import tiny_cnn
 
 
@@ -31,6 +33,46 @@ def test_versions_accumulate_and_latest_loads(tmp_path):
     TensorDictDataset(path, version=Version(None, "2026-01-02T00.00.00.000Z")).save({"x": torch.ones(2)})
     assert len(list((tmp_path / "splits.pt").iterdir())) == 2
     assert torch.equal(TensorDictDataset(path, version=Version(None, None)).load()["x"], torch.ones(2))
+
+
+def _counting_reads(monkeypatch) -> list[str]:
+    reads: list[str] = []
+    real = torch.load
+    monkeypatch.setattr(files.torch, "load", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
+    monkeypatch.setattr(files, "_payloads", type(files._payloads)())  # this test's reads only
+    return reads
+
+
+def test_a_process_reads_a_file_once_and_each_load_gets_its_own_copy(tmp_path, monkeypatch):
+    reads = _counting_reads(monkeypatch)
+    splits, teacher = TensorDictDataset(str(tmp_path / "splits.pt")), TorchModelDataset(str(tmp_path / "teacher.pt"))
+    splits.save({"train": {"x": torch.zeros(3)}})
+    teacher.save(tiny_cnn())
+    first = splits.load()
+    first["train"]["x"].add_(1.0)  # a node changing its input in place
+    first["train"]["extra"] = torch.ones(1)
+    again = TensorDictDataset(str(tmp_path / "splits.pt")).load()  # another arm's dataset object, same file
+    assert torch.equal(again["train"]["x"], torch.zeros(3)) and set(again["train"]) == {"x"}
+    again["train"]["x"].add_(1.0)  # a load served from memory, changed in its turn
+    assert torch.equal(splits.load()["train"]["x"], torch.zeros(3))
+    models = [teacher.load(), TorchModelDataset(str(tmp_path / "teacher.pt")).load()]
+    with torch.no_grad():
+        next(models[0].parameters()).zero_()
+    third = teacher.load()
+    assert all(torch.equal(a, b) for a, b in zip(third.state_dict().values(), models[1].state_dict().values()))
+    assert not torch.equal(next(models[0].parameters()), next(third.parameters()))
+    assert sorted(reads) == sorted([str(tmp_path / "splits.pt"), str(tmp_path / "teacher.pt")])
+
+
+def test_a_rewritten_file_is_read_again(tmp_path, monkeypatch):
+    reads = _counting_reads(monkeypatch)
+    path = tmp_path / "splits.pt"
+    TensorDictDataset(str(path)).save({"x": torch.zeros(2)})
+    assert torch.equal(TensorDictDataset(str(path)).load()["x"], torch.zeros(2))
+    torch.save({"x": torch.ones(2)}, path)  # the same name written again (not a versioned dataset)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert torch.equal(TensorDictDataset(str(path)).load()["x"], torch.ones(2))
+    assert len(reads) == 2
 
 
 def test_only_registry_models_can_be_saved(tmp_path):

@@ -12,7 +12,10 @@ loading never unpickles arbitrary objects.
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
+from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -26,6 +29,13 @@ from distillation_studies.learning.models import build_model
 from distillation_studies.learning.streaming import StreamedSplit, is_recipe
 
 log = logging.getLogger(__name__)
+
+# The files read last in this process, by (path, inode, size, mtime): every arm of a study reads the same teacher
+# and splits, so a process (the driver, or a Dask worker) reads each once per study. Callers get copies.
+PAYLOADS_KEPT = 4
+PAYLOAD_MAX_BYTES = 2**30  # larger files are read each time rather than held twice in memory
+_payloads: OrderedDict[tuple[str, int, int, int], Any] = OrderedDict()
+_payloads_lock = threading.Lock()
 
 
 def model_payload(model: nn.Module) -> dict[str, Any]:
@@ -44,9 +54,25 @@ class _TorchFileDataset(AbstractVersionedDataset):
         self.catalog_name: str | None = None  # set by name_datasets: Kedro builds a dataset without its name
 
     def _read(self) -> Any:
+        """The file's payload, read from disk once per process while it stays the same file (inode, size and
+        modification time: a save renames a new file into place); each caller gets its own copy, so no node's change reaches another's."""
         path = Path(self._get_load_path())
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            stat = path.stat()
+            key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            with _payloads_lock:
+                kept = _payloads.get(key)
+                if kept is not None:
+                    _payloads.move_to_end(key)
+            if kept is not None:
+                return copy.deepcopy(kept)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if stat.st_size <= PAYLOAD_MAX_BYTES:
+                with _payloads_lock:
+                    _payloads[key] = copy.deepcopy(payload)
+                    while len(_payloads) > PAYLOADS_KEPT:
+                        _payloads.popitem(last=False)
+            return payload
         except FileNotFoundError:
             raise
         except Exception as error:  # corrupt or foreign file: name it, and how to resume without it
