@@ -131,6 +131,7 @@ _PROGRAM = Path("data") / "model.pt2"
 @dataclass
 class _Exported:
     program: torch.export.ExportedProgram
+    module: torch.nn.Module  # ``program.module()`` (built once): reads the program's weights, so checks what is written
     files: dict[str, bytes]  # the model folder MLflow wrote, less the program and MLmodel
     mlmodel: dict[str, Any]  # its MLmodel; ids, paths and times are the next model's own
     program_bytes: int
@@ -158,7 +159,8 @@ def _remember_exported(key: str | None, path: Path) -> None:
     mlmodel = Model.load(str(path / "MLmodel")).to_dict()
     files.pop("MLmodel")
     with _exported_lock:
-        _exported[key] = _Exported(torch.export.load(str(path / _PROGRAM)), files, mlmodel, program_bytes)
+        program = torch.export.load(str(path / _PROGRAM))
+        _exported[key] = _Exported(program, program.module(), files, mlmodel, program_bytes)
         while len(_exported) > EXPORTED_KEPT:
             _exported.popitem(last=False)
 
@@ -177,7 +179,9 @@ def _from_exported(
         with torch.no_grad():
             for name, tensor in exported.program.state_dict.items():
                 tensor.copy_(weights[name])
-            if not torch.allclose(exported.program.module()(raw), probabilities, rtol=1e-5, atol=1e-6):
+            # The module shares the program's weight tensors; if a torch release stopped sharing them, the
+            # old weights' predictions would not match and the arm would be exported afresh.
+            if not torch.allclose(exported.module(raw), probabilities, rtol=1e-5, atol=1e-6):
                 return False
         for relative, content in exported.files.items():
             (path / relative).parent.mkdir(parents=True, exist_ok=True)
