@@ -3,7 +3,8 @@
 Preloading ``distillation_studies.runner`` itself imports torch, MLflow and Kedro (about 4 s) before a
 worker registers, and the local cluster, and with it the driver, waited for that. This preload returns at
 once: the cluster is up in about a second, the driver prepares the data while the workers import, and each
-task waits for its worker's import (:func:`wait`) before it runs.
+task waits for its worker's import (:func:`wait`) before it runs. The import also covers what the first arm
+would import lazily (``torch._dynamo``, ``torch.export``), so a worker idle while the teacher trains is ready.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ def dask_setup(worker=None) -> None:
 
 
 def _import_project() -> None:
+    import importlib
+
     from distillation_studies.runner import dask_setup as import_nodes_and_hooks
 
     import_nodes_and_hooks()
+    # What a worker's first arm would import on the way (about 2 s): torch.optim imports torch._dynamo when
+    # the first optimiser is built, and the logged model needs torch.export. A worker that waits for the
+    # teacher imports them meanwhile, not in its first arm.
+    for module in ("torch._dynamo", "torch.export"):
+        importlib.import_module(module)
 
 
 def wait() -> None:
