@@ -19,3 +19,23 @@ def test_search_vs_grid_runs_on_the_tiny_search_and_prints_its_verdict():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("same rank-1 group as the grid: ") and last.endswith("of optimiser steps"), last
+
+
+def _run(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg", "KEDRO_DISABLE_TELEMETRY": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_background_thread_prints_both_walls_and_their_ratio():
+    out = _run("background_thread.py", "--epochs", "1", "--repeats", "1")
+    assert "training alone:" in out and "training beside a busy Python thread:" in out and out.rstrip().endswith("x)")
+
+
+def test_study_overhead_details_every_timed_call_and_catalog_io_per_dataset():
+    out = _run("study_overhead.py", "--arms", "3", "--detail")
+    assert "every timed call over 0.05 s (own time, calls):" in out
+    assert "outside the training loops:" in out and "per-arm time outside the training loops:" in out
