@@ -31,8 +31,8 @@ def _run(script: str, *args: str) -> str:
 
 
 def test_background_thread_prints_both_walls_and_their_ratio():
-    out = _run("background_thread.py", "--epochs", "1", "--repeats", "1")
-    assert "training alone:" in out and "training beside a busy Python thread:" in out and out.rstrip().endswith("x)")
+    out = _run("background_thread.py", "--arms", "2", "--epochs", "2")
+    assert "arms, writes in line:" in out and "arms, writes in a background thread:" in out and out.rstrip().endswith("x)")
 
 
 def test_study_overhead_details_every_timed_call_and_catalog_io_per_dataset():
