@@ -75,6 +75,21 @@ def test_a_rewritten_file_is_read_again(tmp_path, monkeypatch):
     assert len(reads) == 2
 
 
+def test_files_kept_stay_within_the_byte_budget_and_a_larger_file_is_never_kept(tmp_path, monkeypatch):
+    reads = _counting_reads(monkeypatch)
+    paths = [tmp_path / f"{name}.pt" for name in ("a", "b")]
+    for path in paths:
+        TensorDictDataset(str(path)).save({"x": torch.zeros(1000)})
+    monkeypatch.setattr(files, "PAYLOADS_MAX_BYTES", paths[0].stat().st_size + paths[1].stat().st_size - 1)
+    for path in [*paths, paths[1], paths[0]]:  # b is kept after a is dropped; a is read again
+        TensorDictDataset(str(path)).load()
+    assert reads == [str(paths[0]), str(paths[1]), str(paths[0])]
+    monkeypatch.setattr(files, "PAYLOADS_MAX_BYTES", 10)
+    big = TensorDictDataset(str(paths[1]))
+    big.load(), big.load()
+    assert reads[3:] == [str(paths[1])] * 2 and len(files._payloads) <= 1
+
+
 def test_only_registry_models_can_be_saved(tmp_path):
     with pytest.raises(DatasetError, match="spec"):
         TorchModelDataset(str(tmp_path / "model.pt")).save(torch.nn.Linear(2, 2))

@@ -32,8 +32,7 @@ log = logging.getLogger(__name__)
 
 # The files read last in this process, by (path, inode, size, mtime): every arm of a study reads the same teacher
 # and splits, so a process (the driver, or a Dask worker) reads each once per study. Callers get copies.
-PAYLOADS_KEPT = 4
-PAYLOAD_MAX_BYTES = 2**30  # larger files are read each time rather than held twice in memory
+PAYLOADS_MAX_BYTES = 2**30  # files kept, least recently read dropped first; a larger file is read each time
 _payloads: OrderedDict[tuple[str, int, int, int], Any] = OrderedDict()
 _payloads_lock = threading.Lock()
 
@@ -67,10 +66,10 @@ class _TorchFileDataset(AbstractVersionedDataset):
             if kept is not None:
                 return copy.deepcopy(kept)
             payload = torch.load(path, map_location="cpu", weights_only=True)
-            if stat.st_size <= PAYLOAD_MAX_BYTES:
+            if stat.st_size <= PAYLOADS_MAX_BYTES:
                 with _payloads_lock:
                     _payloads[key] = copy.deepcopy(payload)
-                    while len(_payloads) > PAYLOADS_KEPT:
+                    while sum(size for _, _, size, _ in _payloads) > PAYLOADS_MAX_BYTES:
                         _payloads.popitem(last=False)
             return payload
         except FileNotFoundError:

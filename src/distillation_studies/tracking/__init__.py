@@ -31,8 +31,8 @@ The process state that remains, all of it, and why:
   architecture (spec, weight layout, pixel scale, metadata, input example). Tracing costs about 0.17 s
   per arm, writing a traced program with another arm's weights 0.03 s; each reuse is checked against the
   arm's own predictions first, and what a user loads is what a fresh export gives (tested).
-- ``datasets.files._payloads``: the last few torch files read (the teacher, the splits), by path, size and
-  modification time, each at most 1 GiB: every arm of a study loads them, so a process (the driver or a
+- ``datasets.files._payloads``: the torch files read last (the teacher, the splits), by path, inode, size and
+  modification time, 1 GiB of files at most: every arm of a study loads them, so a process (the driver or a
   Dask worker) reads each from disk once per study; every load gets its own deep copy (tested).
 - ``model.spec`` on every model built by ``learning.models.build_model``: the architecture a checkpoint
   rebuilds from travels with the module it describes (``datasets.model_payload`` saves it).
