@@ -176,6 +176,9 @@ def test_every_nested_run_says_what_it_trained_on_how_and_groups_its_metrics(pro
         assert run.data.metrics["cost/optimizer_steps"] == steps, run.info.run_name
         assert run.data.metrics["cost/samples_seen"] == steps * 128, run.info.run_name
     assert {r.data.params["method"] for r in children} == {"teacher", "ce", "kd", "fitnet", "rkd"}
+    for run in children:  # each logged model carries every param of its run (its labels included)
+        model_id = client.get_run(run.info.run_id).outputs.model_outputs[-1].model_id
+        assert client.get_logged_model(model_id).params == run.data.params, run.info.run_name
     # The registry: every ranked candidate a version, the first-ranked one @recommended.
     recommendation = load(project, "recommendation")
     recommended = client.get_model_version_by_alias(REGISTERED_MODEL, "recommended")

@@ -15,6 +15,7 @@ from distillation_studies.runner import (
     describe,
     group_dependencies,
     resolve_settings,
+    runs_in_driver,
     runs_on_workers,
     task_groups,
 )
@@ -267,3 +268,39 @@ def test_the_workers_preload_returns_at_once_and_tasks_wait_for_its_import(monke
     release.set()
     worker_preload.wait()
     assert imported == ["nodes and hooks"]
+
+
+def test_on_a_local_cpu_cluster_the_teacher_trains_in_the_driver_and_elsewhere_on_a_worker():
+    groups = task_groups(study_like())
+    local, remote, gpus = DaskSettings(), DaskSettings(address="tls://10.0.0.1:8786"), DaskSettings(gpus_per_worker=1)
+    assert runs_in_driver(groups["train_teacher"], local)
+    assert not runs_in_driver(groups["train_teacher"], remote) and not runs_in_driver(groups["train_teacher"], gpus)
+    assert not any(runs_in_driver(groups[arm], settings) for arm in ("students.ce.seed_0", "students.kd.seed_0") for settings in (local, remote))
+    assert all(runs_in_driver(groups["compare"], settings) for settings in (local, remote, gpus))
+
+
+def where_and_threads(x: float) -> tuple[int, int]:
+    import os
+
+    import torch
+
+    return os.getpid(), torch.get_num_threads()
+
+
+def test_the_driver_trains_the_local_clusters_teacher_with_the_workers_torch_threads():
+    import os
+
+    import torch
+
+    arms = [Pipeline([node(where_and_threads, "teacher_model", "model", name="distil")], namespace=f"students.{k}.seed_0", inputs={"teacher_model"}) for k in ("ce", "kd")]
+    pipeline = Pipeline([node(where_and_threads, "raw", "teacher_model", name="train_teacher"), *arms])
+    catalog = catalog_for(pipeline)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        DaskRunner(workers=2, torch_threads=1).run(pipeline, catalog)  # its own local cluster
+        assert torch.get_num_threads() == 2  # the driver's own setting, back after the teacher
+    finally:
+        torch.set_num_threads(before)
+    assert catalog.load("teacher_model") == (os.getpid(), 1)
+    assert all(catalog.load(f"students.{k}.seed_0.model")[0] != os.getpid() for k in ("ce", "kd"))

@@ -497,3 +497,18 @@ def test_superseded_work_closes_its_run_killed_and_a_failure_failed(tmp_path):
         run = NestedRun.open(study, key, 0, {})
         run.fail(error)
         assert client.get_run(run.run_id).info.status == status and str(error) in client.get_run(run.run_id).data.tags["error"]
+
+
+def test_an_arm_run_opened_here_adds_params_without_reading_the_run_back(tmp_path, monkeypatch):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    run = NestedRun.open(study, "kd/seed_0", 0, {"training": {"lr": 0.1}})
+    reads: list[str] = []
+    real = MlflowClient.get_run
+    monkeypatch.setattr(MlflowClient, "get_run", lambda self, run_id: reads.append(run_id) or real(self, run_id))
+    run.log_params({"training": {"lr": 0.5}, "method": "kd"})  # a param it has keeps its value; a new one is added
+    assert reads == []
+    assert run.params == {"training.lr": "0.1", "method": "kd"}
+    found = NestedRun.find(study, "kd/seed_0")  # another process's view: reads the run's params once
+    found.log_params({"arm": "kd"})
+    assert reads == [run.run_id] and found.params is None
+    assert real(MlflowClient(study.tracking_uri), run.run_id).data.params == {"training.lr": "0.1", "method": "kd", "arm": "kd"}

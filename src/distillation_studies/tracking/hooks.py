@@ -365,7 +365,8 @@ def _log_mlflow_model(run: NestedRun, model: Any, tracking: _NodeTracking, name:
     """The best-on-validation model as an MLflow model on raw pixels; a model torch.export cannot
     trace is only warned about: its checkpoint is logged all the same."""
     try:
-        log_classifier(run.client, run.run_id, model, tracking.data_summary, tracking.examples, name=name)
+        known = (run.study.experiment_id, run.params) if run.params is not None else None
+        log_classifier(run.client, run.run_id, model, tracking.data_summary, tracking.examples, name=name, known=known)
     except Exception as error:  # noqa: BLE001 - logging a model never fails a trained arm
         log.warning("%s: not logged as an MLflow model (%s: %s); its checkpoint is in model/", tracking.key, type(error).__name__, error)
 

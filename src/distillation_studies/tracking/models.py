@@ -59,6 +59,7 @@ def log_classifier(
     data_summary: dict[str, Any],
     examples: torch.Tensor,
     name: str = "model",
+    known: tuple[str, Mapping[str, str]] | None = None,
 ) -> str:
     """Log ``model`` to run ``run_id`` as an MLflow model reading raw pixels; returns ``models:/<model_id>``.
 
@@ -70,6 +71,7 @@ def log_classifier(
 
     Everything goes through ``client`` (its tracking URI, the run's experiment), never through
     MLflow's global tracking URI or active run, so arms logging at once in threads or processes are safe.
+    ``known`` is the run's (experiment id, params) where the caller holds them, saving a query.
     """
     pixel_max = raw_pixel_max(str(data_summary["dataset"]))
     normalisation = data_summary["normalisation"]
@@ -79,10 +81,11 @@ def log_classifier(
         probabilities = packaged(raw)
     example = raw.numpy()
     metadata = _metadata(example.shape[1:], pixel_max, normalisation, data_summary, probabilities.shape[1])
-    run = client.get_run(run_id)
-    logged = client.create_logged_model(
-        run.info.experiment_id, name=name, source_run_id=run_id, params=dict(run.data.params), model_type="classifier"
-    )
+    if known is None:
+        run = client.get_run(run_id)
+        known = run.info.experiment_id, run.data.params
+    experiment_id, params = known
+    logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id, params=dict(params), model_type="classifier")
     description = Model(artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id, model_uuid=logged.model_id)
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -385,6 +385,8 @@ class NestedRun:
         self._monitor: Any = None  # MLflow's system-metrics thread, in the process that trains the arm
         self._epochs: list[Metric] = []  # logged, not yet written
         self._flushed_at = time.monotonic()
+        # The run's params when this object logged every one of them (opened here), else None: read from MLflow.
+        self.params: dict[str, str] | None = None
 
     @classmethod
     def open(cls, study: StudyRun, key: str, seed: int | None, params: dict[str, Any]) -> NestedRun:
@@ -407,7 +409,9 @@ class NestedRun:
         }
         run = client.create_run(study.experiment_id, run_name=key, tags=tags)
         arm = cls(study, run.info.run_id)
-        _log_batch(client, arm.run_id, params=_params(flatten(params)))  # a new run: no param to keep
+        logged = _params(flatten(params))
+        _log_batch(client, arm.run_id, params=logged)  # a new run: no param to keep
+        arm.params = {param.key: param.value for param in logged}
         if _system_metrics_on(study):
             arm._monitor = _start_monitor(study, arm.run_id)
         return arm
@@ -425,9 +429,12 @@ class NestedRun:
         return None
 
     def log_params(self, params: dict[str, Any]) -> None:
-        existing = self.client.get_run(self.run_id).data.params
-        fresh = {k: v for k, v in flatten(params).items() if k not in existing}
-        _log_batch(self.client, self.run_id, params=_params(fresh))
+        """The params the run does not have yet (MLflow refuses to change a param's value)."""
+        existing = self.params if self.params is not None else self.client.get_run(self.run_id).data.params
+        logged = _params({k: v for k, v in flatten(params).items() if k not in existing})
+        _log_batch(self.client, self.run_id, params=logged)
+        if self.params is not None:
+            self.params.update((param.key, param.value) for param in logged)
 
     def log_epoch(self, row: dict[str, float]) -> None:
         """One epoch's loss terms, accuracies, validation loss and learning rate, stamped now (step = epoch);
