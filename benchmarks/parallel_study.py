@@ -8,6 +8,7 @@ overhead estimate (wall time minus the arms' own training time, per task).
 
 Run: .venv/bin/python benchmarks/parallel_study.py                # the default study, 2 workers
      .venv/bin/python benchmarks/parallel_study.py --env tiny     # a smoke run in seconds
+     .venv/bin/python benchmarks/parallel_study.py --pairs 3      # sequential and Dask alternated, each pair's ratio
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,10 +61,22 @@ def _arm_times(project: Path) -> dict[str, float]:
     return {"arms": float(len(times)), "training_s": float(sum(times))}
 
 
+def pairs(env: str | None, count: int, dask: list[str]) -> None:
+    """Sequential and Dask runs one after the other, ``count`` times: the machine's speed drifts over minutes,
+    so each Dask run is set against the sequential run just before it."""
+    ratios = []
+    for index in range(1, count + 1):
+        sequential, parallel = timed_run(env, 1, [])["wall_s"], timed_run(env, 1, dask)["wall_s"]
+        ratios.append(sequential / parallel)
+        print(f"pair {index}: sequential {sequential:6.1f} s, dask {parallel:6.1f} s: {ratios[-1]:.2f}x", flush=True)
+    print(f"dask against sequential over {count} pairs: median {statistics.median(ratios):.2f}x, min {min(ratios):.2f}x, max {max(ratios):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None, help="Kedro environment (default: the base study)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=0, help="instead: N alternating sequential and Dask runs, and each pair's ratio")
     args = parser.parse_args()
     dask = ["--runner=" + RUNNER, "--runner-params", f"workers={args.workers},torch_threads=1"]
     ways = {
@@ -71,6 +85,8 @@ def main() -> None:
         f"sequential, {args.workers} threads": (args.workers, []),
     }
     print(f"study: {args.env or 'base'}, {os.cpu_count()} cores visible, python {sys.version.split()[0]}")
+    if args.pairs:
+        return pairs(args.env, args.pairs, dask)
     results = {}
     for name, (threads, runner_args) in ways.items():
         results[name] = timed_run(args.env, threads, runner_args)

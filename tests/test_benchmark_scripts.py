@@ -39,3 +39,8 @@ def test_study_overhead_details_every_timed_call_and_catalog_io_per_dataset():
     out = _run("study_overhead.py", "--arms", "3", "--detail")
     assert "every timed call over 0.05 s (own time, calls):" in out
     assert "outside the training loops:" in out and "per-arm time outside the training loops:" in out
+
+
+def test_parallel_study_pairs_alternate_sequential_and_dask_runs_and_print_their_ratios():
+    out = _run("parallel_study.py", "--env", "tiny", "--pairs", "1")
+    assert "pair 1: sequential" in out and "dask against sequential over 1 pairs: median" in out
