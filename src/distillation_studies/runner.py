@@ -374,7 +374,8 @@ def runs_in_driver(nodes: list[Node], settings: DaskSettings) -> bool:
     GPUs (one per worker) or an existing cluster the teacher trains on a worker, where the devices are."""
     if not runs_on_workers(nodes):
         return True
-    trains_teacher = any((arm := arm_of(output)) is not None and arm.key == ArmRun.teacher().key for node in nodes for output in node.outputs)
+    teacher = ArmRun.teacher().key
+    trains_teacher = any((arm := arm_of(output)) is not None and arm.key == teacher for node in nodes for output in node.outputs)
     return trains_teacher and settings.address is None and not settings.gpus_per_worker
 
 

@@ -54,7 +54,8 @@ class _TorchFileDataset(AbstractVersionedDataset):
 
     def _read(self) -> Any:
         """The file's payload, read from disk once per process while it stays the same file (inode, size and
-        modification time: a save renames a new file into place); each caller gets its own copy, so no node's change reaches another's."""
+        modification time: a save renames a new file into place); each caller gets its own copy, so no
+        node's change reaches another's."""
         path = Path(self._get_load_path())
         try:
             stat = path.stat()
