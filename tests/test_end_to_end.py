@@ -176,9 +176,12 @@ def test_every_nested_run_says_what_it_trained_on_how_and_groups_its_metrics(pro
         assert run.data.metrics["cost/optimizer_steps"] == steps, run.info.run_name
         assert run.data.metrics["cost/samples_seen"] == steps * 128, run.info.run_name
     assert {r.data.params["method"] for r in children} == {"teacher", "ce", "kd", "fitnet", "rkd"}
-    for run in children:  # each logged model carries every param of its run (its labels included)
+    for run in children:  # each logged model carries every param of its run, and its labels as tags
         model_id = client.get_run(run.info.run_id).outputs.model_outputs[-1].model_id
-        assert client.get_logged_model(model_id).params == run.data.params, run.info.run_name
+        logged = client.get_logged_model(model_id)
+        assert logged.params == run.data.params, run.info.run_name
+        labels = {key: run.data.params[key] for key in ("arm", "method", "seed") if key in run.data.params}
+        assert {key: logged.tags.get(key) for key in labels} == labels and logged.tags.get("study_run") == run.data.tags["study_run"]
     # The registry: every ranked candidate a version, the first-ranked one @recommended.
     recommendation = load(project, "recommendation")
     recommended = client.get_model_version_by_alias(REGISTERED_MODEL, "recommended")

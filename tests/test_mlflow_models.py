@@ -23,6 +23,7 @@ import torch
 import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.entities import Param
 
 from distillation_studies.common.config import parse_dataclass
 from distillation_studies.common.errors import ConfigError
@@ -294,3 +295,27 @@ def test_a_trace_that_predicts_otherwise_is_not_reused(study, monkeypatch):
         expected = for_raw_images(tanh, summary["normalisation"])(images)
     predicted = _predicted(client, model_id, images)
     np.testing.assert_allclose(predicted, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_logged_with_its_runs_params_carries_its_labels_and_labelling_it_again_writes_nothing(study, monkeypatch):
+    """The hooks log an arm's MLflow model once its run has every param: the model is created with them and
+    with its labels (arm, method, seed, study run), so the evaluation's labelling only reads it."""
+    from distillation_studies.tracking.models import label_model
+
+    client, experiment = study["client"], study["experiment"]
+    params = {"arm": "kd__labels_10", "method": "kd", "seed": "2", "training.epochs": "3"}
+    run_id = client.create_run(experiment, run_name="kd__labels_10/seed_2", tags={"study_run": "parent-run"}).info.run_id
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    uri = log_classifier(client, run_id, study["model"], study["summary"], first_images(study["model_input"]["val"], 4), known=(experiment, params, "parent-run"))
+    model_id = uri.split("/")[-1]
+    logged = client.get_logged_model(model_id)
+    assert logged.params == params
+    assert {k: logged.tags.get(k) for k in ("arm", "method", "seed", "study_run")} == {"arm": "kd__labels_10", "method": "kd", "seed": "2", "study_run": "parent-run"}
+    writes: list[str] = []
+    for name in ("log_model_params", "set_logged_model_tags"):
+        monkeypatch.setattr(MlflowClient, name, lambda self, *args, name=name, **kwargs: writes.append(name))
+    label_model(client, model_id, client.get_run(run_id))
+    assert writes == []
+    client.log_batch(run_id, params=[Param("label_fraction", "0.1")])  # a param the model lacks: written, tags kept
+    label_model(client, model_id, client.get_run(run_id))
+    assert writes == ["log_model_params"]

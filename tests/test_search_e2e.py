@@ -156,17 +156,18 @@ def test_kedro_viz_draws_search_then_finalists_then_confirmation_then_comparison
 
 def test_after_ctrl_c_during_the_search_the_same_command_trains_only_the_unfinished_jobs(tmp_path):
     copy_project(tmp_path)
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     command = [KEDRO, "run", f"--env={ENV}"]
     first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    batches = 0
+    batches, seen = 0, []
     for line in first.stdout:  # the second batch starts once the first batch's jobs are all saved
+        seen.append(line)
         batches += "Search: " in line
         if batches == 2:
             first.send_signal(signal.SIGINT)
             break
-    first.communicate(timeout=300)
-    assert batches == 2 and first.returncode != 0
+    rest, _ = first.communicate(timeout=300)
+    assert batches == 2 and first.returncode != 0, (first.returncode, "".join(seen)[-3000:] + rest[-3000:])
     _, interrupted = mlflow_runs(tmp_path)
     done_before = {r.data.tags["job"] for r in interrupted if r.data.tags.get("role") == "search" and r.info.status == "FINISHED"}
     assert done_before and not any(r.info.status == "RUNNING" for r in interrupted)

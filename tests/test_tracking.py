@@ -17,6 +17,7 @@ import sqlite3
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
 
 from distillation_studies.common.epochs import publish, reporter
 from distillation_studies.common.errors import ConfigError
@@ -33,6 +34,7 @@ from distillation_studies.tracking.runs import (
     epoch_metric_name,
     live_run,
     metric_name,
+    _log_batch,
     open_search_job,
     resolve_uri,
     search_job_runs,
@@ -481,6 +483,21 @@ def test_an_arms_test_metrics_and_labels_are_its_logged_models_too(tmp_path):
     assert found.model_id == model.model_id
 
 
+def test_an_arms_evaluation_finds_its_run_with_one_query_and_reads_nothing_else(tmp_path, monkeypatch):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    opened = NestedRun.open(study, "kd/seed_0", 0, {"training": {"lr": 0.1}})
+    opened.log_params({"method": "kd", "arm": "kd", "seed": 0})
+    opened.finish()
+    reads: list[str] = []
+    for name in ("get_run", "search_runs", "get_logged_model"):
+        real = getattr(MlflowClient, name)
+        monkeypatch.setattr(MlflowClient, name, lambda self, *a, real=real, name=name, **kw: reads.append(name) or real(self, *a, **kw))
+    found = NestedRun.find(study, "kd/seed_0")
+    found.log_metrics({"test_accuracy": 0.75})
+    assert reads == ["search_runs"]  # no model logged: nothing to label
+    assert MlflowClient(study.tracking_uri).get_run(opened.run_id).data.metrics["test/accuracy"] == 0.75
+
+
 def test_an_arm_without_a_logged_model_logs_its_metrics_to_the_run_alone(tmp_path):
     study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
     run = NestedRun.open(study, "ce/seed_0", 0, {})
@@ -508,7 +525,44 @@ def test_an_arm_run_opened_here_adds_params_without_reading_the_run_back(tmp_pat
     run.log_params({"training": {"lr": 0.5}, "method": "kd"})  # a param it has keeps its value; a new one is added
     assert reads == []
     assert run.params == {"training.lr": "0.1", "method": "kd"}
-    found = NestedRun.find(study, "kd/seed_0")  # another process's view: reads the run's params once
+    run.flush()  # buffered until the run's next write (the node's end)
+    found = NestedRun.find(study, "kd/seed_0")  # another process's view: the params as its query returned them
     found.log_params({"arm": "kd"})
-    assert reads == [run.run_id] and found.params is None
-    assert real(MlflowClient(study.tracking_uri), run.run_id).data.params == {"training.lr": "0.1", "method": "kd", "arm": "kd"}
+    assert reads == [] and found.params is None
+    found.log_params({"method": "ce", "seed": 0})  # changed the run since: read back, the kept value stays
+    assert reads == [run.run_id]
+    assert real(MlflowClient(study.tracking_uri), run.run_id).data.params == {"training.lr": "0.1", "method": "kd", "arm": "kd", "seed": "0"}
+
+
+def test_an_arm_run_opened_here_writes_its_epochs_and_later_params_in_one_call_when_it_finishes(tmp_path, monkeypatch):
+    study = replace(_tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v"), epoch_flush_s=3600)
+    run = NestedRun.open(study, "kd/seed_0", 0, {"training": {"lr": 0.1}})
+    batches: list[tuple[int, int]] = []
+    real = MlflowClient.log_batch
+    monkeypatch.setattr(MlflowClient, "log_batch", lambda self, run_id, metrics=(), params=(), tags=(), **kw: batches.append((len(metrics), len(params))) or real(self, run_id, metrics, params, tags, **kw))
+    for epoch in (1, 2, 3):
+        run.log_epoch({"epoch": epoch, "val_accuracy": epoch / 10, "loss_ce": 1.0})
+    run.log_params({"method": "kd", "arm": "kd"})  # what the history brings at the node's end
+    assert batches == []
+    run.finish()
+    assert batches == [(6, 2)]  # 3 epochs x 2 metrics and the 2 params, one transaction
+    logged = MlflowClient(study.tracking_uri).get_run(run.run_id).data
+    assert logged.params == {"training.lr": "0.1", "method": "kd", "arm": "kd"} and len(_epochs(study, run.run_id)) == 3
+
+
+def test_log_batch_packs_params_tags_and_metrics_into_as_few_calls_as_mlflows_limits_allow(tmp_path, monkeypatch):
+    study = _tracker(tmp_path).start("s", {}, {"config_hash": "h"}, "v")
+    client = MlflowClient(study.tracking_uri)
+    run_id = client.create_run(study.experiment_id).info.run_id
+    calls: list[tuple[int, int, int]] = []
+    real = MlflowClient.log_batch
+    monkeypatch.setattr(MlflowClient, "log_batch", lambda self, run_id, metrics=(), params=(), tags=(), **kw: calls.append((len(metrics), len(params), len(tags))) or real(self, run_id, metrics, params, tags, **kw))
+    metrics = [Metric("m", float(step), 0, step) for step in range(1200)]
+    _log_batch(client, run_id, metrics=metrics, params=[Param(f"p{i}", "v") for i in range(150)], tags=[RunTag(f"t{i}", "v") for i in range(50)])
+    # per call at most 100 params, 100 tags and 1000 entities: 100 + 50 + 850, then 50 + 350
+    assert calls == [(850, 100, 50), (350, 50, 0)]
+    logged = client.get_run(run_id).data
+    assert len(logged.params) == 150 and sum(key.startswith("t") for key in logged.tags) == 50
+    assert len(client.get_metric_history(run_id, "m")) == 1200
+    _log_batch(client, run_id)  # nothing to write: no call
+    assert len(calls) == 2

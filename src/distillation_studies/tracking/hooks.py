@@ -123,6 +123,9 @@ class _NodeTracking:
     examples: Any = None  # a few validation images: the logged model's input example
     catalog: Any = None  # the node's catalog: where its plots were saved (logged as saved, not drawn again)
     unsaved: set[str] = field(default_factory=set)
+    # The arm's best model, logged as an MLflow model once every output is saved: by then the run has its
+    # history's params too, and the model is created with all of them and its labels (no later writes).
+    model: Any = None
 
 
 _running: dict[str, _NodeTracking] = {}  # by node name, while the node runs: see the module docstring
@@ -190,6 +193,8 @@ class StudyHooks:
             _pop(node.name)
             if tracking.arm is not None:
                 epochs.unsubscribe(tracking.key, tracking.arm.log_epoch)
+                if tracking.model is not None:
+                    _log_mlflow_model(tracking.arm, tracking.model, tracking, ArmRun.from_key(tracking.key).model_name)
                 tracking.arm.finish()
 
     @hook_impl
@@ -289,7 +294,10 @@ def _log_saved(tracking: _NodeTracking, dataset: str, value: Any) -> None:
     elif arm.kind in ARTIFACTS:
         run.log_model(value, ARTIFACTS[arm.kind])
         if arm.kind == "model" and tracking.data_summary is not None:
-            _log_mlflow_model(run, value, tracking, ArmRun.from_key(arm.key).model_name)
+            if run is tracking.arm:
+                tracking.model = value  # logged when the node's outputs are all saved
+            else:
+                _log_mlflow_model(run, value, tracking, ArmRun.from_key(arm.key).model_name)
 
 
 def _register(study: StudyRun, recommendation: dict[str, Any]) -> None:
@@ -365,7 +373,7 @@ def _log_mlflow_model(run: NestedRun, model: Any, tracking: _NodeTracking, name:
     """The best-on-validation model as an MLflow model on raw pixels; a model torch.export cannot
     trace is only warned about: its checkpoint is logged all the same."""
     try:
-        known = (run.study.experiment_id, run.params) if run.params is not None else None
+        known = (run.study.experiment_id, run.params, run.study.run_id) if run.params is not None else None
         log_classifier(run.client, run.run_id, model, tracking.data_summary, tracking.examples, name=name, known=known)
     except Exception as error:  # noqa: BLE001 - logging a model never fails a trained arm
         log.warning("%s: not logged as an MLflow model (%s: %s); its checkpoint is in model/", tracking.key, type(error).__name__, error)

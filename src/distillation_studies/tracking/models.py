@@ -59,7 +59,7 @@ def log_classifier(
     data_summary: dict[str, Any],
     examples: torch.Tensor,
     name: str = "model",
-    known: tuple[str, Mapping[str, str]] | None = None,
+    known: tuple[str, Mapping[str, str], str | None] | None = None,
 ) -> str:
     """Log ``model`` to run ``run_id`` as an MLflow model reading raw pixels; returns ``models:/<model_id>``.
 
@@ -71,7 +71,8 @@ def log_classifier(
 
     Everything goes through ``client`` (its tracking URI, the run's experiment), never through
     MLflow's global tracking URI or active run, so arms logging at once in threads or processes are safe.
-    ``known`` is the run's (experiment id, params) where the caller holds them, saving a query.
+    ``known`` is the run's (experiment id, params, study run id) where the caller holds them, saving a query; the model
+    gets the run's params and its labels (:func:`model_labels`) when it is created.
     """
     pixel_max = raw_pixel_max(str(data_summary["dataset"]))
     normalisation = data_summary["normalisation"]
@@ -83,9 +84,11 @@ def log_classifier(
     metadata = _metadata(example.shape[1:], pixel_max, normalisation, data_summary, probabilities.shape[1])
     if known is None:
         run = client.get_run(run_id)
-        known = run.info.experiment_id, run.data.params
-    experiment_id, params = known
-    logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id, params=dict(params), model_type="classifier")
+        known = run.info.experiment_id, run.data.params, run.data.tags.get("study_run")
+    experiment_id, params, study_run = known
+    logged = client.create_logged_model(
+        experiment_id, name=name, source_run_id=run_id, params=dict(params), tags=model_labels(params, study_run), model_type="classifier"
+    )
     description = Model(artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id, model_uuid=logged.model_id)
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -228,13 +231,16 @@ def newest_model_id(run: Run) -> str | None:
 
 
 def label_model(client: MlflowClient, model_id: str, run: Run) -> None:
-    """The run's labels on its logged model: the params it lacks (the data cell and method, logged after the
-    model was) and the tags the registry versions carry, so every model of a study is not just ``model``."""
-    known = client.get_logged_model(model_id).params
-    missing = {key: value for key, value in run.data.params.items() if key not in known}
+    """The run's labels on its logged model, where it lacks them (a model logged before the run's last
+    params, or by another process): the params and the tags the registry versions carry, so every model
+    of a study is not just ``model``. A model created with them all costs one read."""
+    logged = client.get_logged_model(model_id)
+    missing = {key: value for key, value in run.data.params.items() if key not in logged.params}
     if missing:
         client.log_model_params(model_id, missing)
-    client.set_logged_model_tags(model_id, _labels(run))
+    labels = _labels(run)
+    if any(logged.tags.get(key) != value for key, value in labels.items()):
+        client.set_logged_model_tags(model_id, labels)
 
 
 def recommended_alias(cell_key: str) -> str:
@@ -304,8 +310,12 @@ def _version_labels(client: MlflowClient, run_id: str) -> dict[str, Any]:
 
 
 def _labels(run: Run) -> dict[str, str]:
-    """Which arm, method, seed and study run a run's model is."""
-    tags = {key: run.data.params[key] for key in VERSION_TAGS if key in run.data.params}
-    if run.data.tags.get("study_run"):
-        tags["study_run"] = run.data.tags["study_run"]
+    return model_labels(run.data.params, run.data.tags.get("study_run"))
+
+
+def model_labels(params: Mapping[str, str], study_run: str | None) -> dict[str, str]:
+    """Which arm, method, seed and study run a run's model is, from the run's params and study run tag."""
+    tags = {key: params[key] for key in VERSION_TAGS if key in params}
+    if study_run:
+        tags["study_run"] = study_run
     return tags

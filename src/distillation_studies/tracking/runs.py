@@ -31,7 +31,7 @@ except ImportError:  # Windows: no advisory locks; concurrent first runs there a
 
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
 
 from distillation_studies.analysis.metrics import BY_NAME, COST, QUALITY, SELECTION
@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 5000
 EPOCH_FLUSH_S = 5.0  # seconds: live enough to watch an arm train, one write per arm when its arms are short
-MAX_BATCH_METRICS = 1000  # MLflow's log_batch limits per call
-MAX_BATCH_PARAMS_OR_TAGS = 100
+MAX_BATCH_ENTITIES = 1000  # MLflow's log_batch limits per call: metrics, params and tags together
+MAX_BATCH_PARAMS_OR_TAGS = 100  # of which params (and tags) at most
 SEARCH_LIMIT = 50000  # MLflow's largest page: more runs than any study has
 URI_SCHEMES = ("sqlite", "http", "https", "databricks", "postgresql", "mysql", "mssql", "file")
 # MLflow groups a run's charts by the prefix before the first "/": test quality, costs, validation
@@ -192,13 +192,15 @@ def _metrics(values: dict[str, Any], step: int = 0, timestamp_ms: int | None = N
 
 
 def _log_batch(client: MlflowClient, run_id: str, metrics=(), params=(), tags=()) -> None:
-    """``log_batch`` within MLflow's limits (1000 metrics, 100 params, 100 tags per call), in as few calls as they allow."""
+    """``log_batch`` within MLflow's limits (100 params, 100 tags, 1000 entities in all per call), in as few
+    calls as they allow: params, tags and metrics share a call (each call is a database transaction)."""
     metrics, params, tags = list(metrics), list(params), list(tags)
-    step = MAX_BATCH_PARAMS_OR_TAGS
-    for start in range(0, max(len(params), len(tags)), step):
-        client.log_batch(run_id, params=params[start : start + step], tags=tags[start : start + step])
-    for start in range(0, len(metrics), MAX_BATCH_METRICS):
-        client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH_METRICS])
+    while metrics or params or tags:
+        some_params, params = params[:MAX_BATCH_PARAMS_OR_TAGS], params[MAX_BATCH_PARAMS_OR_TAGS:]
+        some_tags, tags = tags[:MAX_BATCH_PARAMS_OR_TAGS], tags[MAX_BATCH_PARAMS_OR_TAGS:]
+        room = MAX_BATCH_ENTITIES - len(some_params) - len(some_tags)
+        some_metrics, metrics = metrics[:room], metrics[room:]
+        client.log_batch(run_id, metrics=some_metrics, params=some_params, tags=some_tags)
 
 
 def _params(params: dict[str, str]) -> list[Param]:
@@ -377,16 +379,20 @@ class NestedRun:
 
     Epochs are buffered, each stamped when it ends, and written in one ``log_batch`` at most every
     ``study.epoch_flush_s`` (live in the UI during a long arm, one write for a short one) and when the
-    run finishes or fails: a synchronous database write per epoch cost more than some arms' training."""
+    run finishes or fails: a synchronous database write per epoch cost more than some arms' training.
+    A run opened here buffers its later params too (the history's, at the node's end): they share that write."""
 
-    def __init__(self, study: StudyRun, run_id: str) -> None:
+    def __init__(self, study: StudyRun, run_id: str, found: Run | None = None) -> None:
         self.study, self.run_id = study, run_id
         self.client = study.client()
         self._monitor: Any = None  # MLflow's system-metrics thread, in the process that trains the arm
         self._epochs: list[Metric] = []  # logged, not yet written
+        self._params: list[Param] = []  # logged, not yet written
         self._flushed_at = time.monotonic()
         # The run's params when this object logged every one of them (opened here), else None: read from MLflow.
         self.params: dict[str, str] | None = None
+        # The run as ``find`` read it, until this object changes its params or tags: saves reading it again.
+        self._found = found
 
     @classmethod
     def open(cls, study: StudyRun, key: str, seed: int | None, params: dict[str, Any]) -> NestedRun:
@@ -425,16 +431,20 @@ class NestedRun:
             query = f"tags.{tag} = '{study.run_id}' and tags.arm = '{key}' and tags.role = 'arm'"
             runs = client.search_runs([study.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"])
             if runs:
-                return cls(study, runs[0].info.run_id)
+                return cls(study, runs[0].info.run_id, found=runs[0])
         return None
 
     def log_params(self, params: dict[str, Any]) -> None:
-        """The params the run does not have yet (MLflow refuses to change a param's value)."""
-        existing = self.params if self.params is not None else self.client.get_run(self.run_id).data.params
-        logged = _params({k: v for k, v in flatten(params).items() if k not in existing})
-        _log_batch(self.client, self.run_id, params=logged)
-        if self.params is not None:
-            self.params.update((param.key, param.value) for param in logged)
+        """The params the run does not have yet (MLflow refuses to change a param's value); a run opened
+        here writes them with its next flush (at the latest when it finishes or fails)."""
+        if self.params is None:
+            existing = (self._found or self.client.get_run(self.run_id)).data.params
+            _log_batch(self.client, self.run_id, params=_params({k: v for k, v in flatten(params).items() if k not in existing}))
+            self._found = None
+            return
+        logged = _params({k: v for k, v in flatten(params).items() if k not in self.params})
+        self._params.extend(logged)
+        self.params.update((param.key, param.value) for param in logged)
 
     def log_epoch(self, row: dict[str, float]) -> None:
         """One epoch's loss terms, accuracies, validation loss and learning rate, stamped now (step = epoch);
@@ -445,10 +455,10 @@ class NestedRun:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered epochs now."""
-        pending, self._epochs = self._epochs, []
-        self._flushed_at = time.monotonic()
-        _log_batch(self.client, self.run_id, metrics=pending)
+        """Write the buffered epochs and params now."""
+        metrics, params = self._epochs, self._params
+        self._epochs, self._params, self._flushed_at = [], [], time.monotonic()
+        _log_batch(self.client, self.run_id, metrics=metrics, params=params)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         """The reported metrics of an evaluation, under their sections; its labels are the run's params.
@@ -457,7 +467,9 @@ class NestedRun:
         tags, so the experiment's Models tab can sort by ``test/accuracy`` and filter by method or arm."""
         named = {metric_name(k): v for k, v in metrics.items()}
         named.pop(None, None)
-        run = self.client.get_run(self.run_id)
+        if self._params or self._epochs:  # the model's labels are read from the run: write what it buffers first
+            self.flush()
+        run = self._found or self.client.get_run(self.run_id)
         model_id = newest_model_id(run)
         _log_batch(self.client, self.run_id, metrics=_metrics(named, model_id=model_id))
         if model_id is None:
@@ -486,6 +498,7 @@ class NestedRun:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         set_tags(self.client, self.run_id, tags)
+        self._found = None
 
     def finish(self) -> None:
         self.flush()
