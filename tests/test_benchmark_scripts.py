@@ -44,3 +44,9 @@ def test_study_overhead_details_every_timed_call_and_catalog_io_per_dataset():
 def test_parallel_study_pairs_alternate_sequential_and_dask_runs_and_print_their_ratios():
     out = _run("parallel_study.py", "--env", "tiny", "--pairs", "1")
     assert "pair 1: sequential" in out and "dask against sequential over 1 pairs: median" in out
+
+
+def test_process_exit_times_both_exits_of_a_real_kedro_run():
+    out = _run("process_exit.py", "--pairs", "1")
+    assert "pair 1, fast exit: wall" in out and "pair 1, full exit: wall" in out
+    assert "full exit: median wall" in out.splitlines()[-1]
