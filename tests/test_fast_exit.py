@@ -63,15 +63,16 @@ def test_a_message_as_exit_code_is_printed_and_ends_with_status_1(capsys):
 
 
 @pytest.mark.parametrize(
-    ("args", "argv0", "full_exit", "exits"),
+    ("args", "argv0", "full_exit", "code", "exits"),
     [
-        (["run", "--env=tiny"], "/venv/bin/kedro", None, True),
-        (["run"], "/venv/bin/kedro", "1", False),  # DISTILLATION_STUDIES_FULL_EXIT=1
-        (["viz", "run"], "/venv/bin/kedro", None, False),  # kedro viz serves until stopped: not ours to end
-        (["run"], "/venv/bin/pytest", None, False),  # Kedro's CLI imported in another program
+        (["run", "--env=tiny"], "/venv/bin/kedro", None, 0, True),
+        (["run"], "/venv/bin/kedro", None, 1, False),  # Kedro prints the error's traceback after this hook
+        (["run"], "/venv/bin/kedro", "1", 0, False),  # DISTILLATION_STUDIES_FULL_EXIT=1
+        (["viz", "run"], "/venv/bin/kedro", None, 0, False),  # kedro viz serves until stopped: not ours to end
+        (["run"], "/venv/bin/pytest", None, 0, False),  # Kedro's CLI imported in another program
     ],
 )
-def test_only_the_kedro_run_command_ends_this_way(monkeypatch, args, argv0, full_exit, exits):
+def test_only_a_kedro_run_that_succeeded_ends_this_way(monkeypatch, args, argv0, full_exit, code, exits):
     calls: list[object] = []
     monkeypatch.setattr(fast_exit, "exit_now", calls.append)
     monkeypatch.setattr(sys, "argv", [argv0, *args])
@@ -79,8 +80,8 @@ def test_only_the_kedro_run_command_ends_this_way(monkeypatch, args, argv0, full
         monkeypatch.setenv(FULL_EXIT_ENV, full_exit)
     else:
         monkeypatch.delenv(FULL_EXIT_ENV, raising=False)
-    FastExit().after_command_run(project_metadata=None, command_args=args, exit_code=0)
-    assert calls == ([0] if exits else [])
+    FastExit().after_command_run(project_metadata=None, command_args=args, exit_code=code)
+    assert calls == ([code] if exits else [])
 
 
 def test_the_hook_is_installed_for_kedros_cli_and_runs_after_the_other_plugins():

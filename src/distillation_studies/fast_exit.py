@@ -9,8 +9,9 @@ This Kedro CLI hook (entry point ``kedro.cli_hooks``, run after every other plug
 interpreter's own exit does first, in its order, and then ends the process at once: it waits for the
 threads a normal exit waits for (if one is still running, the exit is left to Python), runs the ``atexit``
 callbacks (logging's flush and close among them), flushes stdout and stderr, and calls ``os._exit`` with
-the command's exit status. Only ``kedro run``, only in the ``kedro`` command itself (never in a process that
-imported Kedro's CLI, such as a test runner), and not with ``DISTILLATION_STUDIES_FULL_EXIT=1``.
+the command's exit status. Only a ``kedro run`` that succeeded (a failed one prints its error after this
+hook), only in the ``kedro`` command itself (never in a process that imported Kedro's CLI, such as a test
+runner), and not with ``DISTILLATION_STUDIES_FULL_EXIT=1``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ FULL_EXIT_ENV = "DISTILLATION_STUDIES_FULL_EXIT"
 class FastExit:
     @cli_hook_impl(trylast=True)
     def after_command_run(self, project_metadata: Any, command_args: list[str], exit_code: int | str | None) -> None:
-        if command_args[:1] == ["run"] and _is_the_kedro_command() and not os.environ.get(FULL_EXIT_ENV):
+        # A failed run is left to Python: Kedro calls this hook before the error's traceback is printed.
+        if exit_code in (0, None) and command_args[:1] == ["run"] and _is_the_kedro_command() and not os.environ.get(FULL_EXIT_ENV):
             exit_now(exit_code)
 
 
