@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from distillation_studies.fast_exit import FULL_EXIT_ENV
 from parallel_study import KEDRO, fresh_project  # benchmarks/parallel_study.py, beside this script
-
-FULL_EXIT_ENV = "DISTILLATION_STUDIES_FULL_EXIT"
 
 
 def timed_run(env: str, full_exit: bool) -> tuple[float, float]:
