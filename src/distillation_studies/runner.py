@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 PACKAGE = __name__.split(".")[0]
 TRAINING_TAGS = {"search", "confirmation"}  # nodes that train many models each (pipelines/search)
+# Whose nodes a worker imports when it starts: those of the grid's tasks. A search task imports its nodes (Optuna,
+# and the comparison's for its confirmation) when it first runs on a worker, so a grid study's workers skip them.
+WORKER_PIPELINES = ("teacher", "distillation", "evaluation")
 
 
 @dataclass(frozen=True)
@@ -522,7 +525,9 @@ def dask_setup(worker=None) -> None:
     hooks when the worker starts, not inside its first task."""
     import importlib
 
-    for pipeline in ("data_processing", "teacher", "distillation", "evaluation", "comparison", "search"):
+    # The nodes of the tasks that train or evaluate models: the others run in the driver (:func:`runs_in_driver`),
+    # and their modules (the report's matplotlib, SciPy and Optuna, about 1.5 s) would only slow a worker's start.
+    for pipeline in WORKER_PIPELINES:
         importlib.import_module(f"{PACKAGE}.pipelines.{pipeline}.nodes")
     _hook_manager()
 

@@ -23,13 +23,12 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from distillation_studies.common.records import DataCell
 from distillation_studies.analysis.comparison import arm_cell, family_size, in_cell, oriented, pairwise_tests
 from distillation_studies.analysis.metrics import BY_NAME, COST_LIMITS
 from distillation_studies.analysis.pareto import TIMED_COSTS, cost_bounds
-from distillation_studies.analysis.stats import Statistics, seeds_needed
+from distillation_studies.analysis.stats import Statistics, seeds_needed, t_half_width
 from distillation_studies.common.errors import ConfigError
 
 # Constraint key -> cost column stem in the summary (``<stem>_mean``, or ``<stem>`` as a fallback).
@@ -498,7 +497,7 @@ def _ci(row: pd.Series, summary: pd.DataFrame, metric: str, mean: float, confide
     if f"{metric}_std" in summary.columns and "seeds" in summary.columns:
         std, n = _float(row[f"{metric}_std"]), _float(row["seeds"])
         if n >= 2 and not math.isnan(std):
-            half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+            half = t_half_width(std, n, confidence)
             return mean - half, mean + half
     return math.nan, math.nan
 

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
-from scipy import stats
 
 MIN_RACE_SEEDS = 2  # a paired test needs two seeds
 # Accuracy differences this close are equal: accuracies arrive as float32 (resolution ~6e-8 in [0, 1]),
@@ -191,6 +190,8 @@ def paired_p_value(differences: Sequence[float]) -> float:
     values = np.asarray(differences, dtype=float)
     if len(values) < MIN_RACE_SEEDS or np.ptp(values) <= SAME_DIFFERENCE:
         return 1.0
+    from scipy import stats  # here: every process reading a study's schema imports this module, few race
+
     return float(stats.ttest_1samp(values, 0.0, alternative="less").pvalue)
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,19 @@ class Statistics:
     smallest_difference: float = 0.0
 
 
+def _scipy_stats():
+    """``scipy.stats``, imported at first use: the study's schema reads this module in every process (a Dask
+    worker's too), and few of them compute a statistic; the import costs about 0.8 s."""
+    from scipy import stats
+
+    return stats
+
+
+def t_half_width(std: float, n: float, confidence: float) -> float:
+    """Half the width of the two-sided Student-t interval of a mean of ``n`` values with sample std ``std``."""
+    return float(_scipy_stats().t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+
+
 def mean_ci(values: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
     """Mean, sample std and the half-width of the two-sided Student-t interval (NaN below 2 values)."""
     values = np.asarray(values, dtype=float)
@@ -34,7 +46,7 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
     if n < 2:
         return {"mean": mean, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n}
     std = float(values.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+    half = t_half_width(std, n, confidence)
     return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
@@ -49,8 +61,8 @@ def paired_difference(values: np.ndarray, baseline: np.ndarray) -> dict[str, flo
         # exact two-sided sign test, 2 * 0.5**n, instead of a spurious p = 0.
         if np.allclose(diff, 0.0, atol=1e-6):
             return {"diff_mean": float(diff.mean()), "p_value": 1.0}
-        return {"diff_mean": float(diff.mean()), "p_value": float(stats.binomtest(len(diff), len(diff)).pvalue)}
-    return {"diff_mean": float(diff.mean()), "p_value": float(stats.ttest_rel(values, baseline).pvalue)}
+        return {"diff_mean": float(diff.mean()), "p_value": float(_scipy_stats().binomtest(len(diff), len(diff)).pvalue)}
+    return {"diff_mean": float(diff.mean()), "p_value": float(_scipy_stats().ttest_rel(values, baseline).pvalue)}
 
 
 def summarise_by_group(
@@ -92,7 +104,7 @@ def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
         return adjusted
     values = p[known]
     if method == "bh":
-        adjusted[known] = stats.false_discovery_control(values, method="bh")
+        adjusted[known] = _scipy_stats().false_discovery_control(values, method="bh")
         return adjusted
     # Holm: the k-th smallest of m p-values is multiplied by (m - k + 1), then made monotone and capped at 1.
     m = len(values)
@@ -106,7 +118,7 @@ def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
 
 def paired_t_power(n: int, effect_size: float, significance: float = 0.05) -> float:
     """Exact power of the two-sided paired t-test with ``n`` pairs at standardised effect mean/std."""
-    df = n - 1
+    stats, df = _scipy_stats(), n - 1
     critical = stats.t.ppf(1 - significance / 2, df)
     noncentrality = abs(effect_size) * math.sqrt(n)
     return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
@@ -139,7 +151,8 @@ def seeds_needed(
     # The t-test is never more powerful than the z-test with known variance, so the exact answer sits at or
     # just above the normal-approximation n. Walk up from there: scipy's noncentral t turns unstable (NaN)
     # at the large noncentralities of near-certain power, which a bisection over [2, max_seeds] would hit.
-    z = stats.norm.ppf(1 - significance / 2) + stats.norm.ppf(power)
+    normal = _scipy_stats().norm
+    z = normal.ppf(1 - significance / 2) + normal.ppf(power)
     n = max(2, math.floor((z / effect) ** 2) - 1)
     if n > max_seeds:
         return math.inf

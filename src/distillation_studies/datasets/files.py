@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from kedro.io.core import AbstractDataset, AbstractVersionedDataset, DatasetError, Version, get_filepath_str
-from kedro_datasets import json as kedro_json, matplotlib as kedro_matplotlib, pandas as kedro_pandas, text as kedro_text
+from kedro_datasets import json as kedro_json, pandas as kedro_pandas, text as kedro_text
 from torch import nn
 
 from distillation_studies.learning.checkpoints import load_failure
@@ -227,10 +227,6 @@ class CSVDataset(AtomicSave, kedro_pandas.CSVDataset):
 
 class ParquetDataset(AtomicSave, kedro_pandas.ParquetDataset):
     """``pandas.ParquetDataset``, saved atomically."""
-
-
-class MatplotlibDataset(AtomicSave, kedro_matplotlib.MatplotlibDataset):
-    """``matplotlib.MatplotlibDataset`` (one figure, or a folder of them), saved atomically."""
 
 
 class TextDataset(AtomicSave, kedro_text.TextDataset):

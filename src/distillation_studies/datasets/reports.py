@@ -25,7 +25,8 @@ import pandas as pd  # noqa: E402
 from kedro.io.core import Version, get_filepath_str  # noqa: E402
 from kedro_datasets._typing import HTMLPreview, ImagePreview, TablePreview  # noqa: E402
 
-from distillation_studies.datasets.files import CSVDataset, MatplotlibDataset, TextDataset  # noqa: E402 - atomic saves
+from distillation_studies.datasets.files import CSVDataset, TextDataset  # noqa: E402 - atomic saves
+from distillation_studies.datasets.plots import MatplotlibDataset  # noqa: E402
 from distillation_studies.common.names import PLOTS_FOLDER  # noqa: E402
 from distillation_studies.report.sections import cost_rows, noise_rows  # noqa: E402
 from distillation_studies.report.html import RenderedPlot, markdown_to_html  # noqa: E402

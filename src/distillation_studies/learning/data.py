@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from distillation_studies.common.errors import ConfigError, DataError
@@ -193,6 +192,14 @@ class SplitConfig:
                 f"{where}.val_fraction + {where}.test_fraction: must leave a training split (< 1), "
                 f"got {self.val_fraction + self.test_fraction}"
             )
+
+
+def train_test_split(*arrays: Any, **options: Any) -> list[Any]:
+    """scikit-learn's ``train_test_split``, imported on first use: only data preparation splits, and a Dask
+    worker that trains arms saves importing scikit-learn and SciPy (about 1 s) while the teacher trains."""
+    from sklearn.model_selection import train_test_split as split
+
+    return split(*arrays, **options)
 
 
 def stratified_split(data: dict[str, Tensor], config: SplitConfig) -> dict[str, dict[str, Tensor]]:

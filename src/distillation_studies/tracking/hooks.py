@@ -35,7 +35,6 @@ from distillation_studies.learning.export import first_images
 from distillation_studies.learning.training import TrainConfig
 from distillation_studies.tracking.inputs import split_inputs
 from distillation_studies.tracking.models import log_classifier, recommended_alias, register_recommended, registry_runs
-from distillation_studies.report.recommendation import recommendation_markdown
 from distillation_studies.study.identity import ArmRun
 from distillation_studies.study.schema import TrackingConfig
 from distillation_studies.tracking.runs import (
@@ -418,6 +417,9 @@ def _log_report(study: StudyLog, dataset: str, value: Any, saved: Path | None = 
         if dataset == "protocol_card":
             study.set_tags(protocol_tags(value))
         elif dataset == "recommendation":
+            # Imported here: the report's text brings SciPy's statistics, which a Dask worker never needs.
+            from distillation_studies.report.recommendation import recommendation_markdown
+
             study.set_tags({DESCRIPTION_TAG: description(recommendation_markdown(value, heading=True))})
 
 
