@@ -21,11 +21,11 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, fields
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.io.core import AbstractVersionedDataset
@@ -43,9 +43,6 @@ log = logging.getLogger(__name__)
 
 PACKAGE = __name__.split(".")[0]
 TRAINING_TAGS = {"search", "confirmation"}  # nodes that train many models each (pipelines/search)
-# Whose nodes a worker imports when it starts: those of the grid's tasks. A search task imports its nodes (Optuna,
-# and the comparison's for its confirmation) when it first runs on a worker, so a grid study's workers skip them.
-WORKER_PIPELINES = ("teacher", "distillation", "evaluation")
 
 
 @dataclass(frozen=True)
@@ -157,8 +154,15 @@ class DaskRunner(AbstractRunner):
         settings = resolve_settings(settings_from(session_config_loader()), self._overrides)
         groups = task_groups(pipeline)
         needs = group_dependencies(groups)
-        with _connect(settings) as client:
-            self._logger.info("Dask: %d tasks on %s (%s)", len(groups), client.scheduler.address, _describe_cluster(settings))
+        # A local cluster's workers are forked from a server that imports the project while the driver runs its own
+        # tasks; without one (no forkserver on this platform), the cluster starts now and its workers import meanwhile.
+        forked = _local_cpu_cluster(settings) and start_forkserver()
+        announce = lambda client: self._logger.info(  # noqa: E731
+            "Dask: %d tasks on %s (%s)", len(groups), client.scheduler.address, _describe_cluster(settings)
+        )
+        with LazyClient(settings, announce) as client:
+            if not forked:
+                client.connect()
             self._schedule(client, groups, needs, catalog, hook_manager, run_id, settings)
 
     def _schedule(self, client, groups, needs, catalog, hook_manager, run_id, settings: DaskSettings) -> None:
@@ -192,7 +196,7 @@ class DaskRunner(AbstractRunner):
                     continue
                 if failures:
                     ready.clear()
-                for worker in watch.idle_workers()[: len(ready)]:
+                for worker in watch.idle_workers()[: len(ready)] if ready else []:  # no cluster needed before
                     name = ready.pop(0)
                     future = client.submit(
                         run_task,
@@ -215,7 +219,8 @@ class DaskRunner(AbstractRunner):
                 for future in finished:
                     self._collect(future, names.pop(future), catalog, done, failures, len(groups))
         except BaseException:
-            client.cancel(list(names))
+            if names:
+                client.cancel(list(names))
             raise
         finally:
             watch.close()
@@ -423,6 +428,62 @@ def _describe_cluster(settings: DaskSettings) -> str:
     )
 
 
+class LazyClient:
+    """The run's Dask client, connected when first used: a local cluster starts once a task must go to a
+    worker, so the driver's own tasks (data preparation, the teacher's training) run meanwhile, and the
+    workers' processes, forked from a server that has imported the project by then
+    (:func:`start_forkserver`), are ready at once. Closes what it opened."""
+
+    def __init__(self, settings: DaskSettings, on_connect: Callable[[Any], None]) -> None:
+        self._settings, self._on_connect = settings, on_connect
+        self._stack = ExitStack()
+        self._client: Any = None
+
+    def connect(self) -> Any:
+        if self._client is None:
+            self._client = self._stack.enter_context(_connect(self._settings))
+            self._on_connect(self._client)
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:  # the client's own methods: submit, processing, cancel...
+        return getattr(self.connect(), name)
+
+    def __enter__(self) -> LazyClient:
+        return self
+
+    def __exit__(self, *error: Any) -> None:
+        self._stack.close()
+
+
+def _local_cpu_cluster(settings: DaskSettings) -> bool:
+    return settings.address is None and not settings.gpus_per_worker
+
+
+def start_forkserver() -> bool:
+    """Start the server that local workers' processes are forked from, importing what a worker needs
+    (:data:`~distillation_studies.worker_preload.WORKER_MODULES`, about 6 s of CPU) on a core the driver
+    leaves free while it prepares the data and trains the teacher. Each worker then starts with the project
+    imported, instead of two workers importing it each on the cores the teacher's training needs. Where
+    the platform has no forkserver (False), or one runs already (its imports are what they are), nothing changes."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from distillation_studies.worker_preload import WORKER_MODULES
+
+    if not _has_forkserver():
+        return False
+    preload = ["distributed", *WORKER_MODULES, f"{PACKAGE}.worker_forkserver"]
+    multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
+    forkserver.ensure_running()
+    return True
+
+
+def _has_forkserver() -> bool:
+    import multiprocessing
+
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
 @contextmanager
 def _connect(settings: DaskSettings) -> Iterator[Any]:
     """A client of the configured scheduler, or of a local cluster started (and stopped) for this run."""
@@ -462,6 +523,8 @@ def _connect(settings: DaskSettings) -> Iterator[Any]:
         "distributed.scheduler.allowed-failures": settings.allowed_failures,
         "distributed.deploy.lost-worker-timeout": f"{settings.no_worker_timeout_s}s",
     }
+    if not settings.gpus_per_worker and _has_forkserver():
+        patience["distributed.worker.multiprocessing-method"] = "forkserver"  # see start_forkserver
     with dask.config.set(patience):
         if settings.gpus_per_worker:
             try:
@@ -525,10 +588,10 @@ def dask_setup(worker=None) -> None:
     hooks when the worker starts, not inside its first task."""
     import importlib
 
-    # The nodes of the tasks that train or evaluate models: the others run in the driver (:func:`runs_in_driver`),
-    # and their modules (the report's matplotlib, SciPy and Optuna, about 1.5 s) would only slow a worker's start.
-    for pipeline in WORKER_PIPELINES:
-        importlib.import_module(f"{PACKAGE}.pipelines.{pipeline}.nodes")
+    from distillation_studies.worker_preload import WORKER_MODULES
+
+    for module in WORKER_MODULES:
+        importlib.import_module(module)
     _hook_manager()
 
 

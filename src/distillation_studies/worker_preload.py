@@ -17,6 +17,20 @@ import atexit
 import os
 import threading
 
+# What a worker imports before its first task: the nodes of the tasks that train or evaluate models (the others
+# run in the driver, and their modules, the report's matplotlib, SciPy and Optuna, would only slow a worker's
+# start; a search task imports its own when it first runs on a worker), and what a worker's first arm would
+# import on the way (1.3 s here): torch.optim imports torch._dynamo when the first optimiser is built, and the
+# logged model needs torch.export.
+WORKER_MODULES = (
+    "distillation_studies.runner",
+    "distillation_studies.pipelines.teacher.nodes",
+    "distillation_studies.pipelines.distillation.nodes",
+    "distillation_studies.pipelines.evaluation.nodes",
+    "torch._dynamo",
+    "torch.export",
+)
+
 _importing: threading.Thread | None = None  # this worker's import of the project, while it runs
 
 
@@ -27,8 +41,14 @@ def dask_setup(worker=None) -> None:
 
 
 def dask_teardown(worker=None) -> None:
-    """Called as the worker closes: its process will end without the interpreter's teardown. Registered
-    now, last, the callback runs first at exit; it runs every other exit callback before ending the process."""
+    """Called as the worker closes: its process will end without the interpreter's teardown."""
+    end_without_teardown()
+
+
+def end_without_teardown() -> None:
+    """Make this process's exit skip the interpreter's teardown (unless ``DISTILLATION_STUDIES_FULL_EXIT``).
+    Registered last, the callback runs first at exit; it runs every other exit callback, then ends the process
+    with status 0: call it only once the process has nothing left to do but end well."""
     from distillation_studies.fast_exit import FULL_EXIT_ENV
 
     if not os.environ.get(FULL_EXIT_ENV):
@@ -43,16 +63,9 @@ def _exit_without_teardown() -> None:
 
 
 def _import_project() -> None:
-    import importlib
-
     from distillation_studies.runner import dask_setup as import_nodes_and_hooks
 
-    import_nodes_and_hooks()
-    # What a worker's first arm would import on the way (1.3 s here): torch.optim imports torch._dynamo when
-    # the first optimiser is built, and the logged model needs torch.export. A worker that waits for the
-    # teacher imports them meanwhile, not in its first arm.
-    for module in ("torch._dynamo", "torch.export"):
-        importlib.import_module(module)
+    import_nodes_and_hooks()  # WORKER_MODULES, and the project's hooks registered
 
 
 def wait() -> None:
