@@ -304,3 +304,66 @@ def test_the_driver_trains_the_local_clusters_teacher_with_the_workers_torch_thr
         torch.set_num_threads(before)
     assert catalog.load("teacher_model") == (os.getpid(), 1)
     assert all(catalog.load(f"students.{k}.seed_0.model")[0] != os.getpid() for k in ("ce", "kd"))
+
+
+def _worker_start_state() -> tuple[int, bool]:
+    """A worker's parent process and whether the project's arm nodes were imported when it was asked."""
+    import os
+    import sys
+
+    return os.getppid(), "distillation_studies.pipelines.distillation.nodes" in sys.modules
+
+
+def _recording_connect(monkeypatch, events: list) -> None:
+    from contextlib import contextmanager
+
+    from distillation_studies import runner
+
+    real_connect = runner._connect
+
+    @contextmanager
+    def recorded(settings):
+        events.append("cluster starts")
+        with real_connect(settings) as client:
+            events.append(sorted(client.run(_worker_start_state).values()))
+            yield client
+
+    monkeypatch.setattr(runner, "_connect", recorded)
+
+
+def test_a_local_cluster_starts_when_an_arm_needs_a_worker_forked_with_the_project_imported(monkeypatch):
+    import os
+
+    events: list = []
+    _recording_connect(monkeypatch, events)
+
+    def teacher(raw: float) -> float:
+        events.append("teacher trained")
+        return raw
+
+    arms = [Pipeline([node(double, "teacher_model", "model", name="distil")], namespace=f"students.{k}.seed_0", inputs={"teacher_model"}) for k in ("ce", "kd")]
+    pipeline = Pipeline([node(teacher, "raw", "teacher_model", name="train_teacher"), *arms])
+    catalog = catalog_for(pipeline)
+    DaskRunner(workers=2, torch_threads=1).run(pipeline, catalog)
+    assert catalog.load("students.kd.seed_0.model") == 2.0
+    assert events[:2] == ["teacher trained", "cluster starts"]  # the driver's own task first, the cluster after it
+    (first, imported_first), (second, imported_second) = events[2]
+    assert first == second != os.getpid()  # forked by one server, not started by this process's nannies
+    assert imported_first and imported_second  # already there when the worker started
+
+
+def test_a_run_whose_tasks_all_run_in_the_driver_starts_no_cluster(monkeypatch):
+    events: list = []
+    _recording_connect(monkeypatch, events)
+    pipeline = Pipeline([node(double, "raw", "doubled", name="prepare"), node(double, "doubled", "report", name="report")])
+    catalog = catalog_for(pipeline)
+    DaskRunner(workers=2, torch_threads=1).run(pipeline, catalog)
+    assert catalog.load("report") == 4.0 and events == []
+
+
+def test_an_existing_cluster_is_connected_at_once(monkeypatch, cluster):
+    events: list = []
+    _recording_connect(monkeypatch, events)
+    pipeline = Pipeline([node(double, "raw", "doubled", name="prepare")])
+    DaskRunner(address=cluster).run(pipeline, catalog_for(pipeline))
+    assert events[0] == "cluster starts"  # no forkserver to wait for: connected before the first task

@@ -61,3 +61,32 @@ def test_a_closed_workers_process_runs_its_exit_callbacks_and_skips_the_teardown
     assert process.exitcode == 0
     assert (tmp_path / "atexit").read_text() == "ran"  # registered before the worker closed: still run
     assert (tmp_path / "teardown").exists() == full_exit  # DISTILLATION_STUDIES_FULL_EXIT=1 keeps Python's exit
+
+
+FORKSERVER_PROBE = """
+import atexit, sys
+from pathlib import Path
+
+folder = Path(sys.argv[1])
+
+class FreedAtTeardown:
+    def __del__(self):
+        (folder / "teardown").write_text("ran")
+
+kept = FreedAtTeardown()
+atexit.register(lambda: (folder / "atexit").write_text("ran"))
+import distillation_studies.worker_forkserver  # what the workers' forkserver imports last
+raise SystemExit  # how the forkserver ends once the driver has gone
+"""
+
+
+@pytest.mark.parametrize("full_exit", [False, True])
+def test_the_workers_forkserver_ends_without_the_teardown(tmp_path, monkeypatch, full_exit):
+    if full_exit:
+        monkeypatch.setenv(FULL_EXIT_ENV, "1")
+    else:
+        monkeypatch.delenv(FULL_EXIT_ENV, raising=False)
+    done = subprocess.run([sys.executable, "-c", FORKSERVER_PROBE, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert (tmp_path / "teardown").exists() == full_exit

@@ -6,7 +6,9 @@ is one task (its training and its evaluation, on one worker), every other node i
 The driver starts a task once the tasks producing its inputs are done: the teacher runs once, the arms
 then run side by side, and the comparison runs when all arms are done. Tasks that train or evaluate a
 model go to the Dask workers; the light ones (data preparation, comparison, report) run in the driver, and
-so does the teacher on a local cluster without GPUs (:func:`runs_in_driver`).
+so does the teacher on a local cluster without GPUs (:func:`runs_in_driver`). Such a cluster starts when the
+first task needs a worker (:class:`LazyClient`), its workers forked from a server that imported the project
+meanwhile (:func:`start_forkserver`).
 
 Each task receives the datasets it reads and writes (the catalog's own objects, so every output is saved
 under the run's one save version, on a filesystem or fsspec URL the workers share) and the study's

@@ -1,5 +1,8 @@
 """The Dask preload of a local cluster's workers: the project imported in the background.
 
+Where the workers are forked from a server that imported the project already (:func:`runner.start_forkserver`,
+the local cluster without GPUs), the background import below finds everything imported and ends at once.
+
 Preloading ``distillation_studies.runner`` itself imports torch, MLflow and Kedro (about 4 s) before a
 worker registers, and the local cluster, and with it the driver, waited for that. This preload returns at
 once: the cluster is up in about a second, the driver prepares the data while the workers import, and each
