@@ -347,9 +347,39 @@ def test_a_local_cluster_starts_when_an_arm_needs_a_worker_forked_with_the_proje
     DaskRunner(workers=2, torch_threads=1).run(pipeline, catalog)
     assert catalog.load("students.kd.seed_0.model") == 2.0
     assert events[:2] == ["teacher trained", "cluster starts"]  # the driver's own task first, the cluster after it
-    (first, imported_first), (second, imported_second) = events[2]
+    (first, _), (second, _) = events[2]
     assert first == second != os.getpid()  # forked by one server, not started by this process's nannies
-    assert imported_first and imported_second  # already there when the worker started
+
+
+FRESH_DRIVER = """
+from distillation_studies.runner import DaskSettings, _connect, start_forkserver
+
+
+def _worker_start_state():
+    import os, sys
+
+    return os.getppid(), "distillation_studies.pipelines.distillation.nodes" in sys.modules
+
+
+if __name__ == "__main__":
+    assert start_forkserver()
+    with _connect(DaskSettings(workers=2)) as client:
+        print("imported at start:", sorted(imported for _, imported in client.run(_worker_start_state).values()))
+"""
+
+
+def test_workers_forked_from_the_server_start_with_the_project_imported(tmp_path):
+    """In a process of its own, as in ``kedro run``: a forkserver started earlier (by another test's cluster in
+    this process) keeps the imports it was started with."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "driver.py"
+    script.write_text(FRESH_DRIVER)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = [line for line in done.stdout.splitlines() if line.startswith("imported at start:")]
+    assert found == ["imported at start: [True, True]"], done.stdout[-3000:]  # there when each worker was first asked
 
 
 def test_a_run_whose_tasks_all_run_in_the_driver_starts_no_cluster(monkeypatch):
