@@ -397,3 +397,24 @@ def test_an_existing_cluster_is_connected_at_once(monkeypatch, cluster):
     pipeline = Pipeline([node(double, "raw", "doubled", name="prepare")])
     DaskRunner(address=cluster).run(pipeline, catalog_for(pipeline))
     assert events[0] == "cluster starts"  # no forkserver to wait for: connected before the first task
+
+
+def test_the_forkserver_imports_the_node_modules_of_the_tasks_sent_to_workers():
+    from distillation_studies.pipelines.comparison.nodes import gather_seeds
+    from distillation_studies.pipelines.search.nodes import search_methods
+    from distillation_studies.runner import DaskSettings, worker_node_modules
+
+    pipeline = Pipeline(
+        [
+            node(  # trains: on a worker
+                search_methods,
+                ["teacher_model", "model_input", "data_summary", "student_model", "student_training", "methods", "search", "storage", "tracking"],
+                "search_trials",
+                name="search",
+                tags="search",
+            ),
+            node(gather_seeds, "search_trials", "gathered", name="gather"),  # light: in the driver
+            node(double, "gathered", "report", name="report"),  # a function outside the project: its module is not ours
+        ]
+    )
+    assert worker_node_modules(task_groups(pipeline), DaskSettings()) == ["distillation_studies.pipelines.search.nodes"]

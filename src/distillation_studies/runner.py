@@ -158,7 +158,7 @@ class DaskRunner(AbstractRunner):
         needs = group_dependencies(groups)
         # A local cluster's workers are forked from a server that imports the project while the driver runs its own
         # tasks; without one (no forkserver on this platform), the cluster starts now and its workers import meanwhile.
-        forked = _local_cpu_cluster(settings) and start_forkserver()
+        forked = _local_cpu_cluster(settings) and start_forkserver(worker_node_modules(groups, settings))
         announce = lambda client: self._logger.info(  # noqa: E731
             "Dask: %d tasks on %s (%s)", len(groups), client.scheduler.address, _describe_cluster(settings)
         )
@@ -461,12 +461,19 @@ def _local_cpu_cluster(settings: DaskSettings) -> bool:
     return settings.address is None and not settings.gpus_per_worker
 
 
-def start_forkserver() -> bool:
+def worker_node_modules(groups: dict[str, list[Node]], settings: DaskSettings) -> list[str]:
+    """The modules of the node functions this run sends to workers (a search's too, when it has one)."""
+    modules = {node.func.__module__ for nodes in groups.values() if not runs_in_driver(nodes, settings) for node in nodes}
+    return sorted(name for name in modules if name.startswith(f"{PACKAGE}."))
+
+
+def start_forkserver(node_modules: list[str] = ()) -> bool:
     """Start the server that local workers' processes are forked from, importing what a worker needs
-    (:data:`~distillation_studies.worker_preload.WORKER_MODULES`, about 6 s of CPU) on a core the driver
-    leaves free while it prepares the data and trains the teacher. Each worker then starts with the project
-    imported, instead of two workers importing it each on the cores the teacher's training needs. Where
-    the platform has no forkserver (False), or one runs already (its imports are what they are), nothing changes."""
+    (:data:`~distillation_studies.worker_preload.WORKER_MODULES` and this run's ``node_modules``, about 6 s of
+    CPU) on a core the driver leaves free while it prepares the data and trains the teacher. Each worker then
+    starts with the project imported, instead of two workers importing it each on the cores the teacher's
+    training needs. Where the platform has no forkserver (False), or one runs already (its imports are what
+    they are), nothing changes."""
     import multiprocessing
     from multiprocessing import forkserver
 
@@ -474,7 +481,7 @@ def start_forkserver() -> bool:
 
     if not _has_forkserver():
         return False
-    preload = ["distributed", *WORKER_MODULES, f"{PACKAGE}.worker_forkserver"]
+    preload = ["distributed", *dict.fromkeys([*WORKER_MODULES, *node_modules]), f"{PACKAGE}.worker_forkserver"]
     multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
     forkserver.ensure_running()
     return True
