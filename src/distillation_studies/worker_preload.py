@@ -23,9 +23,8 @@ import threading
 # What a worker imports before its first task: the nodes of the tasks that train or evaluate models (the others
 # run in the driver, and their modules, the report's matplotlib, SciPy and Optuna, would only slow a worker's
 # start; a search's nodes are imported by the local forkserver of a run that has them, elsewhere when its first
-# task runs on a worker), and what a worker's first arm would
-# import on the way (1.3 s here): torch.optim imports torch._dynamo when the first optimiser is built, and the
-# logged model needs torch.export.
+# task runs on a worker), and what a worker's first arm would import on the way (1.3 s here): torch.optim
+# imports torch._dynamo when the first optimiser is built, and the logged model needs torch.export.
 WORKER_MODULES = (
     "distillation_studies.runner",
     "distillation_studies.pipelines.teacher.nodes",
