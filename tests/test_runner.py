@@ -331,7 +331,7 @@ def _recording_connect(monkeypatch, events: list) -> None:
     monkeypatch.setattr(runner, "_connect", recorded)
 
 
-def test_a_local_cluster_starts_when_an_arm_needs_a_worker_forked_with_the_project_imported(monkeypatch):
+def test_a_local_cluster_starts_when_an_arm_needs_a_worker_and_its_workers_share_one_forkserver(monkeypatch):
     import os
 
     events: list = []
