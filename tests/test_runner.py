@@ -418,3 +418,15 @@ def test_the_forkserver_imports_the_node_modules_of_the_tasks_sent_to_workers():
         ]
     )
     assert worker_node_modules(task_groups(pipeline), DaskSettings()) == ["distillation_studies.pipelines.search.nodes"]
+
+
+@pytest.mark.parametrize(("platform", "forked"), [("linux", True), ("darwin", False), ("win32", False)])
+def test_workers_are_forked_on_linux_only(monkeypatch, platform, forked):
+    import multiprocessing
+    import sys
+
+    from distillation_studies import runner
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn", "fork", "forkserver"])
+    assert runner._has_forkserver() is forked

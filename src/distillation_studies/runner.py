@@ -157,7 +157,7 @@ class DaskRunner(AbstractRunner):
         groups = task_groups(pipeline)
         needs = group_dependencies(groups)
         # A local cluster's workers are forked from a server that imports the project while the driver runs its own
-        # tasks; without one (no forkserver on this platform), the cluster starts now and its workers import meanwhile.
+        # tasks; without one (off Linux), the cluster starts now and its workers import the project meanwhile.
         forked = _local_cpu_cluster(settings) and start_forkserver(worker_node_modules(groups, settings))
         announce = lambda client: self._logger.info(  # noqa: E731
             "Dask: %d tasks on %s (%s)", len(groups), client.scheduler.address, _describe_cluster(settings)
@@ -472,8 +472,8 @@ def start_forkserver(node_modules: list[str] = ()) -> bool:
     (:data:`~distillation_studies.worker_preload.WORKER_MODULES` and this run's ``node_modules``, about 6 s of
     CPU) on a core the driver leaves free while it prepares the data and trains the teacher. Each worker then
     starts with the project imported, instead of two workers importing it each on the cores the teacher's
-    training needs. Where the platform has no forkserver (False), or one runs already (its imports are what
-    they are), nothing changes."""
+    training needs. Off Linux (False), or where a forkserver runs already (its imports are what they are),
+    nothing changes."""
     import multiprocessing
     from multiprocessing import forkserver
 
@@ -488,9 +488,12 @@ def start_forkserver(node_modules: list[str] = ()) -> bool:
 
 
 def _has_forkserver() -> bool:
+    """Linux only: macOS has a forkserver, but forking a process that loaded its system frameworks (torch does)
+    is what made Python start processes afresh there by default."""
     import multiprocessing
+    import sys
 
-    return "forkserver" in multiprocessing.get_all_start_methods()
+    return sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods()
 
 
 @contextmanager
