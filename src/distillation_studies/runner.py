@@ -386,7 +386,7 @@ def runs_in_driver(nodes: list[Node], settings: DaskSettings) -> bool:
         return True
     teacher = ArmRun.teacher().key
     trains_teacher = any((arm := arm_of(output)) is not None and arm.key == teacher for node in nodes for output in node.outputs)
-    return trains_teacher and settings.address is None and not settings.gpus_per_worker
+    return trains_teacher and _local_cpu_cluster(settings)
 
 
 @contextmanager
